@@ -1,0 +1,20 @@
+//! Compiles `proto/` into Rust with tonic/prost. protoc comes from the `protoc-bin-vendored`
+//! crate, so the build never depends on whatever protoc the host happens to have.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
+    let protos = [
+        "proto/noid/v1/vm.proto",
+        "proto/noid/v1/exec.proto",
+        "proto/noid/v1/checkpoint.proto",
+        "proto/noid/v1/files.proto",
+        "proto/noid/v1/service.proto",
+        "proto/noid/agent/v1/agent.proto",
+    ];
+    tonic_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_protos(&protos, &["proto"])?;
+    println!("cargo:rerun-if-changed=proto");
+    Ok(())
+}

@@ -1,0 +1,23 @@
+//! The `noid` library: the generated API (control plane and guest agent), validation of names,
+//! and the client helpers that the CLI, the tests and Rust programs share.
+
+pub mod client;
+pub mod names;
+
+/// The control-plane API (`proto/noid/v1`).
+pub mod v1 {
+    tonic::include_proto!("noid.v1");
+}
+
+/// The host <-> guest agent API (`proto/noid/agent/v1`).
+pub mod agent {
+    pub mod v1 {
+        tonic::include_proto!("noid.agent.v1");
+    }
+}
+
+/// Version of this build, reported by the server, the CLI and the agent.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Version of the agent API; the server refuses agents that speak another.
+pub const AGENT_PROTOCOL: u32 = 1;
