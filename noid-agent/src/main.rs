@@ -1,0 +1,55 @@
+//! noid-agent: runs inside every guest. As PID 1 it first does init's duties (see `init`);
+//! then it serves the agent API on every transport the guest has.
+
+mod exec;
+mod fdstream;
+mod init;
+mod reaper;
+mod service;
+mod system;
+mod transport;
+
+use noid::agent::v1::agent_server::AgentServer;
+
+use crate::reaper::Reaper;
+use crate::service::AgentService;
+
+const SERIAL_PORT_NAME: &str = "noid.agent";
+
+fn main() {
+    let pid1 = std::process::id() == 1;
+    if pid1 {
+        init::run();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let reaper = match Reaper::start() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("noid-agent: cannot watch children: {e}");
+                std::process::exit(1);
+            }
+        };
+        let service = AgentServer::new(AgentService::new(reaper))
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+        eprintln!("noid-agent {} starting", noid::VERSION);
+        let serial = tokio::spawn(transport::serial::serve(
+            SERIAL_PORT_NAME.to_string(),
+            service.clone(),
+        ));
+        if transport::vsock::available() {
+            let port = transport::vsock::AGENT_PORT;
+            tokio::spawn(async move {
+                if let Err(e) = transport::vsock::serve(port, service).await {
+                    eprintln!("noid-agent: vsock: {e}");
+                }
+            });
+        }
+        let _ = serial.await;
+    });
+}

@@ -1,0 +1,85 @@
+//! The agent's gRPC service: thin handlers over `exec`, `system` and `init`.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::Stream;
+use noid::agent::v1::agent_server::Agent;
+use noid::agent::v1::{
+    exec_request, ExecRequest, ExecResponse, HealthRequest, HealthResponse, PostRestoreRequest,
+    PostRestoreResponse, ShutdownRequest, ShutdownResponse,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::reaper::Reaper;
+use crate::{exec, system};
+
+pub struct AgentService {
+    reaper: Reaper,
+}
+
+impl AgentService {
+    pub fn new(reaper: Reaper) -> Self {
+        Self { reaper }
+    }
+}
+
+type ExecStream = Pin<Box<dyn Stream<Item = Result<ExecResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Agent for AgentService {
+    async fn health(&self, _: Request<HealthRequest>) -> Result<Response<HealthResponse>, Status> {
+        Ok(Response::new(HealthResponse {
+            agent_version: noid::VERSION.to_string(),
+            kernel_release: system::kernel_release(),
+            hostname: system::hostname(),
+            uptime_ms: system::uptime_ms(),
+            protocol: noid::AGENT_PROTOCOL,
+        }))
+    }
+
+    type ExecStream = ExecStream;
+
+    async fn exec(
+        &self,
+        req: Request<Streaming<ExecRequest>>,
+    ) -> Result<Response<ExecStream>, Status> {
+        let mut input = req.into_inner();
+        let start = match input.message().await? {
+            Some(ExecRequest {
+                msg: Some(exec_request::Msg::Start(s)),
+            }) => s,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first exec message must be start",
+                ))
+            }
+        };
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(exec::run(self.reaper.clone(), start, input, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn post_restore(
+        &self,
+        req: Request<PostRestoreRequest>,
+    ) -> Result<Response<PostRestoreResponse>, Status> {
+        let req = req.into_inner();
+        system::post_restore(&req).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(PostRestoreResponse {}))
+    }
+
+    async fn shutdown(
+        &self,
+        _: Request<ShutdownRequest>,
+    ) -> Result<Response<ShutdownResponse>, Status> {
+        tokio::spawn(async {
+            // Let the answer reach the host first.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            system::power_off().await;
+        });
+        Ok(Response::new(ShutdownResponse {}))
+    }
+}
