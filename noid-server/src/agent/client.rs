@@ -1,0 +1,181 @@
+//! Calling a guest agent. One lazily connected HTTP/2 channel per VM carries every call; when
+//! the connection breaks (guest restored, server restarted) the next call reconnects.
+
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use hyper_util::rt::TokioIo;
+use noid::agent::v1 as pb;
+use noid::agent::v1::agent_client::AgentClient;
+use thiserror::Error;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use super::connect::connect;
+use crate::core::types::{ExecEvent, ExecInput, ExecSpec, ExitStatus, TtySize};
+use crate::vmm::AgentEndpoint;
+
+#[derive(Debug, Error)]
+pub enum AgentError {
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("{message}")]
+    Rejected { code: tonic::Code, message: String },
+}
+
+impl From<tonic::Status> for AgentError {
+    fn from(s: tonic::Status) -> Self {
+        match s.code() {
+            // Transport failures surface as Unavailable/Unknown/Cancelled without an answer
+            // from the agent itself.
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+                AgentError::Unreachable(format!("guest agent unreachable: {}", s.message()))
+            }
+            code => AgentError::Rejected {
+                code,
+                message: s.message().to_string(),
+            },
+        }
+    }
+}
+
+/// What the agent reports about itself.
+#[derive(Debug, Clone)]
+pub struct AgentHealth {
+    pub version: String,
+    pub kernel_release: String,
+    pub protocol: u32,
+}
+
+#[derive(Clone)]
+pub struct GuestAgent {
+    client: AgentClient<Channel>,
+}
+
+fn pb_size(s: TtySize) -> pb::TtySize {
+    pb::TtySize {
+        rows: s.rows,
+        cols: s.cols,
+    }
+}
+
+fn to_request(input: ExecInput) -> pb::ExecRequest {
+    use pb::exec_request::Msg;
+    let msg = match input {
+        ExecInput::Stdin(data) => Msg::Stdin(data),
+        ExecInput::CloseStdin => Msg::CloseStdin(true),
+        ExecInput::Signal(sig) => Msg::Signal(sig),
+        ExecInput::Resize(size) => Msg::Resize(pb_size(size)),
+    };
+    pb::ExecRequest { msg: Some(msg) }
+}
+
+fn to_event(resp: pb::ExecResponse) -> Option<ExecEvent> {
+    use pb::exec_response::Msg;
+    Some(match resp.msg? {
+        Msg::StartedPid(pid) => ExecEvent::Started { pid },
+        Msg::Stdout(d) => ExecEvent::Stdout(d),
+        Msg::Stderr(d) => ExecEvent::Stderr(d),
+        Msg::Exit(e) => ExecEvent::Exit(ExitStatus {
+            code: e.code,
+            signal: e.signal,
+            timed_out: e.timed_out,
+        }),
+    })
+}
+
+impl GuestAgent {
+    /// A handle that connects on first use (and again after the connection breaks).
+    pub fn lazy(endpoint: AgentEndpoint) -> Self {
+        let connector = tower::service_fn(move |_: Uri| {
+            let endpoint = endpoint.clone();
+            async move { connect(&endpoint).await.map(TokioIo::new) }
+        });
+        let channel = Endpoint::from_static("http://agent.noid.internal")
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .connect_with_connector_lazy(connector);
+        Self {
+            client: AgentClient::new(channel)
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20),
+        }
+    }
+
+    pub async fn health(&self, timeout: Duration) -> Result<AgentHealth, AgentError> {
+        let mut client = self.client.clone();
+        let resp = tokio::time::timeout(timeout, client.health(pb::HealthRequest {}))
+            .await
+            .map_err(|_| {
+                AgentError::Unreachable(format!(
+                    "guest agent did not answer within {}s",
+                    timeout.as_secs_f32()
+                ))
+            })??
+            .into_inner();
+        Ok(AgentHealth {
+            version: resp.agent_version,
+            kernel_release: resp.kernel_release,
+            protocol: resp.protocol,
+        })
+    }
+
+    /// Starts `spec` in the guest; `input` feeds it, the returned stream reports it.
+    pub async fn exec<S>(
+        &self,
+        spec: ExecSpec,
+        input: S,
+    ) -> Result<impl Stream<Item = Result<ExecEvent, AgentError>> + Send + 'static, AgentError>
+    where
+        S: Stream<Item = ExecInput> + Send + 'static,
+    {
+        let start = pb::ExecStart {
+            argv: spec.argv,
+            env: spec.env,
+            cwd: spec.cwd.unwrap_or_default(),
+            stdin: spec.stdin,
+            tty: spec.tty.is_some(),
+            tty_size: spec.tty.map(pb_size),
+            timeout_ms: spec
+                .timeout
+                .map(|d| d.as_millis().min(u32::MAX as u128) as u32)
+                .unwrap_or(0),
+        };
+        let first = pb::ExecRequest {
+            msg: Some(pb::exec_request::Msg::Start(start)),
+        };
+        let outbound = futures::stream::once(async move { first }).chain(input.map(to_request));
+        let inbound = self.client.clone().exec(outbound).await?.into_inner();
+        Ok(inbound.filter_map(|item| async move {
+            match item {
+                Ok(resp) => to_event(resp).map(Ok),
+                Err(status) => Some(Err(AgentError::from(status))),
+            }
+        }))
+    }
+
+    pub async fn post_restore(
+        &self,
+        unix_nanos: i64,
+        entropy: Vec<u8>,
+        hostname: String,
+    ) -> Result<(), AgentError> {
+        self.client
+            .clone()
+            .post_restore(pb::PostRestoreRequest {
+                unix_nanos,
+                entropy,
+                hostname,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Asks the guest to power off; waits at most `timeout` for the answer.
+    pub async fn shutdown(&self, timeout: Duration) -> Result<(), AgentError> {
+        let mut client = self.client.clone();
+        tokio::time::timeout(timeout, client.shutdown(pb::ShutdownRequest {}))
+            .await
+            .map_err(|_| AgentError::Unreachable("guest agent did not answer shutdown".into()))??;
+        Ok(())
+    }
+}

@@ -1,0 +1,79 @@
+//! Translation between generated proto types and core domain types.
+
+use std::time::Duration;
+
+use noid::v1 as pb;
+
+use crate::core::{ExecEvent, ExecInput, ExecSpec, TtySize};
+use crate::store::{VmRecord, VmState};
+
+pub fn vm(v: &VmRecord) -> pb::Vm {
+    let state = match v.state {
+        VmState::Creating => pb::VmState::Creating,
+        VmState::Running => pb::VmState::Running,
+        VmState::Stopped => pb::VmState::Stopped,
+        VmState::Deleting => pb::VmState::Deleting,
+    };
+    pb::Vm {
+        name: v.name.clone(),
+        id: v.id.clone(),
+        state: state as i32,
+        cpus: v.cpus,
+        memory_mib: v.memory_mib,
+        created_at: v.created_at,
+        backend: v.backend.clone(),
+        image_id: v.image_id.clone(),
+        kernel_release: v.kernel_release.clone(),
+        address: String::new(),
+        parent_checkpoint: v.parent_checkpoint.clone().unwrap_or_default(),
+        vmm_pid: v.process.map(|p| p.pid).unwrap_or(0),
+    }
+}
+
+fn size(s: pb::TtySize) -> TtySize {
+    TtySize {
+        rows: s.rows,
+        cols: s.cols,
+    }
+}
+
+/// The VM name and the command of an Exec stream's first message.
+pub fn exec_start(s: pb::ExecStart) -> (String, ExecSpec) {
+    let spec = ExecSpec {
+        argv: s.argv,
+        env: s.env.into_iter().collect(),
+        cwd: (!s.cwd.is_empty()).then_some(s.cwd),
+        stdin: s.stdin,
+        tty: s
+            .tty
+            .then(|| size(s.tty_size.unwrap_or(pb::TtySize { rows: 24, cols: 80 }))),
+        timeout: (s.timeout_ms > 0).then(|| Duration::from_millis(s.timeout_ms.into())),
+    };
+    (s.vm, spec)
+}
+
+pub fn exec_input(r: pb::ExecRequest) -> Option<ExecInput> {
+    use pb::exec_request::Msg;
+    Some(match r.msg? {
+        Msg::Stdin(d) => ExecInput::Stdin(d),
+        Msg::CloseStdin(_) => ExecInput::CloseStdin,
+        Msg::Signal(s) => ExecInput::Signal(s),
+        Msg::Resize(s) => ExecInput::Resize(size(s)),
+        Msg::Start(_) => return None,
+    })
+}
+
+pub fn exec_event(e: ExecEvent) -> pb::ExecResponse {
+    use pb::exec_response::Msg;
+    let msg = match e {
+        ExecEvent::Started { pid } => Msg::Started(pb::ExecStarted { pid }),
+        ExecEvent::Stdout(d) => Msg::Stdout(d),
+        ExecEvent::Stderr(d) => Msg::Stderr(d),
+        ExecEvent::Exit(x) => Msg::Exit(pb::ExecExit {
+            code: x.code,
+            signal: x.signal,
+            timed_out: x.timed_out,
+        }),
+    };
+    pb::ExecResponse { msg: Some(msg) }
+}

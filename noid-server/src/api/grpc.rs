@@ -1,0 +1,229 @@
+//! The gRPC service: for every RPC, authenticate, translate, call the core, map the error.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use noid::v1 as pb;
+use noid::v1::noid_server::Noid;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert;
+use crate::core::{CoreError, CreateVm, Manager, User};
+
+pub struct GrpcApi {
+    core: Arc<Manager>,
+}
+
+impl GrpcApi {
+    pub fn new(core: Arc<Manager>) -> Self {
+        Self { core }
+    }
+
+    fn user<T>(&self, req: &Request<T>) -> Result<User, Status> {
+        let header = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        Ok(self.core.authenticate(header)?)
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+fn later(what: &str, issue: &str) -> Status {
+    CoreError::Unimplemented(format!("{what} is not implemented yet (planned: {issue})")).into()
+}
+
+fn optional(n: u32) -> Option<u32> {
+    (n != 0).then_some(n)
+}
+
+#[tonic::async_trait]
+impl Noid for GrpcApi {
+    async fn health(
+        &self,
+        _: Request<pb::HealthRequest>,
+    ) -> Result<Response<pb::HealthResponse>, Status> {
+        Ok(Response::new(pb::HealthResponse {
+            serving: true,
+            version: noid::VERSION.into(),
+        }))
+    }
+
+    async fn get_server_info(
+        &self,
+        req: Request<pb::GetServerInfoRequest>,
+    ) -> Result<Response<pb::ServerInfo>, Status> {
+        self.user(&req)?;
+        let i = self.core.server_info();
+        Ok(Response::new(pb::ServerInfo {
+            version: noid::VERSION.into(),
+            backend: i.backend,
+            image_id: i.image_id,
+            kernel_release: i.kernel_release,
+            default_cpus: i.default_cpus,
+            default_memory_mib: i.default_memory_mib,
+            max_cpus: i.max_cpus,
+            max_memory_mib: i.max_memory_mib,
+            min_memory_mib: i.min_memory_mib,
+        }))
+    }
+
+    async fn who_am_i(
+        &self,
+        req: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        let user = self.user(&req)?;
+        Ok(Response::new(pb::WhoAmIResponse { user: user.0 }))
+    }
+
+    async fn create_vm(
+        &self,
+        req: Request<pb::CreateVmRequest>,
+    ) -> Result<Response<pb::Vm>, Status> {
+        let user = self.user(&req)?;
+        let r = req.into_inner();
+        let vm = self
+            .core
+            .create_vm(
+                &user,
+                CreateVm {
+                    name: r.name,
+                    cpus: optional(r.cpus),
+                    memory_mib: optional(r.memory_mib),
+                },
+            )
+            .await?;
+        Ok(Response::new(convert::vm(&vm)))
+    }
+
+    async fn get_vm(&self, req: Request<pb::GetVmRequest>) -> Result<Response<pb::Vm>, Status> {
+        let user = self.user(&req)?;
+        let vm = self.core.get_vm(&user, &req.get_ref().name)?;
+        Ok(Response::new(convert::vm(&vm)))
+    }
+
+    async fn list_vms(
+        &self,
+        req: Request<pb::ListVmsRequest>,
+    ) -> Result<Response<pb::ListVmsResponse>, Status> {
+        let user = self.user(&req)?;
+        let vms = self.core.list_vms(&user)?;
+        Ok(Response::new(pb::ListVmsResponse {
+            vms: vms.iter().map(convert::vm).collect(),
+        }))
+    }
+
+    async fn delete_vm(
+        &self,
+        req: Request<pb::DeleteVmRequest>,
+    ) -> Result<Response<pb::DeleteVmResponse>, Status> {
+        let user = self.user(&req)?;
+        self.core.delete_vm(&user, &req.get_ref().name).await?;
+        Ok(Response::new(pb::DeleteVmResponse {}))
+    }
+
+    type ExecStream = BoxStream<pb::ExecResponse>;
+
+    async fn exec(
+        &self,
+        req: Request<Streaming<pb::ExecRequest>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        let user = self.user(&req)?;
+        let mut inbound = req.into_inner();
+        let start = match inbound.message().await? {
+            Some(pb::ExecRequest {
+                msg: Some(pb::exec_request::Msg::Start(s)),
+            }) => s,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message of an Exec stream must be `start`",
+                ))
+            }
+        };
+        let (vm, spec) = convert::exec_start(start);
+        // A broken client stream ends the input, which closes the command's stdin.
+        let input = inbound
+            .take_while(|m| futures::future::ready(m.is_ok()))
+            .filter_map(|m| futures::future::ready(m.ok().and_then(convert::exec_input)));
+        let events = self.core.exec(&user, &vm, spec, input).await?;
+        let out = events.map(|e| e.map(convert::exec_event).map_err(Status::from));
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    type ConsoleStream = BoxStream<pb::ConsoleResponse>;
+
+    async fn console(
+        &self,
+        req: Request<Streaming<pb::ConsoleRequest>>,
+    ) -> Result<Response<Self::ConsoleStream>, Status> {
+        self.user(&req)?;
+        Err(later("Console", "the console/logs/gateway issue"))
+    }
+
+    type StreamLogsStream = BoxStream<pb::LogChunk>;
+
+    async fn stream_logs(
+        &self,
+        req: Request<pb::StreamLogsRequest>,
+    ) -> Result<Response<Self::StreamLogsStream>, Status> {
+        self.user(&req)?;
+        Err(later("StreamLogs", "the console/logs/gateway issue"))
+    }
+
+    async fn create_checkpoint(
+        &self,
+        req: Request<pb::CreateCheckpointRequest>,
+    ) -> Result<Response<pb::Checkpoint>, Status> {
+        self.user(&req)?;
+        Err(later("CreateCheckpoint", "the checkpoints issue"))
+    }
+
+    async fn list_checkpoints(
+        &self,
+        req: Request<pb::ListCheckpointsRequest>,
+    ) -> Result<Response<pb::ListCheckpointsResponse>, Status> {
+        self.user(&req)?;
+        Err(later("ListCheckpoints", "the checkpoints issue"))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        req: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::Checkpoint>, Status> {
+        self.user(&req)?;
+        Err(later("GetCheckpoint", "the checkpoints issue"))
+    }
+
+    async fn delete_checkpoint(
+        &self,
+        req: Request<pb::DeleteCheckpointRequest>,
+    ) -> Result<Response<pb::DeleteCheckpointResponse>, Status> {
+        self.user(&req)?;
+        Err(later("DeleteCheckpoint", "the checkpoints issue"))
+    }
+
+    async fn restore(&self, req: Request<pb::RestoreRequest>) -> Result<Response<pb::Vm>, Status> {
+        self.user(&req)?;
+        Err(later("Restore", "the checkpoints issue"))
+    }
+
+    async fn copy_in(
+        &self,
+        req: Request<Streaming<pb::CopyInRequest>>,
+    ) -> Result<Response<pb::CopyInResponse>, Status> {
+        self.user(&req)?;
+        Err(later("CopyIn", "a later issue"))
+    }
+
+    type CopyOutStream = BoxStream<pb::FileChunk>;
+
+    async fn copy_out(
+        &self,
+        req: Request<pb::CopyOutRequest>,
+    ) -> Result<Response<Self::CopyOutStream>, Status> {
+        self.user(&req)?;
+        Err(later("CopyOut", "a later issue"))
+    }
+}

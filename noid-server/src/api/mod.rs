@@ -1,0 +1,6 @@
+//! API adapters over the core: each translates requests to core calls and core results back,
+//! and does no work of its own. `status` maps core errors to wire codes in one place.
+
+pub mod convert;
+pub mod grpc;
+pub mod status;

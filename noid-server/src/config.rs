@@ -1,0 +1,161 @@
+//! Server configuration: a TOML file (`--config`) whose values command-line flags override.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/noid";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7777";
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address of the gRPC API.
+    pub listen: SocketAddr,
+    /// Root of all state: `images/`, `vms/`, `checkpoints/`, `db/`.
+    pub data_dir: PathBuf,
+    /// The guest image; default `<data_dir>/images/default`.
+    pub image_dir: Option<PathBuf>,
+    pub vm: VmLimits,
+    pub qemu: QemuConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VmLimits {
+    pub default_cpus: u32,
+    pub max_cpus: u32,
+    pub default_memory_mib: u32,
+    pub min_memory_mib: u32,
+    pub max_memory_mib: u32,
+    /// How long a VM may take from start until its agent answers.
+    pub boot_timeout_secs: u64,
+    /// How long a guest may take to power off on delete before it is terminated.
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QemuConfig {
+    pub binary: PathBuf,
+    /// "auto" (KVM where it really runs standard guests, TCG otherwise), "kvm" or "tcg".
+    pub accel: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            image_dir: None,
+            vm: VmLimits::default(),
+            qemu: QemuConfig::default(),
+        }
+    }
+}
+
+impl Default for VmLimits {
+    fn default() -> Self {
+        Self {
+            default_cpus: 1,
+            max_cpus: 8,
+            default_memory_mib: 256,
+            min_memory_mib: 128,
+            max_memory_mib: 8192,
+            boot_timeout_secs: 60,
+            shutdown_timeout_secs: 3,
+        }
+    }
+}
+
+impl Default for QemuConfig {
+    fn default() -> Self {
+        Self {
+            binary: PathBuf::from("qemu-system-x86_64"),
+            accel: "auto".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`, or the defaults when there is none.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        })
+    }
+
+    pub fn image_dir(&self) -> PathBuf {
+        self.image_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("images/default"))
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let v = &self.vm;
+        if v.default_cpus == 0 || v.default_cpus > v.max_cpus {
+            return Err(ConfigError::Invalid(format!(
+                "vm.default_cpus ({}) must be between 1 and vm.max_cpus ({})",
+                v.default_cpus, v.max_cpus
+            )));
+        }
+        if v.min_memory_mib > v.default_memory_mib || v.default_memory_mib > v.max_memory_mib {
+            return Err(ConfigError::Invalid(format!(
+                "vm.default_memory_mib ({}) must be between vm.min_memory_mib ({}) and vm.max_memory_mib ({})",
+                v.default_memory_mib, v.min_memory_mib, v.max_memory_mib
+            )));
+        }
+        if !["auto", "kvm", "tcg"].contains(&self.qemu.accel.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "qemu.accel must be \"auto\", \"kvm\" or \"tcg\", not {:?}",
+                self.qemu.accel
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_partial_file_over_defaults() {
+        let c: Config = toml::from_str("listen = \"0.0.0.0:9000\"\n[vm]\nmax_cpus = 2\n").unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.vm.max_cpus, 2);
+        assert_eq!(c.vm.default_memory_mib, 256);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+        let mut c = Config::default();
+        c.qemu.accel = "hvf".into();
+        assert!(c.validate().unwrap_err().to_string().contains("qemu.accel"));
+    }
+}

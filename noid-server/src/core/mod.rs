@@ -1,0 +1,91 @@
+//! The core: one API of domain types and errors over the backend ports (VMM, agent, store,
+//! storage). The gRPC service (and later the REST shim) only translate to and from it.
+//!
+//! Long flows (create, delete) are ordered steps with an undo each (`rollback`); they run in
+//! their own task so a client that disconnects cannot leave one half done, and their progress
+//! is in the store so a restarted server finishes or undoes them (`reconcile`).
+
+pub mod error;
+mod exec;
+mod reconcile;
+mod rollback;
+pub mod types;
+mod vms;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::agent::GuestAgent;
+use crate::config::VmLimits;
+use crate::image::Image;
+use crate::storage::Layout;
+use crate::store::{Store, VmRecord};
+use crate::vmm::Vmm;
+
+pub use error::{CoreError, Result};
+pub use types::*;
+
+pub struct Manager {
+    limits: VmLimits,
+    layout: Layout,
+    image: Image,
+    store: Arc<dyn Store>,
+    vmm: Arc<dyn Vmm>,
+    /// One agent channel per VM id, made on first use.
+    agents: Mutex<HashMap<String, GuestAgent>>,
+}
+
+impl Manager {
+    /// Builds the core and reconciles the store with what really runs on the host.
+    pub async fn open(
+        limits: VmLimits,
+        layout: Layout,
+        image: Image,
+        store: Arc<dyn Store>,
+        vmm: Arc<dyn Vmm>,
+    ) -> Result<Arc<Self>> {
+        let manager = Arc::new(Self {
+            limits,
+            layout,
+            image,
+            store,
+            vmm,
+            agents: Mutex::new(HashMap::new()),
+        });
+        manager.reconcile().await?;
+        Ok(manager)
+    }
+
+    /// The user a request's `authorization` header names.
+    pub fn authenticate(&self, header: Option<&str>) -> Result<User> {
+        Ok(User(crate::auth::authenticate(
+            self.store.as_ref(),
+            header,
+        )?))
+    }
+
+    pub fn server_info(&self) -> ServerInfo {
+        ServerInfo {
+            backend: self.vmm.backend(),
+            image_id: self.image.manifest.id.clone(),
+            kernel_release: self.image.manifest.kernel_release.clone(),
+            default_cpus: self.limits.default_cpus,
+            max_cpus: self.limits.max_cpus,
+            default_memory_mib: self.limits.default_memory_mib,
+            min_memory_mib: self.limits.min_memory_mib,
+            max_memory_mib: self.limits.max_memory_mib,
+        }
+    }
+
+    fn agent(&self, vm: &VmRecord) -> GuestAgent {
+        let mut agents = self.agents.lock().expect("agents lock");
+        agents
+            .entry(vm.id.clone())
+            .or_insert_with(|| GuestAgent::lazy(self.vmm.agent_endpoint(&self.layout.vm(&vm.id))))
+            .clone()
+    }
+
+    fn forget_agent(&self, vm_id: &str) {
+        self.agents.lock().expect("agents lock").remove(vm_id);
+    }
+}

@@ -1,0 +1,54 @@
+//! Start-up reconciliation: make the store agree with the host. Half-created VMs are undone,
+//! half-deleted VMs are finished, VMs whose VMM is gone are marked stopped, and VM directories
+//! that no record owns are removed.
+
+use std::collections::HashSet;
+
+use super::rollback::{Rollback, Undo};
+use super::{Manager, Result};
+use crate::store::VmState;
+
+impl Manager {
+    pub(super) async fn reconcile(&self) -> Result<()> {
+        let vms = self.store.list_vms(None)?;
+        let mut known = HashSet::new();
+        for mut vm in vms {
+            match vm.state {
+                VmState::Creating => {
+                    tracing::warn!("undoing the interrupted creation of VM {}", vm.name);
+                    let mut undo = Rollback::default();
+                    undo.push(Undo::RemoveRecord(vm.clone()));
+                    undo.push(Undo::RemoveDir(self.layout.vm(&vm.id)));
+                    if let Some(p) = vm.process {
+                        undo.push(Undo::StopVmm(p));
+                    }
+                    undo.run(self).await;
+                }
+                VmState::Deleting => {
+                    tracing::warn!("finishing the interrupted deletion of VM {}", vm.name);
+                    if let Err(e) = self.finish_delete(vm.clone()).await {
+                        tracing::error!("cannot finish deleting VM {}: {e}", vm.name);
+                        known.insert(vm.id);
+                    }
+                }
+                VmState::Running | VmState::Stopped => {
+                    self.refresh_state(&mut vm)?;
+                    if vm.state == VmState::Running {
+                        tracing::info!("VM {} ({}) still running", vm.name, vm.id);
+                    }
+                    known.insert(vm.id);
+                }
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(self.layout.vms()) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !known.contains(&name) {
+                    tracing::warn!("removing VM directory {name} that no record owns");
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,49 @@
+//! Undo steps of a flow, run in reverse order when a later step fails.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::store::{ProcessId, VmRecord};
+
+use super::Manager;
+
+pub enum Undo {
+    RemoveRecord(VmRecord),
+    RemoveDir(PathBuf),
+    StopVmm(ProcessId),
+}
+
+#[derive(Default)]
+pub struct Rollback(Vec<Undo>);
+
+impl Rollback {
+    pub fn push(&mut self, undo: Undo) {
+        self.0.push(undo);
+    }
+
+    /// Runs every undo, newest first. Failures are logged; the rest still run.
+    pub async fn run(self, manager: &Manager) {
+        for undo in self.0.into_iter().rev() {
+            match undo {
+                Undo::StopVmm(p) => {
+                    if let Err(e) = manager.vmm.stop(&p, Duration::from_secs(2)).await {
+                        tracing::warn!("rollback: stopping VMM {}: {e}", p.pid);
+                    }
+                }
+                Undo::RemoveDir(dir) => {
+                    if let Err(e) = std::fs::remove_dir_all(&dir) {
+                        if e.kind() != std::io::ErrorKind::NotFound {
+                            tracing::warn!("rollback: removing {}: {e}", dir.display());
+                        }
+                    }
+                }
+                Undo::RemoveRecord(vm) => {
+                    manager.forget_agent(&vm.id);
+                    if let Err(e) = manager.store.remove_vm(&vm) {
+                        tracing::warn!("rollback: removing record of {}: {e}", vm.name);
+                    }
+                }
+            }
+        }
+    }
+}

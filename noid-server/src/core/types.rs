@@ -1,0 +1,74 @@
+//! Domain types of the core API. The API adapters translate the generated proto types to and
+//! from these; no generated type reaches the core.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User(pub String);
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateVm {
+    pub name: String,
+    pub cpus: Option<u32>,
+    pub memory_mib: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TtySize {
+    pub rows: u32,
+    pub cols: u32,
+}
+
+/// One command to run in a guest.
+#[derive(Debug, Clone, Default)]
+pub struct ExecSpec {
+    pub argv: Vec<String>,
+    pub env: HashMap<String, String>,
+    pub cwd: Option<String>,
+    /// Keep stdin open for `ExecInput::Stdin`.
+    pub stdin: bool,
+    pub tty: Option<TtySize>,
+    pub timeout: Option<Duration>,
+}
+
+/// What a client sends to a running command.
+#[derive(Debug, Clone)]
+pub enum ExecInput {
+    Stdin(Vec<u8>),
+    CloseStdin,
+    Signal(i32),
+    Resize(TtySize),
+}
+
+/// What a running command reports, in order; `Exit` is last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecEvent {
+    Started { pid: u32 },
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    Exit(ExitStatus),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// -1 when killed by a signal.
+    pub code: i32,
+    /// 0 when the command exited.
+    pub signal: i32,
+    pub timed_out: bool,
+}
+
+/// Facts about the server for `GetServerInfo`.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    pub backend: String,
+    pub image_id: String,
+    pub kernel_release: String,
+    pub default_cpus: u32,
+    pub max_cpus: u32,
+    pub default_memory_mib: u32,
+    pub min_memory_mib: u32,
+    pub max_memory_mib: u32,
+}

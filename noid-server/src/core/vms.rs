@@ -1,0 +1,241 @@
+//! VM lifecycle: create (validate, reserve the name, copy the disk, start the VMM, wait for the
+//! agent), look up, list, delete (guest power-off, SIGTERM, SIGKILL, files, record).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+
+use super::error::io_error;
+use super::rollback::{Rollback, Undo};
+use super::{CoreError, CreateVm, Manager, Result, User};
+use crate::storage::clone_file;
+use crate::store::{VmRecord, VmState};
+use crate::vmm::{process, BootSpec};
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn new_vm_id() -> String {
+    let mut b = [0u8; 6];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// The last lines of a VM's console log, for errors about a guest that did not come up.
+fn console_tail(dir: &std::path::Path) -> String {
+    let text = std::fs::read(dir.join(crate::vmm::qemu::CONSOLE_LOG)).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text[text.len().saturating_sub(2048)..]).into_owned();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(5)..].join(" | ")
+}
+
+impl Manager {
+    fn check_resources(&self, req: &CreateVm) -> Result<(u32, u32)> {
+        let l = &self.limits;
+        let cpus = req.cpus.unwrap_or(l.default_cpus);
+        if cpus == 0 || cpus > l.max_cpus {
+            return Err(CoreError::InvalidArgument(format!(
+                "cpus must be between 1 and {}, got {cpus}",
+                l.max_cpus
+            )));
+        }
+        let mem = req.memory_mib.unwrap_or(l.default_memory_mib);
+        if mem < l.min_memory_mib || mem > l.max_memory_mib {
+            return Err(CoreError::InvalidArgument(format!(
+                "memory must be between {} and {} MiB, got {mem}",
+                l.min_memory_mib, l.max_memory_mib
+            )));
+        }
+        Ok((cpus, mem))
+    }
+
+    /// Boots a new VM and returns once its agent answers. On failure nothing is left behind.
+    pub async fn create_vm(self: &Arc<Self>, user: &User, req: CreateVm) -> Result<VmRecord> {
+        noid::names::validate_name("VM", &req.name)?;
+        let (cpus, memory_mib) = self.check_resources(&req)?;
+        let record = VmRecord {
+            id: new_vm_id(),
+            name: req.name,
+            owner: user.0.clone(),
+            state: VmState::Creating,
+            cpus,
+            memory_mib,
+            created_at: now_secs(),
+            backend: self.vmm.backend(),
+            image_id: self.image.manifest.id.clone(),
+            kernel_release: self.image.manifest.kernel_release.clone(),
+            process: None,
+            parent_checkpoint: None,
+        };
+        self.store.insert_vm(&record).map_err(|e| match e {
+            crate::store::StoreError::Conflict(_) => {
+                CoreError::AlreadyExists(format!("VM {:?} already exists", record.name))
+            }
+            other => other.into(),
+        })?;
+        // Runs to the end even if the caller goes away.
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut undo = Rollback::default();
+            undo.push(Undo::RemoveRecord(record.clone()));
+            let mut record = record;
+            let started = Instant::now();
+            match this.create_steps(&mut record, &mut undo).await {
+                Ok(()) => {
+                    tracing::info!(
+                        "VM created: {} ({}, {:.2}s)",
+                        record.name,
+                        record.id,
+                        started.elapsed().as_secs_f64()
+                    );
+                    Ok(record)
+                }
+                Err(e) => {
+                    tracing::warn!("VM {} failed to create: {e}", record.name);
+                    undo.run(&this).await;
+                    Err(e)
+                }
+            }
+        })
+        .await
+        .map_err(|e| CoreError::Internal(format!("create task: {e}")))?
+    }
+
+    async fn create_steps(&self, record: &mut VmRecord, undo: &mut Rollback) -> Result<()> {
+        let dir = self.layout.vm(&record.id);
+        std::fs::create_dir(&dir).map_err(|e| io_error("creating the VM directory", e))?;
+        undo.push(Undo::RemoveDir(dir.clone()));
+        let rootfs = dir.join("rootfs.ext4");
+        clone_file(&self.image.rootfs(), &rootfs)
+            .map_err(|e| io_error("copying the root disk", e))?;
+        let spec = BootSpec {
+            dir: dir.clone(),
+            kernel: self.image.kernel(),
+            initrd: self.image.initrd(),
+            rootfs,
+            cpus: record.cpus,
+            memory_mib: record.memory_mib,
+            hostname: record.name.clone(),
+        };
+        let process = self.vmm.start(&spec).await?;
+        undo.push(Undo::StopVmm(process));
+        record.process = Some(process);
+        self.store.update_vm(record)?;
+        self.wait_for_agent(record).await?;
+        record.state = VmState::Running;
+        self.store.update_vm(record)?;
+        Ok(())
+    }
+
+    /// Waits until the guest agent answers, the VMM dies, or the boot timeout passes.
+    async fn wait_for_agent(&self, record: &VmRecord) -> Result<()> {
+        let agent = self.agent(record);
+        let process = record.process.expect("started");
+        let timeout = Duration::from_secs(self.limits.boot_timeout_secs);
+        let deadline = Instant::now() + timeout;
+        let dir = self.layout.vm(&record.id);
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(CoreError::DeadlineExceeded(format!(
+                    "VM {} did not come up within {}s; console: {}",
+                    record.name,
+                    timeout.as_secs(),
+                    console_tail(&dir)
+                )));
+            }
+            let died = async {
+                while self.vmm.is_running(&process) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            tokio::select! {
+                health = agent.health(remaining) => match health {
+                    Ok(h) if h.protocol == noid::AGENT_PROTOCOL => return Ok(()),
+                    Ok(h) => return Err(CoreError::FailedPrecondition(format!(
+                        "the image's agent speaks protocol {} but this server needs {}: rebuild the image",
+                        h.protocol, noid::AGENT_PROTOCOL))),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                },
+                _ = died => {
+                    return Err(CoreError::Internal(format!(
+                        "VM {} stopped while booting; console: {}",
+                        record.name,
+                        console_tail(&dir)
+                    )));
+                }
+            }
+        }
+    }
+
+    /// The caller's VM called `name`; another user's VM is NOT_FOUND.
+    pub fn get_vm(&self, user: &User, name: &str) -> Result<VmRecord> {
+        noid::names::validate_name("VM", name)?;
+        let mut vm = self
+            .store
+            .find_vm(&user.0, name)?
+            .ok_or_else(|| CoreError::NotFound(format!("VM {name:?} not found")))?;
+        self.refresh_state(&mut vm)?;
+        Ok(vm)
+    }
+
+    pub fn list_vms(&self, user: &User) -> Result<Vec<VmRecord>> {
+        let mut vms = self.store.list_vms(Some(&user.0))?;
+        for vm in &mut vms {
+            self.refresh_state(vm)?;
+        }
+        Ok(vms)
+    }
+
+    /// Marks a running VM whose VMM has gone as stopped.
+    pub(super) fn refresh_state(&self, vm: &mut VmRecord) -> Result<()> {
+        if vm.state == VmState::Running && !vm.process.is_some_and(|p| self.vmm.is_running(&p)) {
+            vm.state = VmState::Stopped;
+            self.store.update_vm(vm)?;
+            tracing::warn!("VM {} ({}) found stopped: its VMM exited", vm.name, vm.id);
+        }
+        Ok(())
+    }
+
+    /// Powers the VM off and removes its process, files and record.
+    pub async fn delete_vm(self: &Arc<Self>, user: &User, name: &str) -> Result<()> {
+        let mut vm = self.get_vm(user, name)?;
+        if vm.state == VmState::Creating {
+            return Err(CoreError::FailedPrecondition(format!(
+                "VM {name:?} is still being created"
+            )));
+        }
+        vm.state = VmState::Deleting;
+        self.store.update_vm(&vm)?;
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.finish_delete(vm).await })
+            .await
+            .map_err(|e| CoreError::Internal(format!("delete task: {e}")))?
+    }
+
+    pub(super) async fn finish_delete(&self, vm: VmRecord) -> Result<()> {
+        if let Some(p) = vm.process.filter(|p| self.vmm.is_running(p)) {
+            let grace = Duration::from_secs(self.limits.shutdown_timeout_secs);
+            let agent = self.agent(&vm);
+            let asked = agent.shutdown(Duration::from_secs(1)).await.is_ok();
+            if !(asked && process::wait_exit(&p, grace).await) {
+                self.vmm.stop(&p, grace).await?;
+            }
+        }
+        self.forget_agent(&vm.id);
+        let dir = self.layout.vm(&vm.id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("removing the VM directory", e)),
+        }
+        self.store.remove_vm(&vm)?;
+        tracing::info!("VM deleted: {} ({})", vm.name, vm.id);
+        Ok(())
+    }
+}

@@ -1,0 +1,12 @@
+//! noid-server as a library: the core (`core`) with its backend ports (`vmm`, `agent`, `store`,
+//! `storage`) and the API adapters over it (`api`). `main.rs` only parses the command line.
+
+pub mod agent;
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod core;
+pub mod image;
+pub mod storage;
+pub mod store;
+pub mod vmm;

@@ -1,0 +1,198 @@
+//! `noid-server`: the daemon (`serve`) and its admin commands (`add-user`, `rotate-token`,
+//! `list-users`), all over the same data directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use noid::v1::noid_server::NoidServer;
+use noid_server::api::grpc::GrpcApi;
+use noid_server::config::Config;
+use noid_server::core::Manager;
+use noid_server::image::Image;
+use noid_server::storage::Layout;
+use noid_server::store::{SledStore, Store};
+use noid_server::vmm::accel;
+use noid_server::vmm::qemu::QemuVmm;
+
+#[derive(Parser)]
+#[command(
+    name = "noid-server",
+    version,
+    about = "The noid microVM control plane daemon"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct DataDir {
+    /// Root of noid's state [default: /var/lib/noid, or data_dir from --config]
+    #[arg(long, env = "NOID_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML config file (see deploy/config.example.toml)
+    #[arg(long, env = "NOID_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server.
+    Serve {
+        #[command(flatten)]
+        data: DataDir,
+        /// Address to listen on [default: 127.0.0.1:7777]
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Guest image directory [default: DATA_DIR/images/default]
+        #[arg(long)]
+        image_dir: Option<PathBuf>,
+        /// QEMU accelerator: auto, kvm or tcg
+        #[arg(long)]
+        accel: Option<String>,
+    },
+    /// Create a user and print their token (shown once).
+    AddUser {
+        name: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Replace a user's token and print the new one; the old one stops working.
+    RotateToken {
+        name: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// List users.
+    ListUsers {
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+fn load_config(data: &DataDir) -> Result<Config> {
+    let mut config = Config::load(data.config.as_deref())?;
+    if let Some(dir) = &data.data_dir {
+        config.data_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+fn open_store(data_dir: &Path) -> Result<SledStore> {
+    let layout = Layout::new(data_dir);
+    layout
+        .create_dirs()
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    Ok(SledStore::open(&layout.db())?)
+}
+
+async fn serve(config: Config) -> Result<()> {
+    config.validate()?;
+    let image = Image::open(&config.image_dir())?;
+    let layout = Layout::new(&config.data_dir);
+    let store: Arc<dyn Store> = Arc::new(open_store(&config.data_dir)?);
+    let accel = accel::choose(&config.qemu.accel);
+    if config.qemu.accel == "auto" {
+        if let Err(why) = accel::kvm_usable() {
+            tracing::info!("using TCG: {why}");
+        }
+    }
+    noid_server::vmm::process::become_subreaper();
+    let vmm = Arc::new(QemuVmm::new(config.qemu.binary.clone(), accel));
+    let core = Manager::open(config.vm.clone(), layout, image.clone(), store, vmm)
+        .await
+        .context("reconciling state")?;
+    let info = core.server_info();
+    tracing::info!(
+        "noid-server {} listening on {} ({}, image {} kernel {})",
+        noid::VERSION,
+        config.listen,
+        info.backend,
+        info.image_id,
+        info.kernel_release
+    );
+    let service = NoidServer::new(GrpcApi::new(core))
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, shutdown_signal())
+        .await?;
+    tracing::info!("stopped; VMs keep running and are picked up on the next start");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .init();
+    if let Err(e) = run(Cli::parse()).await {
+        eprintln!("noid-server: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve {
+            data,
+            listen,
+            image_dir,
+            accel,
+        } => {
+            let mut config = load_config(&data)?;
+            if let Some(l) = listen {
+                config.listen = l;
+            }
+            if let Some(i) = image_dir {
+                config.image_dir = Some(i);
+            }
+            if let Some(a) = accel {
+                config.qemu.accel = a;
+            }
+            serve(config).await
+        }
+        Command::AddUser { name, data } => {
+            let store = open_store(&load_config(&data)?.data_dir)?;
+            let token = noid_server::auth::add_user(&store, &name)?;
+            println!("{token}");
+            eprintln!("user {name} created; this token is shown only once");
+            Ok(())
+        }
+        Command::RotateToken { name, data } => {
+            let store = open_store(&load_config(&data)?.data_dir)?;
+            let token = noid_server::auth::rotate_token(&store, &name)?;
+            println!("{token}");
+            eprintln!("token of {name} replaced; the old one no longer works");
+            Ok(())
+        }
+        Command::ListUsers { data } => {
+            let store = open_store(&load_config(&data)?.data_dir)?;
+            for u in store.list_users()? {
+                println!("{}", u.name);
+            }
+            Ok(())
+        }
+    }
+}

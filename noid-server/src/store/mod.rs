@@ -1,0 +1,83 @@
+//! Metadata that must survive a restart: VM records and users. `Store` is the port the core
+//! uses; `SledStore` is its implementation. Every write is flushed before it returns, so what
+//! the API reports as done is on disk.
+
+mod sled_store;
+
+pub use sled_store::SledStore;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("metadata store: {0}")]
+    Backend(String),
+    #[error("metadata store holds a record it cannot read: {0}")]
+    Corrupt(String),
+}
+
+/// Lifecycle state of a VM record. `Creating` and `Deleting` mark a flow in progress: a server
+/// that restarts finds them and undoes or finishes the flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmState {
+    Creating,
+    Running,
+    Stopped,
+    Deleting,
+}
+
+/// Identity of a host process: pid plus start time (clock ticks since boot), so a recycled
+/// pid is never mistaken for our VMM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessId {
+    pub pid: u32,
+    pub start_time: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmRecord {
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    pub state: VmState,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    pub created_at: i64,
+    pub backend: String,
+    pub image_id: String,
+    pub kernel_release: String,
+    pub process: Option<ProcessId>,
+    #[serde(default)]
+    pub parent_checkpoint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub name: String,
+    /// SHA-256 of the bearer token, hex.
+    pub token_sha256: String,
+    pub created_at: i64,
+}
+
+pub trait Store: Send + Sync {
+    /// Inserts a new VM; `Conflict` when its owner already has a VM of that name.
+    fn insert_vm(&self, vm: &VmRecord) -> Result<(), StoreError>;
+    /// Replaces an existing VM record.
+    fn update_vm(&self, vm: &VmRecord) -> Result<(), StoreError>;
+    fn remove_vm(&self, vm: &VmRecord) -> Result<(), StoreError>;
+    fn find_vm(&self, owner: &str, name: &str) -> Result<Option<VmRecord>, StoreError>;
+    /// All VMs, or one owner's, sorted by name.
+    fn list_vms(&self, owner: Option<&str>) -> Result<Vec<VmRecord>, StoreError>;
+
+    /// Inserts a user; `Conflict` when the name is taken.
+    fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    /// Replaces a user's token hash.
+    fn update_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError>;
+    fn user_by_token_hash(&self, sha256: &str) -> Result<Option<UserRecord>, StoreError>;
+    fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
+}

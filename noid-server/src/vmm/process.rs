@@ -1,0 +1,116 @@
+//! Host processes by identity: pid plus start time from /proc, so that a recycled pid is never
+//! signalled by mistake.
+
+use std::time::Duration;
+
+use crate::store::ProcessId;
+
+use super::VmmError;
+
+/// Start time of `pid` in clock ticks since boot, with its state letter, from /proc/PID/stat.
+fn stat(pid: u32) -> Option<(char, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    // Field 22 of the full line is the start time; `rest` starts at field 3.
+    let start = fields.get(19)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// Identity of a running process.
+pub fn identify(pid: u32) -> Option<ProcessId> {
+    stat(pid).map(|(_, start_time)| ProcessId { pid, start_time })
+}
+
+/// Whether the process still runs (a zombie does not count). A zombie that is our child (the
+/// server is a child subreaper, so daemonized VMMs it started are) is reaped on the way.
+pub fn is_alive(p: &ProcessId) -> bool {
+    match stat(p.pid) {
+        Some((state, start)) if start == p.start_time => {
+            if state == 'Z' {
+                let mut status = 0;
+                // SAFETY: waitpid on one pid with a pointer to a local; WNOHANG never blocks,
+                // and a pid that is not our child just yields ECHILD.
+                unsafe { libc::waitpid(p.pid as i32, &mut status, libc::WNOHANG) };
+            }
+            state != 'Z' && state != 'X'
+        }
+        _ => false,
+    }
+}
+
+/// Makes this process the reaper of its orphaned descendants (daemonized VMMs), so they do
+/// not linger as zombies under an init that does not reap.
+pub fn become_subreaper() {
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+}
+
+fn signal(p: &ProcessId, sig: i32) {
+    if is_alive(p) {
+        // SAFETY: kill has no memory effects; the identity check above guards against reuse.
+        unsafe { libc::kill(p.pid as i32, sig) };
+    }
+}
+
+async fn wait_gone(p: &ProcessId, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while is_alive(p) {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+/// Waits up to `limit` for the process to exit on its own.
+pub async fn wait_exit(p: &ProcessId, limit: Duration) -> bool {
+    wait_gone(p, limit).await
+}
+
+/// SIGTERM, wait up to `grace`, then SIGKILL and wait for it to go.
+pub async fn terminate(p: &ProcessId, grace: Duration) -> Result<(), VmmError> {
+    signal(p, libc::SIGTERM);
+    if wait_gone(p, grace).await {
+        return Ok(());
+    }
+    signal(p, libc::SIGKILL);
+    if wait_gone(p, Duration::from_secs(5)).await {
+        Ok(())
+    } else {
+        Err(VmmError::Control(format!(
+            "process {} did not exit after SIGKILL",
+            p.pid
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn identifies_and_terminates_a_process() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let id = identify(child.id()).unwrap();
+        assert!(is_alive(&id));
+        let stale = ProcessId {
+            pid: id.pid,
+            start_time: id.start_time + 1,
+        };
+        assert!(
+            !is_alive(&stale),
+            "a different start time is another process"
+        );
+        let waiter = std::thread::spawn(move || child.wait());
+        terminate(&id, Duration::from_secs(2)).await.unwrap();
+        waiter.join().unwrap().unwrap();
+        assert!(!is_alive(&id));
+    }
+}
