@@ -1,0 +1,340 @@
+//! `noid`: the command-line client. Every command talks gRPC through `noid::client`, prints a
+//! table for people or one JSON document with `--json`, and reports errors on one line
+//! (details with `-v`).
+
+mod config;
+mod exec;
+mod output;
+mod terminal;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use noid::v1::{CreateVmRequest, DeleteVmRequest, GetVmRequest, ListVmsRequest, WhoAmIRequest};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "noid", version, about = "Create, run and manage microVMs")]
+struct Cli {
+    /// Print one JSON document on stdout instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Show error details.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Configure the server URL and token.
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
+    /// Show who the token belongs to.
+    Whoami,
+    /// Create a VM and wait until it is ready.
+    Create {
+        name: String,
+        /// Virtual CPUs [default: the server's]
+        #[arg(long)]
+        cpus: Option<u32>,
+        /// Memory in MiB [default: the server's]
+        #[arg(long)]
+        mem: Option<u32>,
+    },
+    /// List your VMs.
+    #[command(alias = "ls")]
+    List,
+    /// Show one VM (default: the active one).
+    Info { name: Option<String> },
+    /// Destroy a VM (default: the active one): its process, disk and record.
+    #[command(alias = "rm")]
+    Destroy { name: Option<String> },
+    /// Make NAME the active VM for this directory (writes ./.noid).
+    Use { name: String },
+    /// Show the active VM and the file that names it.
+    Current,
+    /// Run a command in a VM: noid exec [NAME] [-e K=V] [-w DIR] [-i] [-t] -- CMD...
+    Exec {
+        /// The VM [default: the active one]
+        name: Option<String>,
+        /// Set an environment variable (repeatable).
+        #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// Working directory in the guest.
+        #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+        workdir: Option<String>,
+        /// Send this terminal's stdin to the command.
+        #[arg(short, long)]
+        interactive: bool,
+        /// Run the command on a pseudo-terminal.
+        #[arg(short, long)]
+        tty: bool,
+        /// Kill the command after this many seconds (exit status 124).
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<f64>,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuthCommand {
+    /// Save the server URL and token in the user's config file.
+    Setup {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        token: String,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let verbose = cli.verbose;
+    match run(cli).await {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            report(&e, verbose);
+            std::process::exit(1);
+        }
+    }
+}
+
+/// One clear line; the code and the cause chain under `-v`.
+fn report(e: &anyhow::Error, verbose: u8) {
+    if let Some(status) = e.downcast_ref::<tonic::Status>() {
+        let msg = if status.message().is_empty() {
+            format!("{:?}", status.code())
+        } else {
+            status.message().to_string()
+        };
+        eprintln!("noid: {msg}");
+        if verbose > 0 {
+            eprintln!("  gRPC status: {:?}", status.code());
+        }
+        return;
+    }
+    eprintln!("noid: {e}");
+    if verbose > 0 {
+        for cause in e.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+    }
+}
+
+async fn connect() -> Result<noid::client::Client> {
+    let cfg = config::load()?;
+    let url = cfg.url.unwrap_or_else(|| config::DEFAULT_URL.to_string());
+    Ok(noid::client::connect(&url, cfg.token.as_deref()).await?)
+}
+
+fn status(e: tonic::Status) -> anyhow::Error {
+    anyhow::Error::new(e)
+}
+
+async fn run(cli: Cli) -> Result<i32> {
+    let json = cli.json;
+    match cli.command {
+        Command::Auth {
+            command: AuthCommand::Setup { url, token },
+        } => {
+            let mut client = noid::client::connect(&url, Some(&token)).await?;
+            let user = client
+                .who_am_i(WhoAmIRequest {})
+                .await
+                .map_err(status)?
+                .into_inner()
+                .user;
+            let path = config::save(&config::AuthConfig {
+                url: Some(url.clone()),
+                token: Some(token),
+            })?;
+            if json {
+                output::print_json(&json!({"user": user, "url": url, "config": path}));
+            } else {
+                println!(
+                    "Authenticated as {user} at {url} (saved to {})",
+                    path.display()
+                );
+            }
+        }
+        Command::Whoami => {
+            let cfg = config::load()?;
+            let mut client = connect().await?;
+            let user = client
+                .who_am_i(WhoAmIRequest {})
+                .await
+                .map_err(status)?
+                .into_inner()
+                .user;
+            let url = cfg.url.unwrap_or_else(|| config::DEFAULT_URL.into());
+            if json {
+                output::print_json(&json!({"user": user, "url": url}));
+            } else {
+                println!("{user} at {url}");
+            }
+        }
+        Command::Create { name, cpus, mem } => {
+            noid::names::validate_name("VM", &name)?;
+            let mut client = connect().await?;
+            let started = Instant::now();
+            let spinner = (!json).then(|| progress(&format!("Creating VM {name} (booting)")));
+            let result = client
+                .create_vm(CreateVmRequest {
+                    name: name.clone(),
+                    cpus: cpus.unwrap_or(0),
+                    memory_mib: mem.unwrap_or(0),
+                })
+                .await;
+            if let Some(s) = spinner {
+                s.finish_and_clear();
+            }
+            let vm = result.map_err(status)?.into_inner();
+            if json {
+                output::print_json(&output::vm_json(&vm));
+            } else {
+                println!(
+                    "Created VM {} in {:.1}s ({} vCPU, {} MiB, {})",
+                    vm.name,
+                    started.elapsed().as_secs_f64(),
+                    vm.cpus,
+                    vm.memory_mib,
+                    vm.backend
+                );
+            }
+        }
+        Command::List => {
+            let vms = connect()
+                .await?
+                .list_vms(ListVmsRequest {})
+                .await
+                .map_err(status)?
+                .into_inner()
+                .vms;
+            if json {
+                output::print_json(&json!(vms.iter().map(output::vm_json).collect::<Vec<_>>()));
+            } else if vms.is_empty() {
+                println!("No VMs. Create one with: noid create NAME");
+            } else {
+                output::table(&output::VM_HEADER, &output::vm_rows(&vms));
+            }
+        }
+        Command::Info { name } => {
+            let name = config::resolve_vm(name)?;
+            let vm = connect()
+                .await?
+                .get_vm(GetVmRequest { name })
+                .await
+                .map_err(status)?
+                .into_inner();
+            if json {
+                output::print_json(&output::vm_json(&vm));
+            } else {
+                let v = output::vm_json(&vm);
+                for (k, val) in v.as_object().expect("object") {
+                    let text = match val {
+                        serde_json::Value::String(s) if s.is_empty() => "-".to_string(),
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    println!("{:<18} {text}", format!("{k}:"));
+                }
+            }
+        }
+        Command::Destroy { name } => {
+            let name = config::resolve_vm(name)?;
+            let mut client = connect().await?;
+            let spinner = (!json).then(|| progress(&format!("Destroying VM {name}")));
+            let result = client
+                .delete_vm(DeleteVmRequest { name: name.clone() })
+                .await;
+            if let Some(s) = spinner {
+                s.finish_and_clear();
+            }
+            result.map_err(status)?;
+            if json {
+                output::print_json(&json!({"destroyed": name}));
+            } else {
+                println!("Destroyed VM {name}");
+            }
+        }
+        Command::Use { name } => {
+            noid::names::validate_name("VM", &name)?;
+            connect()
+                .await?
+                .get_vm(GetVmRequest { name: name.clone() })
+                .await
+                .map_err(status)?;
+            let path = std::env::current_dir()?.join(config::ACTIVE_VM_FILE);
+            std::fs::write(&path, format!("{name}\n"))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            if json {
+                output::print_json(&json!({"active": name, "file": path}));
+            } else {
+                println!("Active VM is now {name} (in {})", path.display());
+            }
+        }
+        Command::Current => match config::active_vm()? {
+            Some((name, file)) => {
+                if json {
+                    output::print_json(&json!({"active": name, "file": file}));
+                } else {
+                    println!("{name} (from {})", file.display());
+                }
+            }
+            None => bail!("no active VM here: run `noid use NAME`"),
+        },
+        Command::Exec {
+            name,
+            env,
+            workdir,
+            interactive,
+            tty,
+            timeout,
+            command,
+        } => {
+            let vm = config::resolve_vm(name)?;
+            let mut client = connect().await?;
+            let args = exec::ExecArgs {
+                vm,
+                argv: command,
+                env,
+                cwd: workdir,
+                interactive,
+                tty,
+                timeout_secs: timeout,
+                json,
+            };
+            return exec::run(&mut client, args).await.map_err(|e| {
+                match e.downcast::<tonic::Status>() {
+                    Ok(s) => status(s),
+                    Err(e) => e,
+                }
+            });
+        }
+    }
+    Ok(0)
+}
+
+/// A spinner on stderr with elapsed time, only when stderr is a terminal.
+fn progress(msg: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .expect("valid template"),
+    );
+    pb.set_message(msg.to_string());
+    pb.enable_steady_tick(Duration::from_millis(100));
+    pb
+}

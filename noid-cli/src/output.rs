@@ -1,0 +1,96 @@
+//! Output for people (aligned tables) and for scripts (`--json`: one JSON document on stdout).
+
+use noid::v1::{Vm, VmState};
+use serde_json::{json, Value};
+
+pub fn state_name(state: i32) -> &'static str {
+    match VmState::try_from(state).unwrap_or(VmState::Unspecified) {
+        VmState::Creating => "creating",
+        VmState::Running => "running",
+        VmState::Stopped => "stopped",
+        VmState::Deleting => "deleting",
+        VmState::Unspecified => "unknown",
+    }
+}
+
+pub fn vm_json(vm: &Vm) -> Value {
+    json!({
+        "name": vm.name,
+        "id": vm.id,
+        "state": state_name(vm.state),
+        "cpus": vm.cpus,
+        "memory_mib": vm.memory_mib,
+        "created_at": vm.created_at,
+        "backend": vm.backend,
+        "image_id": vm.image_id,
+        "kernel_release": vm.kernel_release,
+        "address": vm.address,
+        "parent_checkpoint": vm.parent_checkpoint,
+        "vmm_pid": vm.vmm_pid,
+    })
+}
+
+pub fn print_json(v: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("JSON values serialize")
+    );
+}
+
+/// Human age of a Unix timestamp: "12s", "5m", "3h", "2d".
+pub fn age(created_at: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let s = (now - created_at).max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+/// Prints rows under a header, each column as wide as its widest cell.
+pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+pub fn vm_rows(vms: &[Vm]) -> Vec<Vec<String>> {
+    vms.iter()
+        .map(|v| {
+            vec![
+                v.name.clone(),
+                state_name(v.state).to_string(),
+                v.cpus.to_string(),
+                format!("{} MiB", v.memory_mib),
+                if v.address.is_empty() {
+                    "-".into()
+                } else {
+                    v.address.clone()
+                },
+                age(v.created_at),
+            ]
+        })
+        .collect()
+}
+
+pub const VM_HEADER: [&str; 6] = ["NAME", "STATE", "CPUS", "MEMORY", "ADDRESS", "AGE"];
