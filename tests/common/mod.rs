@@ -1,0 +1,287 @@
+//! Test fixture: a real `noid-server` on a temporary data directory with real users, driven
+//! through the real `noid` CLI and the `noid::client` Rust client. Dropping it stops the
+//! server and every VMM it started, and removes the data directory.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use noid::v1::{exec_request, exec_response, ExecRequest, ExecStart, TtySize};
+
+/// Where the built binaries are: next to this test executable's `deps/` folder.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        path.display()
+    );
+    path
+}
+
+/// The guest image the tests boot (built by deploy/build-image.sh).
+pub fn image_dir() -> PathBuf {
+    let dir = std::env::var_os("NOID_IMAGE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/noid/images/default"));
+    assert!(
+        dir.join("manifest.json").exists(),
+        "no guest image at {}: run deploy/build-image.sh (or set NOID_IMAGE_DIR)",
+        dir.display()
+    );
+    dir
+}
+
+pub fn image_kernel_release() -> String {
+    let text = std::fs::read_to_string(image_dir().join("manifest.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["kernel_release"].as_str().unwrap().to_string()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub tokens: HashMap<String, String>,
+    extra_config: String,
+    child: Option<Child>,
+}
+
+impl Server {
+    /// Starts a server with these users and extra TOML config lines.
+    pub fn start(users: &[&str], extra_config: &str) -> Server {
+        let dir = tempfile::Builder::new()
+            .prefix("noid-e2e")
+            .tempdir()
+            .unwrap();
+        let mut tokens = HashMap::new();
+        for u in users {
+            let out = Command::new(bin("noid-server"))
+                .args(["add-user", u, "--data-dir"])
+                .arg(dir.path().join("data"))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "add-user: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+            tokens.insert(u.to_string(), token);
+        }
+        let url = format!("http://127.0.0.1:{}", free_port());
+        let mut s = Server {
+            dir,
+            url,
+            tokens,
+            extra_config: extra_config.to_string(),
+            child: None,
+        };
+        s.launch();
+        s
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn launch(&mut self) {
+        let config = self.dir.path().join("server.toml");
+        let listen = self.url.trim_start_matches("http://");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"{listen}\"\ndata_dir = \"{}\"\nimage_dir = \"{}\"\n{}\n",
+                self.data_dir().display(),
+                image_dir().display(),
+                self.extra_config
+            ),
+        )
+        .unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .unwrap();
+        let child = Command::new(bin("noid-server"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(listen).is_err() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("noid-server exited ({status}): {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not listen: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the server (SIGTERM) and starts it again on the same data directory.
+    pub fn restart(&mut self) {
+        self.stop_server();
+        self.launch();
+    }
+
+    fn stop_server(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: signals the server process we spawned and still own.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// The `noid` CLI as `user`, with its own config file and working directory.
+    pub fn cli(&self, user: &str) -> Command {
+        let mut c = Command::new(bin("noid"));
+        c.env("NOID_URL", &self.url)
+            .env("NOID_TOKEN", &self.tokens[user])
+            .env(
+                "NOID_CONFIG_FILE",
+                self.dir.path().join(format!("{user}.toml")),
+            )
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs the CLI with `args` and returns its output.
+    pub fn run(&self, user: &str, args: &[&str]) -> Output {
+        self.cli(user).args(args).output().unwrap()
+    }
+
+    pub async fn client(&self, user: &str) -> noid::client::Client {
+        noid::client::connect(&self.url, Some(&self.tokens[user]))
+            .await
+            .unwrap()
+    }
+
+    /// Pids of the VMMs whose pid files are in this server's data directory.
+    pub fn vmm_pids(&self) -> Vec<u32> {
+        let mut pids = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(self.data_dir().join("vms")) {
+            for e in entries.flatten() {
+                if let Ok(p) = std::fs::read_to_string(e.path().join("qemu.pid")) {
+                    if let Ok(pid) = p.trim().parse() {
+                        pids.push(pid);
+                    }
+                }
+            }
+        }
+        pids
+    }
+}
+
+/// Whether a process runs (not a zombie).
+pub fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            let state = s[s.rfind(')').unwrap() + 2..].chars().next().unwrap();
+            state != 'Z' && state != 'X'
+        }
+        Err(_) => false,
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let pids = self.vmm_pids();
+        self.stop_server();
+        for pid in pids {
+            // SAFETY: kills a VMM this test's server started (pid from its own pid file).
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        if std::thread::panicking() {
+            eprintln!("--- server log ---\n{}", self.log());
+        }
+    }
+}
+
+/// What a finished exec produced.
+#[derive(Debug, Default)]
+pub struct ExecResult {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub code: i32,
+    pub signal: i32,
+    pub timed_out: bool,
+}
+
+impl ExecResult {
+    pub fn out(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// Runs a command through the Rust client's bidirectional Exec stream.
+pub async fn exec(
+    client: &mut noid::client::Client,
+    vm: &str,
+    argv: &[&str],
+    stdin: Option<Vec<u8>>,
+    tty: Option<(u32, u32)>,
+) -> Result<ExecResult, tonic::Status> {
+    let start = ExecStart {
+        vm: vm.into(),
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        stdin: stdin.is_some(),
+        tty: tty.is_some(),
+        tty_size: tty.map(|(rows, cols)| TtySize { rows, cols }),
+        ..Default::default()
+    };
+    let mut msgs = vec![ExecRequest {
+        msg: Some(exec_request::Msg::Start(start)),
+    }];
+    if let Some(data) = stdin {
+        for chunk in data.chunks(64 * 1024) {
+            msgs.push(ExecRequest {
+                msg: Some(exec_request::Msg::Stdin(chunk.to_vec())),
+            });
+        }
+        msgs.push(ExecRequest {
+            msg: Some(exec_request::Msg::CloseStdin(true)),
+        });
+    }
+    let mut stream = client.exec(futures::stream::iter(msgs)).await?.into_inner();
+    let mut r = ExecResult::default();
+    while let Some(msg) = stream.next().await {
+        match msg?.msg {
+            Some(exec_response::Msg::Stdout(d)) => r.stdout.extend(d),
+            Some(exec_response::Msg::Stderr(d)) => r.stderr.extend(d),
+            Some(exec_response::Msg::Exit(x)) => {
+                r.code = x.code;
+                r.signal = x.signal;
+                r.timed_out = x.timed_out;
+                return Ok(r);
+            }
+            _ => {}
+        }
+    }
+    Err(tonic::Status::unknown("exec stream ended without exit"))
+}

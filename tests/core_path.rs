@@ -1,0 +1,260 @@
+//! The core path end to end: a real server boots a real VM (QEMU; TCG where KVM cannot run
+//! standard guests), and the real CLI and Rust client run commands in it. One VM serves all
+//! the exec assertions (boots take seconds under TCG); restart and destroy come last.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::{exec, pid_alive, Server};
+use noid::v1::{GetVmRequest, ListVmsRequest};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_exec_restart_destroy() {
+    let mut server = Server::start(&["alice"], "");
+
+    // Create through the CLI, JSON for the script.
+    let out = server.run("alice", &["create", "box", "--json"]);
+    assert!(out.status.success(), "create: {}", text(&out.stderr));
+    let vm: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(vm["name"], "box");
+    assert_eq!(vm["state"], "running");
+    let vmm_pid = vm["vmm_pid"].as_u64().unwrap() as u32;
+    assert!(pid_alive(vmm_pid));
+
+    // The guest runs the image's kernel.
+    let out = server.run("alice", &["exec", "box", "--", "uname", "-r"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), common::image_kernel_release());
+
+    // 1 MiB of random bytes through `cat` in the guest comes back identical.
+    let data: Vec<u8> = (0..1 << 20).map(|_| rand::random::<u8>()).collect();
+    let mut child = server
+        .cli("alice")
+        .args(["exec", "-i", "box", "--", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = {
+        let data = data.clone();
+        std::thread::spawn(move || stdin.write_all(&data).unwrap())
+    };
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout.len(), data.len());
+    assert!(out.stdout == data, "bytes differ after the round trip");
+
+    // Separate streams and the exit status.
+    let out = server.run(
+        "alice",
+        &[
+            "exec",
+            "box",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 7",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(text(&out.stdout), "out\n");
+    assert_eq!(text(&out.stderr), "err\n");
+
+    // Environment and working directory.
+    let out = server.run(
+        "alice",
+        &[
+            "exec",
+            "box",
+            "-e",
+            "GREETING=hi there",
+            "-w",
+            "/tmp",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$GREETING\"; pwd",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hi there\n/tmp\n");
+    let out = server.run("alice", &["exec", "box", "-w", "/nope", "--", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("/nope does not exist"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A timeout kills the command and says so.
+    let started = std::time::Instant::now();
+    let out = server.run(
+        "alice",
+        &["exec", "box", "--timeout", "1", "--", "sleep", "30"],
+    );
+    assert_eq!(out.status.code(), Some(124));
+    assert!(
+        text(&out.stderr).contains("timed out"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(started.elapsed().as_secs() < 20);
+    let out = server.run(
+        "alice",
+        &[
+            "exec",
+            "box",
+            "--json",
+            "--timeout",
+            "0.5",
+            "--",
+            "sleep",
+            "30",
+        ],
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["timed_out"], true);
+    assert_eq!(j["signal"], 9);
+
+    // 20 concurrent execs on one VM over the Rust client, each with its own input and output.
+    let client = server.client("alice").await;
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let mut c = client.clone();
+            tokio::spawn(async move {
+                let input = format!("line-{i}\n").repeat(1000);
+                let r = exec(
+                    &mut c,
+                    "box",
+                    &[
+                        "sh",
+                        "-c",
+                        &format!("wc -l; echo task-{i} >&2; exit {}", i % 4),
+                    ],
+                    Some(input.into_bytes()),
+                    None,
+                )
+                .await
+                .unwrap();
+                (i, r)
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (i, r) = t.await.unwrap();
+        assert_eq!(r.out().trim(), "1000", "task {i}");
+        assert_eq!(text(&r.stderr), format!("task-{i}\n"));
+        assert_eq!(r.code, i % 4);
+    }
+
+    // A TTY exec sees a terminal of the requested size.
+    let mut c = client.clone();
+    let r = exec(
+        &mut c,
+        "box",
+        &["sh", "-c", "stty size; test -t 0 && echo tty"],
+        None,
+        Some((40, 123)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.out().replace('\r', ""), "40 123\ntty\n");
+    let out = server.run("alice", &["exec", "-t", "box", "--", "stty", "size"]);
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "24 80",
+        "the default size without a local terminal"
+    );
+
+    // A command killed by a signal reports it.
+    let r = exec(&mut c, "box", &["sh", "-c", "kill -TERM $$"], None, None)
+        .await
+        .unwrap();
+    assert_eq!((r.code, r.signal), (-1, 15));
+    // An unknown program is a clear error.
+    let err = exec(&mut c, "box", &["no-such-program"], None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    assert!(
+        err.message().contains("command not found"),
+        "{}",
+        err.message()
+    );
+
+    // A file written before a server restart is still there after it, in the same VM.
+    let out = server.run(
+        "alice",
+        &["exec", "box", "--", "sh", "-c", "echo kept > /root/f"],
+    );
+    assert!(out.status.success());
+    drop(client);
+    drop(c);
+    server.restart();
+    assert!(pid_alive(vmm_pid), "the VMM must survive a server restart");
+    let out = server.run("alice", &["exec", "box", "--", "cat", "/root/f"]);
+    assert!(
+        out.status.success(),
+        "exec after restart: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout), "kept\n");
+    let mut client = server.client("alice").await;
+    let got = client
+        .get_vm(GetVmRequest { name: "box".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.vmm_pid, vmm_pid);
+
+    // `use` and `current`: the active VM from a .noid file found by walking up.
+    let out = server.run("alice", &["use", "box"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let sub = server.dir.path().join("a/b");
+    std::fs::create_dir_all(&sub).unwrap();
+    let out = server
+        .cli("alice")
+        .current_dir(&sub)
+        .arg("current")
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stdout).starts_with("box"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = server
+        .cli("alice")
+        .current_dir(&sub)
+        .args(["exec", "--", "hostname"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout).trim(), "box");
+
+    // Destroy leaves no process, file or record.
+    let vm_dir = server.data_dir().join("vms").join(got.id);
+    assert!(vm_dir.exists());
+    let out = server.run("alice", &["destroy", "box"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!pid_alive(vmm_pid), "VMM still running after destroy");
+    assert!(!vm_dir.exists(), "VM directory left behind");
+    let vms = client
+        .list_vms(ListVmsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .vms;
+    assert!(vms.is_empty());
+    let out = server.run("alice", &["info", "box"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr).trim(), "noid: VM \"box\" not found");
+}
