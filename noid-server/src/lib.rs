@@ -1,6 +1,7 @@
 //! noid-server as a library: the core (`core`) with its backend ports (`vmm`, `agent`, `store`,
 //! `storage`) and the API adapters over it (`api`). `main.rs` only parses the command line.
 
+pub mod admin;
 pub mod agent;
 pub mod api;
 pub mod auth;

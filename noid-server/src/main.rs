@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use noid::v1::noid_server::NoidServer;
+use noid_server::admin;
 use noid_server::api::grpc::GrpcApi;
 use noid_server::config::Config;
 use noid_server::core::Manager;
@@ -94,6 +95,8 @@ async fn serve(config: Config) -> Result<()> {
     let image = Image::open(&config.image_dir())?;
     let layout = Layout::new(&config.data_dir);
     let store: Arc<dyn Store> = Arc::new(open_store(&config.data_dir)?);
+    let admin_socket = admin::socket_path(&config.data_dir);
+    let admin_task = tokio::spawn(admin::serve(admin_socket.clone(), Arc::clone(&store)));
     let accel = accel::choose(&config.qemu.accel);
     if config.qemu.accel == "auto" {
         if let Err(why) = accel::kvm_usable() {
@@ -126,6 +129,8 @@ async fn serve(config: Config) -> Result<()> {
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, shutdown_signal())
         .await?;
+    admin_task.abort();
+    let _ = std::fs::remove_file(&admin_socket);
     tracing::info!("stopped; VMs keep running and are picked up on the next start");
     Ok(())
 }
@@ -136,6 +141,30 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+/// Runs an admin request on the store directly, or through the running server's admin socket
+/// when a server holds the store.
+async fn admin_request(data: &DataDir, request: admin::Request) -> Result<admin::Reply> {
+    let data_dir = load_config(data)?.data_dir;
+    if admin::socket_path(&data_dir).exists() {
+        match admin::call(&data_dir, &request).await {
+            Ok(reply) => return Ok(reply),
+            // A server answered with a refusal: that is the answer.
+            Err(e @ admin::AdminError::Remote(_)) => return Err(e.into()),
+            // A stale socket of a server that is gone: use the store directly.
+            Err(_) => {}
+        }
+    }
+    let store = open_store(&data_dir)?;
+    Ok(admin::handle(&store, &request)?)
+}
+
+async fn admin_token(data: &DataDir, request: admin::Request) -> Result<String> {
+    match admin_request(data, request).await? {
+        admin::Reply::Token(t) => Ok(t),
+        other => anyhow::bail!("unexpected reply {other:?}"),
     }
 }
 
@@ -174,23 +203,25 @@ async fn run(cli: Cli) -> Result<()> {
             serve(config).await
         }
         Command::AddUser { name, data } => {
-            let store = open_store(&load_config(&data)?.data_dir)?;
-            let token = noid_server::auth::add_user(&store, &name)?;
+            let token = admin_token(&data, admin::Request::AddUser { name: name.clone() }).await?;
             println!("{token}");
             eprintln!("user {name} created; this token is shown only once");
             Ok(())
         }
         Command::RotateToken { name, data } => {
-            let store = open_store(&load_config(&data)?.data_dir)?;
-            let token = noid_server::auth::rotate_token(&store, &name)?;
+            let request = admin::Request::RotateToken { name: name.clone() };
+            let token = admin_token(&data, request).await?;
             println!("{token}");
             eprintln!("token of {name} replaced; the old one no longer works");
             Ok(())
         }
         Command::ListUsers { data } => {
-            let store = open_store(&load_config(&data)?.data_dir)?;
-            for u in store.list_users()? {
-                println!("{}", u.name);
+            if let admin::Reply::Users(users) =
+                admin_request(&data, admin::Request::ListUsers).await?
+            {
+                for u in users {
+                    println!("{u}");
+                }
             }
             Ok(())
         }

@@ -22,18 +22,55 @@ const PID_FILE: &str = "qemu.pid";
 pub struct QemuVmm {
     binary: PathBuf,
     accel: Accel,
+    /// The host's TSC rate, handed to TCG guests (see `host_tsc_khz`).
+    tsc_khz: Option<u64>,
+}
+
+/// Measures the host's TSC rate against the monotonic clock.
+///
+/// A TCG guest reads the host's TSC, but calibrates it against an emulated PIT whose timing
+/// slips when the host is busy (several guests booting at once on two cores): calibration
+/// then fails ("Unable to calibrate against PIT") and the guest kernel hangs before its
+/// console comes up. Passing the rate as `tsc_early_khz` skips that calibration.
+#[cfg(target_arch = "x86_64")]
+pub fn host_tsc_khz() -> Option<u64> {
+    use std::time::{Duration, Instant};
+    let t0 = Instant::now();
+    // SAFETY: rdtsc only reads the time-stamp counter; every x86_64 CPU has it.
+    let c0 = unsafe { core::arch::x86_64::_rdtsc() };
+    std::thread::sleep(Duration::from_millis(50));
+    // SAFETY: as above.
+    let c1 = unsafe { core::arch::x86_64::_rdtsc() };
+    let ns = t0.elapsed().as_nanos() as u64;
+    (ns > 0 && c1 > c0).then(|| (c1 - c0) * 1_000_000 / ns)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub fn host_tsc_khz() -> Option<u64> {
+    None
 }
 
 impl QemuVmm {
     pub fn new(binary: PathBuf, accel: Accel) -> Self {
-        Self { binary, accel }
+        let tsc_khz = match accel {
+            Accel::Tcg => host_tsc_khz(),
+            Accel::Kvm => None,
+        };
+        Self {
+            binary,
+            accel,
+            tsc_khz,
+        }
     }
 
     fn args(&self, spec: &BootSpec) -> Vec<String> {
-        let cmdline = format!(
+        let mut cmdline = format!(
             "console=ttyS0 root=/dev/vda rw quiet panic=-1 reboot=t noid.hostname={}",
             spec.hostname
         );
+        if let Some(khz) = self.tsc_khz {
+            cmdline.push_str(&format!(" tsc_early_khz={khz}"));
+        }
         let cpu = match self.accel {
             Accel::Kvm => "host",
             Accel::Tcg => "max",

@@ -1,0 +1,272 @@
+//! Bad input, authentication and isolation between users, against a real server: every
+//! refusal has its gRPC code and a message naming what was wrong, and changes nothing.
+
+mod common;
+
+use common::{exec, Server};
+use noid::v1::{
+    CreateCheckpointRequest, CreateVmRequest, DeleteVmRequest, GetVmRequest, HealthRequest,
+    ListVmsRequest, WhoAmIRequest,
+};
+use tonic::Code;
+
+fn create(name: &str) -> CreateVmRequest {
+    CreateVmRequest {
+        name: name.into(),
+        cpus: 0,
+        memory_mib: 0,
+    }
+}
+
+/// Processes whose command line mentions `needle` (the data directory of a test server).
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            if String::from_utf8_lossy(&cmd).contains(needle) && common::pid_alive(pid) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_auth_and_isolation() {
+    let server = Server::start(
+        &["alice", "bob"],
+        "[vm]\nmax_cpus = 2\nmax_memory_mib = 1024\n",
+    );
+    let mut alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+
+    // Health needs no token; everything else does.
+    let mut anon = noid::client::connect(&server.url, None).await.unwrap();
+    assert!(
+        anon.health(HealthRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .serving
+    );
+    let e = anon.who_am_i(WhoAmIRequest {}).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    let mut forged = noid::client::connect(&server.url, Some("noid_forged"))
+        .await
+        .unwrap();
+    let e = forged.list_vms(ListVmsRequest {}).await.unwrap_err();
+    assert_eq!(
+        (e.code(), e.message()),
+        (Code::Unauthenticated, "invalid token")
+    );
+    assert_eq!(
+        alice
+            .who_am_i(WhoAmIRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .user,
+        "alice"
+    );
+
+    // Names: 1-63 of [a-z0-9-], not starting with '-'.
+    for (name, rule) in [
+        ("", "must not be empty"),
+        ("Web", "lowercase letters, digits and '-'"),
+        ("a_b", "lowercase letters, digits and '-'"),
+        ("../etc", "lowercase letters, digits and '-'"),
+        ("-web", "must not start with '-'"),
+        (&"x".repeat(64), "longer than 63"),
+    ] {
+        let e = alice.create_vm(create(name)).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{name:?}");
+        assert!(e.message().contains(rule), "{name:?}: {}", e.message());
+    }
+    let out = server.run("alice", &["create", "Web"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "noid: VM name \"Web\" may only contain lowercase letters, digits and '-'"
+    );
+
+    // Resources outside the configured bounds.
+    let e = alice
+        .create_vm(CreateVmRequest {
+            name: "big".into(),
+            cpus: 3,
+            memory_mib: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert_eq!(e.message(), "cpus must be between 1 and 2, got 3");
+    for mem in [64, 2048] {
+        let e = alice
+            .create_vm(CreateVmRequest {
+                name: "big".into(),
+                cpus: 1,
+                memory_mib: mem,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(
+            e.message()
+                .contains("memory must be between 128 and 1024 MiB"),
+            "{}",
+            e.message()
+        );
+    }
+
+    // Unknown VMs.
+    let e = alice
+        .get_vm(GetVmRequest {
+            name: "ghost".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), e.message()),
+        (Code::NotFound, "VM \"ghost\" not found")
+    );
+    let e = alice
+        .delete_vm(DeleteVmRequest {
+            name: "ghost".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = exec(&mut alice, "ghost", &["true"], None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(alice
+        .list_vms(ListVmsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .vms
+        .is_empty());
+
+    // One real VM: duplicates and other users.
+    alice.create_vm(create("web")).await.unwrap();
+    let e = alice.create_vm(create("web")).await.unwrap_err();
+    assert_eq!(
+        (e.code(), e.message()),
+        (Code::AlreadyExists, "VM \"web\" already exists")
+    );
+    assert!(bob
+        .list_vms(ListVmsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .vms
+        .is_empty());
+    let e = bob
+        .get_vm(GetVmRequest { name: "web".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = exec(&mut bob, "web", &["true"], None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = bob
+        .delete_vm(DeleteVmRequest { name: "web".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let out = server.run("bob", &["exec", "web", "--", "true"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "noid: VM \"web\" not found"
+    );
+    // ... and alice's VM is untouched by all that.
+    let r = exec(&mut alice, "web", &["echo", "still here"], None, None)
+        .await
+        .unwrap();
+    assert_eq!(r.out(), "still here\n");
+
+    // Exec input errors.
+    let e = exec(&mut alice, "web", &[], None, None).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+
+    // RPCs of later features say so.
+    let e = alice
+        .create_checkpoint(CreateCheckpointRequest {
+            vm: "web".into(),
+            label: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unimplemented);
+
+    // A token rotated while the server runs stops working at once.
+    let out = std::process::Command::new(common::bin("noid-server"))
+        .args(["rotate-token", "bob", "--data-dir"])
+        .arg(server.data_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e = bob.list_vms(ListVmsRequest {}).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    let new_token = String::from_utf8(out.stdout).unwrap();
+    let mut bob2 = noid::client::connect(&server.url, Some(new_token.trim()))
+        .await
+        .unwrap();
+    assert_eq!(
+        bob2.who_am_i(WhoAmIRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .user,
+        "bob"
+    );
+
+    alice
+        .delete_vm(DeleteVmRequest { name: "web".into() })
+        .await
+        .unwrap();
+}
+
+/// A create that fails half-way (here: the guest cannot come up within the boot timeout)
+/// leaves no process, file or record; so does one whose VMM cannot start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_create_leaves_nothing_behind() {
+    for (config, code) in [
+        ("[vm]\nboot_timeout_secs = 1\n", Code::DeadlineExceeded),
+        ("[qemu]\nbinary = \"/bin/false\"\n", Code::Internal),
+    ] {
+        let server = Server::start(&["alice"], config);
+        let mut alice = server.client("alice").await;
+        let e = alice.create_vm(create("doomed")).await.unwrap_err();
+        assert_eq!(e.code(), code, "{config}: {}", e.message());
+        let data = server.data_dir();
+        let leftovers: Vec<_> = std::fs::read_dir(data.join("vms")).unwrap().collect();
+        assert!(leftovers.is_empty(), "{config}: files left: {leftovers:?}");
+        assert!(alice
+            .list_vms(ListVmsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .vms
+            .is_empty());
+        let procs = processes_mentioning(&data.display().to_string());
+        assert!(procs.is_empty(), "{config}: processes left: {procs:?}");
+        // The name is free again.
+        let e = alice
+            .get_vm(GetVmRequest {
+                name: "doomed".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+    }
+}
