@@ -123,9 +123,10 @@ async fn serve(config: Config) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Nagle's algorithm would hold small stream messages back by the delayed-ACK time (~40 ms).
+    let incoming = tonic::transport::server::TcpIncoming::from_listener(listener, true, None)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, shutdown_signal())
         .await?;

@@ -1,1 +1,99 @@
-fn main() {}
+//! Benchmark of the core path on this machine (not a test: it prints numbers, asserts none).
+//! Cold create until the agent answers, and the `exec -- true` round trip over the Rust client
+//! (gRPC stream to the guest and back) and through the CLI (process start included).
+//!
+//! Run: cargo build --release --workspace && cargo bench --bench core
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use noid::v1::{CreateVmRequest, DeleteVmRequest};
+
+fn summary(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let pct = |p: f64| {
+        let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+        samples[i].as_secs_f64() * 1000.0
+    };
+    println!(
+        "{name:<34} n={:<4} min {:>8.1} ms  p50 {:>8.1} ms  p99 {:>8.1} ms  max {:>8.1} ms",
+        samples.len(),
+        pct(0.0),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let server = common::Server::start(&["bench"], "");
+    let mut client = server.client("bench").await;
+    let backend = {
+        use noid::v1::GetServerInfoRequest;
+        client
+            .get_server_info(GetServerInfoRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .backend
+    };
+    println!(
+        "noid core benchmark ({backend}, {} cores)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+
+    let mut creates = Vec::new();
+    for i in 0..5 {
+        let name = format!("cold-{i}");
+        let t = Instant::now();
+        client
+            .create_vm(CreateVmRequest {
+                name: name.clone(),
+                cpus: 0,
+                memory_mib: 0,
+            })
+            .await
+            .unwrap();
+        creates.push(t.elapsed());
+        if i < 4 {
+            client.delete_vm(DeleteVmRequest { name }).await.unwrap();
+        }
+    }
+    summary("create until agent answers", creates);
+
+    let vm = "cold-4";
+    for _ in 0..10 {
+        common::exec(&mut client, vm, &["true"], None, None)
+            .await
+            .unwrap();
+    }
+    let mut rtt = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        let r = common::exec(&mut client, vm, &["true"], None, None)
+            .await
+            .unwrap();
+        rtt.push(t.elapsed());
+        assert_eq!(r.code, 0);
+    }
+    summary("exec true (Rust client)", rtt);
+
+    let mut cli = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        let out = server.run("bench", &["exec", vm, "--", "true"]);
+        cli.push(t.elapsed());
+        assert!(out.status.success());
+    }
+    summary("exec true (noid CLI process)", cli);
+
+    client
+        .delete_vm(DeleteVmRequest { name: vm.into() })
+        .await
+        .unwrap();
+}
