@@ -3,12 +3,13 @@
 #   kernel     Debian linux-image-cloud-amd64 (vmlinuz, plus vmlinux extracted for Firecracker later)
 #   initramfs  busybox-static + the virtio modules needed to mount the root disk
 #   rootfs     ext4 with busybox-static and noid-agent as PID 1
-# Usage: deploy/build-image.sh OUT_DIR AGENT_BINARY
+# Usage: deploy/build-image.sh [OUT_DIR [AGENT_BINARY]]
+#   OUT_DIR defaults to /var/lib/noid/images/default; the agent is built when not given.
 # Idempotent: when OUT_DIR/manifest.json records the same inputs, it does nothing.
 set -euo pipefail
 
-out=${1:?usage: build-image.sh OUT_DIR AGENT_BINARY}
-agent=${2:?usage: build-image.sh OUT_DIR AGENT_BINARY}
+out=${1:-/var/lib/noid/images/default}
+agent=${2:-$("$(dirname "$0")/build-agent.sh")}
 # Bump when the layout of the image changes; the server refuses images of another format.
 format=1
 rootfs_size=${NOID_ROOTFS_SIZE:-512M}

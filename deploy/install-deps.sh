@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what noid needs on a Debian host (12 "bookworm" or newer), as root:
+# QEMU (microvm), the pieces the image builder uses, and the C toolchain that cargo needs.
+# Rust itself: cargo >= 1.85 must be on PATH (https://rustup.rs); Debian's own cargo is too old.
+set -euo pipefail
+[ "$(id -u)" = 0 ] || { echo "install-deps: run as root" >&2; exit 1; }
+
+packages=(
+  qemu-system-x86    # the VMM (qemu-system-x86_64 -M microvm) and its firmware
+  busybox-static     # the default guest userland
+  e2fsprogs          # mkfs.ext4 -d for the root filesystem
+  cpio gzip kmod     # initramfs and kernel module dependency resolution
+  libc6-dev gcc pkg-config  # the static guest agent and crates that build C
+  iproute2 procps    # ip, ps (diagnostics and tests)
+  tmux               # terminal tests of `noid exec -t`
+  ca-certificates
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ] || ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
+  echo "==> apt-get install ${missing[*]:-(package lists only)}"
+  apt-get update -qq
+  [ ${#missing[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "install-deps: cargo not found. Install Rust (>= 1.85) with rustup: https://rustup.rs" >&2
+  exit 1
+fi
+echo "==> dependencies present ($(cargo --version), $(qemu-system-x86_64 --version | head -n1))"
