@@ -237,15 +237,7 @@ async fn run(cli: Cli) -> Result<i32> {
             if json {
                 output::print_json(&output::vm_json(&vm));
             } else {
-                let v = output::vm_json(&vm);
-                for (k, val) in v.as_object().expect("object") {
-                    let text = match val {
-                        serde_json::Value::String(s) if s.is_empty() => "-".to_string(),
-                        serde_json::Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    println!("{:<18} {text}", format!("{k}:"));
-                }
+                output::vm_details(&vm);
             }
         }
         Command::Destroy { name } => {

@@ -94,3 +94,31 @@ pub fn vm_rows(vms: &[Vm]) -> Vec<Vec<String>> {
 }
 
 pub const VM_HEADER: [&str; 6] = ["NAME", "STATE", "CPUS", "MEMORY", "ADDRESS", "AGE"];
+
+/// `noid info`: one field a line, in a reading order.
+pub fn vm_details(vm: &Vm) {
+    let or_dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let rows = [
+        ("name", vm.name.clone()),
+        ("state", state_name(vm.state).to_string()),
+        ("id", vm.id.clone()),
+        ("cpus", vm.cpus.to_string()),
+        ("memory", format!("{} MiB", vm.memory_mib)),
+        ("address", or_dash(&vm.address)),
+        ("backend", vm.backend.clone()),
+        ("image", vm.image_id.clone()),
+        ("kernel", vm.kernel_release.clone()),
+        ("from checkpoint", or_dash(&vm.parent_checkpoint)),
+        ("vmm pid", vm.vmm_pid.to_string()),
+        ("age", age(vm.created_at)),
+    ];
+    for (k, v) in rows {
+        println!("{:<16} {v}", format!("{k}:"));
+    }
+}
