@@ -1,5 +1,7 @@
 //! Running one command for the host: spawn (on pipes or a pseudo-terminal), pump stdin in and
 //! stdout/stderr out in order, forward signals and resizes, enforce the timeout, report the exit.
+//! A command outlives its stream: when the host goes away (a checkpoint hangs up, the server
+//! restarts) it runs on, and its output is dropped. Clients stop commands with `signal`.
 
 use std::collections::HashMap;
 use std::io;
@@ -197,22 +199,24 @@ fn signal_group(pid: i32, sig: i32) {
     unsafe { libc::kill(-pid, sig) };
 }
 
+/// Forwards output to the host. When the host has gone, output is still read (and dropped)
+/// so that the command never blocks on a full pipe.
 async fn pump_output(mut r: Box<dyn AsyncRead + Send + Unpin>, stderr: bool, reply: Reply) {
     let mut buf = vec![0u8; CHUNK];
+    let mut listening = true;
     loop {
         match r.read(&mut buf).await {
             Ok(0) | Err(_) => return,
-            Ok(n) => {
+            Ok(n) if listening => {
                 let data = buf[..n].to_vec();
                 let m = if stderr {
                     exec_response::Msg::Stderr(data)
                 } else {
                     exec_response::Msg::Stdout(data)
                 };
-                if reply.send(msg(m)).await.is_err() {
-                    return;
-                }
+                listening = reply.send(msg(m)).await.is_ok();
             }
+            Ok(_) => {}
         }
     }
 }
@@ -283,13 +287,9 @@ pub async fn run(reaper: Reaper, start: ExecStart, input: Streaming<ExecRequest>
         }
     };
     let pid = spawned.pid;
-    if reply
+    let _ = reply
         .send(msg(exec_response::Msg::StartedPid(pid as u32)))
-        .await
-        .is_err()
-    {
-        signal_group(pid, libc::SIGKILL);
-    }
+        .await;
     let pumps: Vec<_> = spawned
         .outputs
         .into_iter()
@@ -304,11 +304,6 @@ pub async fn run(reaper: Reaper, start: ExecStart, input: Streaming<ExecRequest>
         s = &mut exit => s.ok(),
         _ = sleep_or_forever(timeout) => {
             timed_out = true;
-            signal_group(pid, libc::SIGKILL);
-            (&mut exit).await.ok()
-        }
-        _ = reply.closed() => {
-            // Nobody listens any more: do not leave the command running unattended.
             signal_group(pid, libc::SIGKILL);
             (&mut exit).await.ok()
         }

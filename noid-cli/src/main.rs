@@ -2,6 +2,7 @@
 //! table for people or one JSON document with `--json`, and reports errors on one line
 //! (details with `-v`).
 
+mod checkpoints;
 mod config;
 mod exec;
 mod output;
@@ -58,6 +59,26 @@ enum Command {
     Use { name: String },
     /// Show the active VM and the file that names it.
     Current,
+    /// Checkpoint a VM (default: the active one): memory, devices and disk.
+    #[command(args_conflicts_with_subcommands = true)]
+    Checkpoint {
+        #[command(subcommand)]
+        action: Option<CheckpointAction>,
+        /// The VM [default: the active one]
+        vm: Option<String>,
+        /// A note to find the checkpoint by.
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List checkpoints, newest first (all of yours, or one VM's).
+    Checkpoints { vm: Option<String> },
+    /// Restore a checkpoint into its VM, or into a new VM with --as.
+    Restore {
+        id: String,
+        /// Fork: create a new VM with this name from the checkpoint.
+        #[arg(long = "as", value_name = "NEW_NAME")]
+        new_name: Option<String>,
+    },
     /// Run a command in a VM: noid exec [NAME] [-e K=V] [-w DIR] [-i] [-t] -- CMD...
     Exec {
         /// The VM [default: the active one]
@@ -81,6 +102,12 @@ enum Command {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum CheckpointAction {
+    /// Delete a checkpoint.
+    Rm { id: String },
 }
 
 #[derive(Subcommand)]
@@ -283,6 +310,22 @@ async fn run(cli: Cli) -> Result<i32> {
             }
             None => bail!("no active VM here: run `noid use NAME`"),
         },
+        Command::Checkpoint {
+            action: Some(CheckpointAction::Rm { id }),
+            ..
+        } => checkpoints::remove(&mut connect().await?, id, json).await?,
+        Command::Checkpoint {
+            action: None,
+            vm,
+            label,
+        } => {
+            let vm = config::resolve_vm(vm)?;
+            checkpoints::create(&mut connect().await?, vm, label, json).await?
+        }
+        Command::Checkpoints { vm } => checkpoints::list(&mut connect().await?, vm, json).await?,
+        Command::Restore { id, new_name } => {
+            checkpoints::restore(&mut connect().await?, id, new_name, json).await?
+        }
         Command::Exec {
             name,
             env,

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod agent;
 pub mod api;
 pub mod auth;
+pub mod checksum;
 pub mod config;
 pub mod core;
 pub mod image;

@@ -33,8 +33,29 @@ impl Layout {
         self.vms().join(id)
     }
 
+    pub fn checkpoints(&self) -> PathBuf {
+        self.root.join("checkpoints")
+    }
+
+    /// Final directory of a checkpoint.
+    pub fn checkpoint(&self, vm_id: &str, id: &str) -> PathBuf {
+        debug_assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        self.checkpoints().join(vm_id).join(id)
+    }
+
+    /// Where a checkpoint is written before it is complete (renamed into place at the end).
+    pub fn checkpoint_staging(&self, vm_id: &str, id: &str) -> PathBuf {
+        self.checkpoints().join(vm_id).join(format!(".tmp-{id}"))
+    }
+
+    /// Where a checkpoint goes while it is being deleted.
+    pub fn checkpoint_doomed(&self, vm_id: &str, id: &str) -> PathBuf {
+        self.checkpoints().join(vm_id).join(format!(".del-{id}"))
+    }
+
     pub fn create_dirs(&self) -> io::Result<()> {
         std::fs::create_dir_all(self.vms())?;
+        std::fs::create_dir_all(self.checkpoints())?;
         std::fs::create_dir_all(self.db())
     }
 }
@@ -46,7 +67,8 @@ pub enum CopyKind {
     Sparse,
 }
 
-/// Copies `src` to a new file `dst`, sharing extents where the filesystem can.
+/// Copies `src` to a new file `dst`, sharing extents where the filesystem can. The copy is not
+/// fsynced: callers that need it durable call `sync_file`.
 pub fn clone_file(src: &Path, dst: &Path) -> io::Result<CopyKind> {
     let input = File::open(src)?;
     let output = std::fs::OpenOptions::new()
@@ -60,6 +82,16 @@ pub fn clone_file(src: &Path, dst: &Path) -> io::Result<CopyKind> {
     }
     sparse_copy(&input, &output)?;
     Ok(CopyKind::Sparse)
+}
+
+/// fsyncs a file's data and metadata.
+pub fn sync_file(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+/// fsyncs a directory, so that renames and new entries in it are durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// Copies only the data regions of `input` (SEEK_DATA/SEEK_HOLE), leaving holes as holes.
@@ -106,7 +138,7 @@ fn sparse_copy(input: &File, output: &File) -> io::Result<()> {
         }
         pos = hole;
     }
-    output.sync_all()
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Calling a guest agent. One lazily connected HTTP/2 channel per VM carries every call; when
 //! the connection breaks (guest restored, server restarted) the next call reconnects.
 
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -49,6 +51,30 @@ pub struct AgentHealth {
 #[derive(Clone)]
 pub struct GuestAgent {
     client: AgentClient<Channel>,
+    link: Arc<Link>,
+}
+
+/// Control over the agent connection underneath the channel: the checkpoint flow closes the
+/// gate (no new connection), hangs up the current one, and opens the gate again afterwards.
+#[derive(Default)]
+struct Link {
+    /// A duplicate of the current connection's socket, to shut it down from outside.
+    socket: Mutex<Option<OwnedFd>>,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl Link {
+    fn new() -> Self {
+        Self {
+            socket: Mutex::new(None),
+            open: tokio::sync::watch::Sender::new(true),
+        }
+    }
+
+    async fn wait_open(&self) {
+        let mut rx = self.open.subscribe();
+        let _ = rx.wait_for(|open| *open).await;
+    }
 }
 
 fn pb_size(s: TtySize) -> pb::TtySize {
@@ -86,9 +112,18 @@ fn to_event(resp: pb::ExecResponse) -> Option<ExecEvent> {
 impl GuestAgent {
     /// A handle that connects on first use (and again after the connection breaks).
     pub fn lazy(endpoint: AgentEndpoint) -> Self {
+        let link = Arc::new(Link::new());
+        let l = Arc::clone(&link);
         let connector = tower::service_fn(move |_: Uri| {
             let endpoint = endpoint.clone();
-            async move { connect(&endpoint).await.map(TokioIo::new) }
+            let link = Arc::clone(&l);
+            async move {
+                link.wait_open().await;
+                let stream = connect(&endpoint).await?;
+                *link.socket.lock().expect("link lock") =
+                    Some(stream.socket().try_clone_to_owned()?);
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
+            }
         });
         let channel = Endpoint::from_static("http://agent.noid.internal")
             .http2_keep_alive_interval(Duration::from_secs(20))
@@ -98,7 +133,23 @@ impl GuestAgent {
             client: AgentClient::new(channel)
                 .max_decoding_message_size(64 << 20)
                 .max_encoding_message_size(64 << 20),
+            link,
         }
+    }
+
+    /// Hangs up the connection to the agent and keeps new ones from being made until
+    /// `reopen`. Calls in flight fail; calls made meanwhile wait.
+    pub fn hang_up(&self) {
+        self.link.open.send_replace(false);
+        if let Some(sock) = self.link.socket.lock().expect("link lock").take() {
+            // SAFETY: shutdown on a descriptor we own (a duplicate of the live socket).
+            unsafe { libc::shutdown(sock.as_raw_fd(), libc::SHUT_RDWR) };
+        }
+    }
+
+    /// Lets the channel connect again after `hang_up`.
+    pub fn reopen(&self) {
+        self.link.open.send_replace(true);
     }
 
     pub async fn health(&self, timeout: Duration) -> Result<AgentHealth, AgentError> {

@@ -1,14 +1,84 @@
 //! Opening a byte stream to a guest agent: a Unix socket that is a virtio-serial port (QEMU),
 //! or Firecracker's hybrid vsock (Unix socket, `CONNECT <port>\n`, `OK <port>\n`).
+//!
+//! A connection counts only once the agent has greeted it. An HTTP/2 server speaks first (its
+//! SETTINGS frame), so the first bytes prove that a fresh agent session is listening. Without
+//! that check a restored guest could swallow our preface: it resumes inside the session it had
+//! when the checkpoint was taken, and learns that its old host is gone only when we hang up.
+//! So: connect, wait for the greeting, and if none comes, hang up and try again with a longer
+//! wait. The bytes read are handed on to the HTTP/2 client untouched.
 
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf,
+};
 use tokio::net::UnixStream;
 
 use crate::vmm::AgentEndpoint;
 
-pub async fn connect(endpoint: &AgentEndpoint) -> io::Result<UnixStream> {
+/// How long to wait for the greeting on successive attempts.
+const GREETING_WAITS: [Duration; 4] = [
+    Duration::from_millis(200),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
+
+/// A stream whose first bytes (the agent's greeting) were already read.
+pub struct Greeted {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: UnixStream,
+}
+
+impl Greeted {
+    /// The underlying socket.
+    pub fn socket(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.inner.as_fd()
+    }
+}
+
+impl AsyncRead for Greeted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.pos < this.prefix.len() {
+            let n = (this.prefix.len() - this.pos).min(buf.remaining());
+            buf.put_slice(&this.prefix[this.pos..this.pos + n]);
+            this.pos += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Greeted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+async fn open(endpoint: &AgentEndpoint) -> io::Result<UnixStream> {
     match endpoint {
         AgentEndpoint::Serial(path) => UnixStream::connect(path).await,
         AgentEndpoint::HybridVsock { socket, port } => {
@@ -31,13 +101,39 @@ pub async fn connect(endpoint: &AgentEndpoint) -> io::Result<UnixStream> {
     }
 }
 
+/// Connects and waits for the agent's greeting, retrying until one comes. The caller bounds
+/// the total time (every call that uses the connection has its own deadline).
+pub async fn connect(endpoint: &AgentEndpoint) -> io::Result<Greeted> {
+    let mut attempt = 0;
+    loop {
+        let wait = GREETING_WAITS[attempt.min(GREETING_WAITS.len() - 1)];
+        attempt += 1;
+        let mut stream = open(endpoint).await?;
+        let mut prefix = vec![0u8; 256];
+        match tokio::time::timeout(wait, stream.read(&mut prefix)).await {
+            Ok(Ok(0)) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Ok(Ok(n)) => {
+                prefix.truncate(n);
+                return Ok(Greeted {
+                    prefix,
+                    pos: 0,
+                    inner: stream,
+                });
+            }
+            Ok(Err(e)) => return Err(e),
+            // No greeting: the guest is still booting, or a stale session holds the port.
+            // Hanging up ends that session.
+            Err(_) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
     use tokio::net::UnixListener;
 
-    /// A Unix socket that speaks the hybrid vsock handshake, then echoes.
+    /// A Unix socket that speaks the hybrid vsock handshake, greets, then echoes.
     async fn fake_firecracker(listener: UnixListener, accept_port: u32) {
         let (mut s, _) = listener.accept().await.unwrap();
         let mut line = Vec::new();
@@ -47,7 +143,7 @@ mod tests {
         }
         let line = String::from_utf8(line).unwrap();
         if line == format!("CONNECT {accept_port}") {
-            s.write_all(format!("OK {}\n", 1_073_741_824).as_bytes())
+            s.write_all(format!("OK {}\nhi", 1_073_741_824).as_bytes())
                 .await
                 .unwrap();
             let mut buf = [0u8; 5];
@@ -57,7 +153,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn hybrid_vsock_handshake() {
+    async fn hybrid_vsock_handshake_and_greeting() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v.sock");
         let listener = UnixListener::bind(&path).unwrap();
@@ -68,9 +164,12 @@ mod tests {
         };
         let mut s = connect(&ep).await.unwrap();
         s.write_all(b"hello").await.unwrap();
-        let mut buf = [0u8; 5];
+        let mut buf = [0u8; 7];
         s.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"hello");
+        assert_eq!(
+            &buf, b"hihello",
+            "the greeting is passed on, then the stream"
+        );
         server.await.unwrap();
 
         let listener = UnixListener::bind(dir.path().join("w.sock")).unwrap();
@@ -80,6 +179,28 @@ mod tests {
             port: 52,
         };
         assert!(connect(&ep).await.is_err(), "a refused port is an error");
+        server.await.unwrap();
+    }
+
+    /// A peer that stays silent on its first connection (a stale session) is hung up on, and
+    /// the next connection that greets is used.
+    #[tokio::test]
+    async fn reconnects_until_greeted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = tokio::spawn(async move {
+            let (mut silent, _) = listener.accept().await.unwrap();
+            let mut b = [0u8; 1];
+            // The client gives up on us: we see end of file.
+            assert_eq!(silent.read(&mut b).await.unwrap(), 0);
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.write_all(b"SETTINGS").await.unwrap();
+        });
+        let mut s = connect(&AgentEndpoint::Serial(path)).await.unwrap();
+        let mut buf = [0u8; 8];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"SETTINGS");
         server.await.unwrap();
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use noid::v1 as pb;
 
 use crate::core::{ExecEvent, ExecInput, ExecSpec, TtySize};
-use crate::store::{VmRecord, VmState};
+use crate::store::{CheckpointRecord, VmRecord, VmState};
 
 pub fn vm(v: &VmRecord) -> pb::Vm {
     let state = match v.state {
@@ -76,4 +76,17 @@ pub fn exec_event(e: ExecEvent) -> pb::ExecResponse {
         }),
     };
     pb::ExecResponse { msg: Some(msg) }
+}
+
+pub fn checkpoint(c: &CheckpointRecord) -> pb::Checkpoint {
+    pb::Checkpoint {
+        id: c.id.clone(),
+        vm: c.vm_name.clone(),
+        label: c.label.clone(),
+        created_at: c.created_at,
+        memory_bytes: c.memory_bytes,
+        disk_bytes: c.disk_bytes,
+        backend: c.backend.clone(),
+        parent_checkpoint: c.parent.clone().unwrap_or_default(),
+    }
 }

@@ -176,37 +176,52 @@ impl Noid for GrpcApi {
         &self,
         req: Request<pb::CreateCheckpointRequest>,
     ) -> Result<Response<pb::Checkpoint>, Status> {
-        self.user(&req)?;
-        Err(later("CreateCheckpoint", "the checkpoints issue"))
+        let user = self.user(&req)?;
+        let r = req.into_inner();
+        let c = self.core.create_checkpoint(&user, &r.vm, &r.label).await?;
+        Ok(Response::new(convert::checkpoint(&c)))
     }
 
     async fn list_checkpoints(
         &self,
         req: Request<pb::ListCheckpointsRequest>,
     ) -> Result<Response<pb::ListCheckpointsResponse>, Status> {
-        self.user(&req)?;
-        Err(later("ListCheckpoints", "the checkpoints issue"))
+        let user = self.user(&req)?;
+        let vm = &req.get_ref().vm;
+        let list = self
+            .core
+            .list_checkpoints(&user, (!vm.is_empty()).then_some(vm.as_str()))?;
+        Ok(Response::new(pb::ListCheckpointsResponse {
+            checkpoints: list.iter().map(convert::checkpoint).collect(),
+        }))
     }
 
     async fn get_checkpoint(
         &self,
         req: Request<pb::GetCheckpointRequest>,
     ) -> Result<Response<pb::Checkpoint>, Status> {
-        self.user(&req)?;
-        Err(later("GetCheckpoint", "the checkpoints issue"))
+        let user = self.user(&req)?;
+        let c = self.core.get_checkpoint(&user, &req.get_ref().id)?;
+        Ok(Response::new(convert::checkpoint(&c)))
     }
 
     async fn delete_checkpoint(
         &self,
         req: Request<pb::DeleteCheckpointRequest>,
     ) -> Result<Response<pb::DeleteCheckpointResponse>, Status> {
-        self.user(&req)?;
-        Err(later("DeleteCheckpoint", "the checkpoints issue"))
+        let user = self.user(&req)?;
+        self.core
+            .delete_checkpoint(&user, &req.get_ref().id)
+            .await?;
+        Ok(Response::new(pb::DeleteCheckpointResponse {}))
     }
 
     async fn restore(&self, req: Request<pb::RestoreRequest>) -> Result<Response<pb::Vm>, Status> {
-        self.user(&req)?;
-        Err(later("Restore", "the checkpoints issue"))
+        let user = self.user(&req)?;
+        let r = req.into_inner();
+        let new_name = (!r.new_name.is_empty()).then_some(r.new_name.as_str());
+        let vm = self.core.restore(&user, &r.checkpoint_id, new_name).await?;
+        Ok(Response::new(convert::vm(&vm)))
     }
 
     async fn copy_in(

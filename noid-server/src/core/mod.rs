@@ -5,9 +5,12 @@
 //! their own task so a client that disconnects cannot leave one half done, and their progress
 //! is in the store so a restarted server finishes or undoes them (`reconcile`).
 
+mod checkpoints;
 pub mod error;
 mod exec;
+mod manifest;
 mod reconcile;
+mod restore;
 mod rollback;
 pub mod types;
 mod vms;
@@ -33,6 +36,8 @@ pub struct Manager {
     vmm: Arc<dyn Vmm>,
     /// One agent channel per VM id, made on first use.
     agents: Mutex<HashMap<String, GuestAgent>>,
+    /// Serializes the flows that change one VM (checkpoint, restore, delete), by VM id.
+    vm_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Manager {
@@ -51,6 +56,7 @@ impl Manager {
             store,
             vmm,
             agents: Mutex::new(HashMap::new()),
+            vm_locks: Mutex::new(HashMap::new()),
         });
         manager.reconcile().await?;
         Ok(manager)
@@ -87,5 +93,14 @@ impl Manager {
 
     fn forget_agent(&self, vm_id: &str) {
         self.agents.lock().expect("agents lock").remove(vm_id);
+    }
+
+    /// Holds the VM's operation lock until the guard drops.
+    async fn lock_vm(&self, vm_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.vm_locks.lock().expect("vm locks");
+            Arc::clone(locks.entry(vm_id.to_string()).or_default())
+        };
+        lock.lock_owned().await
     }
 }

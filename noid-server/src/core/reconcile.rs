@@ -40,6 +40,7 @@ impl Manager {
                 }
             }
         }
+        self.reconcile_checkpoints()?;
         if let Ok(entries) = std::fs::read_dir(self.layout.vms()) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
@@ -47,6 +48,56 @@ impl Manager {
                     tracing::warn!("removing VM directory {name} that no record owns");
                     let _ = std::fs::remove_dir_all(e.path());
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes unfinished (`.tmp-`) and half-deleted (`.del-`) checkpoint directories,
+    /// rebuilds records of complete checkpoints from their manifests, and drops records whose
+    /// files are gone.
+    fn reconcile_checkpoints(&self) -> Result<()> {
+        let root = self.layout.checkpoints();
+        for vm_dir in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            for entry in std::fs::read_dir(vm_dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let path = entry.path();
+                if name.starts_with(".tmp-") || name.starts_with(".del-") {
+                    tracing::warn!("removing unfinished checkpoint files {}", path.display());
+                    let _ = std::fs::remove_dir_all(&path);
+                    continue;
+                }
+                if self.store.get_checkpoint(&name)?.is_some() {
+                    continue;
+                }
+                match super::manifest::Manifest::read(&path) {
+                    Ok(m) if m.checkpoint.id == name => {
+                        tracing::warn!(
+                            "rebuilding the record of checkpoint {name} from its manifest"
+                        );
+                        self.store.put_checkpoint(&m.checkpoint)?;
+                    }
+                    _ => {
+                        tracing::warn!(
+                            "removing checkpoint files without a manifest: {}",
+                            path.display()
+                        );
+                        let _ = std::fs::remove_dir_all(&path);
+                    }
+                }
+            }
+        }
+        for c in self.store.list_checkpoints(None)? {
+            if !self.layout.checkpoint(&c.vm_id, &c.id).is_dir() {
+                tracing::warn!(
+                    "dropping the record of checkpoint {}: its files are gone",
+                    c.id
+                );
+                self.store.remove_checkpoint(&c.id)?;
             }
         }
         Ok(())

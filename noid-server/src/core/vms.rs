@@ -13,21 +13,21 @@ use crate::storage::clone_file;
 use crate::store::{VmRecord, VmState};
 use crate::vmm::{process, BootSpec};
 
-fn now_secs() -> i64 {
+pub(super) fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
 
-fn new_vm_id() -> String {
+pub(super) fn new_id() -> String {
     let mut b = [0u8; 6];
     rand::rngs::OsRng.fill_bytes(&mut b);
     hex::encode(b)
 }
 
 /// The last lines of a VM's console log, for errors about a guest that did not come up.
-fn console_tail(dir: &std::path::Path) -> String {
+pub(super) fn console_tail(dir: &std::path::Path) -> String {
     let text = std::fs::read(dir.join(crate::vmm::qemu::CONSOLE_LOG)).unwrap_or_default();
     let text = String::from_utf8_lossy(&text[text.len().saturating_sub(2048)..]).into_owned();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -35,7 +35,7 @@ fn console_tail(dir: &std::path::Path) -> String {
 }
 
 impl Manager {
-    fn check_resources(&self, req: &CreateVm) -> Result<(u32, u32)> {
+    pub(super) fn check_resources(&self, req: &CreateVm) -> Result<(u32, u32)> {
         let l = &self.limits;
         let cpus = req.cpus.unwrap_or(l.default_cpus);
         if cpus == 0 || cpus > l.max_cpus {
@@ -59,7 +59,7 @@ impl Manager {
         noid::names::validate_name("VM", &req.name)?;
         let (cpus, memory_mib) = self.check_resources(&req)?;
         let record = VmRecord {
-            id: new_vm_id(),
+            id: new_id(),
             name: req.name,
             owner: user.0.clone(),
             state: VmState::Creating,
@@ -210,12 +210,22 @@ impl Manager {
                 "VM {name:?} is still being created"
             )));
         }
-        vm.state = VmState::Deleting;
-        self.store.update_vm(&vm)?;
         let this = Arc::clone(self);
-        tokio::spawn(async move { this.finish_delete(vm).await })
-            .await
-            .map_err(|e| CoreError::Internal(format!("delete task: {e}")))?
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let _guard = this.lock_vm(&vm.id).await;
+            // Another flow may have changed the VM while we waited for the lock.
+            vm = this
+                .store
+                .find_vm(&vm.owner, &name)?
+                .filter(|v| v.id == vm.id)
+                .ok_or_else(|| CoreError::NotFound(format!("VM {name:?} not found")))?;
+            vm.state = VmState::Deleting;
+            this.store.update_vm(&vm)?;
+            this.finish_delete(vm).await
+        })
+        .await
+        .map_err(|e| CoreError::Internal(format!("delete task: {e}")))?
     }
 
     pub(super) async fn finish_delete(&self, vm: VmRecord) -> Result<()> {

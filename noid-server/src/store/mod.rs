@@ -55,6 +55,29 @@ pub struct VmRecord {
     pub parent_checkpoint: Option<String>,
 }
 
+/// A checkpoint of a VM: its files live in `checkpoints/<vm_id>/<id>/` with a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointRecord {
+    pub id: String,
+    pub owner: String,
+    pub vm_id: String,
+    pub vm_name: String,
+    pub label: String,
+    pub created_at: i64,
+    pub backend: String,
+    pub backend_version: String,
+    pub image_id: String,
+    pub kernel_release: String,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    /// Size of the saved memory and device state.
+    pub memory_bytes: u64,
+    /// Apparent size of the disk copy.
+    pub disk_bytes: u64,
+    /// The checkpoint the VM was itself restored from, if any.
+    pub parent: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
     pub name: String,
@@ -72,6 +95,13 @@ pub trait Store: Send + Sync {
     fn find_vm(&self, owner: &str, name: &str) -> Result<Option<VmRecord>, StoreError>;
     /// All VMs, or one owner's, sorted by name.
     fn list_vms(&self, owner: Option<&str>) -> Result<Vec<VmRecord>, StoreError>;
+
+    /// Inserts (or, when rebuilt from a manifest, replaces) a checkpoint record.
+    fn put_checkpoint(&self, c: &CheckpointRecord) -> Result<(), StoreError>;
+    fn get_checkpoint(&self, id: &str) -> Result<Option<CheckpointRecord>, StoreError>;
+    fn remove_checkpoint(&self, id: &str) -> Result<(), StoreError>;
+    /// All checkpoints, or one owner's, newest first.
+    fn list_checkpoints(&self, owner: Option<&str>) -> Result<Vec<CheckpointRecord>, StoreError>;
 
     /// Inserts a user; `Conflict` when the name is taken.
     fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;

@@ -6,7 +6,7 @@ use std::path::Path;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use super::{Store, StoreError, UserRecord, VmRecord};
+use super::{CheckpointRecord, Store, StoreError, UserRecord, VmRecord};
 
 pub struct SledStore {
     db: sled::Db,
@@ -14,6 +14,7 @@ pub struct SledStore {
     vm_names: sled::Tree,
     users: sled::Tree,
     tokens: sled::Tree,
+    checkpoints: sled::Tree,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -55,6 +56,7 @@ impl SledStore {
             vm_names: db.open_tree("vm_names").map_err(backend)?,
             users: db.open_tree("users").map_err(backend)?,
             tokens: db.open_tree("tokens").map_err(backend)?,
+            checkpoints: db.open_tree("checkpoints").map_err(backend)?,
             db,
         })
     }
@@ -124,6 +126,38 @@ impl Store for SledStore {
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn put_checkpoint(&self, c: &CheckpointRecord) -> Result<(), StoreError> {
+        self.checkpoints
+            .insert(c.id.as_bytes(), encode(c))
+            .map_err(backend)?;
+        self.flush()
+    }
+
+    fn get_checkpoint(&self, id: &str) -> Result<Option<CheckpointRecord>, StoreError> {
+        self.checkpoints
+            .get(id.as_bytes())
+            .map_err(backend)?
+            .map(|b| decode(&b))
+            .transpose()
+    }
+
+    fn remove_checkpoint(&self, id: &str) -> Result<(), StoreError> {
+        self.checkpoints.remove(id.as_bytes()).map_err(backend)?;
+        self.flush()
+    }
+
+    fn list_checkpoints(&self, owner: Option<&str>) -> Result<Vec<CheckpointRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.checkpoints.iter() {
+            let c: CheckpointRecord = decode(&item.map_err(backend)?.1)?;
+            if owner.is_none_or(|o| o == c.owner) {
+                out.push(c);
+            }
+        }
+        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
         Ok(out)
     }
 

@@ -4,6 +4,7 @@
 pub mod accel;
 pub mod process;
 pub mod qemu;
+mod qemu_snapshot;
 pub mod qmp;
 
 use std::path::PathBuf;
@@ -47,10 +48,21 @@ pub enum AgentEndpoint {
     HybridVsock { socket: PathBuf, port: u32 },
 }
 
+/// A file of saved VM state, as written by `Vmm::save_state`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedFile {
+    pub name: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
 #[async_trait]
 pub trait Vmm: Send + Sync {
     /// e.g. "qemu/tcg".
     fn backend(&self) -> String;
+
+    /// The hypervisor's version; state saved by one version is restored only by the same.
+    fn version(&self) -> String;
 
     /// Starts the VMM for `spec` as a process that outlives this server; returns once the
     /// process runs (not once the guest has booted).
@@ -62,6 +74,48 @@ pub trait Vmm: Send + Sync {
     /// Whether the VMM process is still the one we started and still running.
     fn is_running(&self, process: &ProcessId) -> bool {
         process::is_alive(process)
+    }
+
+    /// Hangs up the host's connection to the guest agent (`hang_up`) and returns once the VMM
+    /// has passed that on to the guest, so that a checkpoint taken next holds an agent about
+    /// to wait for a new host rather than one inside a session with a host that a restored
+    /// copy will never see.
+    async fn hang_up_agent(
+        &self,
+        dir: &std::path::Path,
+        hang_up: Box<dyn FnOnce() + Send>,
+    ) -> Result<(), VmmError> {
+        let _ = dir;
+        hang_up();
+        Ok(())
+    }
+
+    /// Freezes the guest's vCPUs (the process keeps running).
+    async fn pause(&self, dir: &std::path::Path) -> Result<(), VmmError>;
+
+    /// Lets a paused guest run again.
+    async fn resume(&self, dir: &std::path::Path) -> Result<(), VmmError>;
+
+    /// Saves the paused VM's memory and device state into files in `out_dir`. The VM stays
+    /// paused; on error nothing in `out_dir` is to be trusted.
+    async fn save_state(
+        &self,
+        dir: &std::path::Path,
+        out_dir: &std::path::Path,
+    ) -> Result<Vec<SavedFile>, VmmError>;
+
+    /// Starts a VMM for `spec` from state that `save_state` wrote into `state_dir`, and returns
+    /// once the guest runs again.
+    async fn restore(
+        &self,
+        spec: &BootSpec,
+        state_dir: &std::path::Path,
+    ) -> Result<ProcessId, VmmError>;
+
+    /// Whether a restored VM keeps using the checkpoint's memory file while it runs (so the
+    /// checkpoint must not be deleted under it).
+    fn restore_maps_memory(&self) -> bool {
+        false
     }
 
     /// Stops the VMM: SIGTERM, then SIGKILL after `grace`. Returns once it is gone.

@@ -9,11 +9,13 @@ use serde_json::json;
 
 use super::accel::Accel;
 use super::qmp::Qmp;
-use super::{process, AgentEndpoint, BootSpec, Vmm, VmmError};
+use super::{process, AgentEndpoint, BootSpec, SavedFile, Vmm, VmmError};
 use crate::store::ProcessId;
 
 /// File names inside a VM's directory; QEMU runs there, so they stay relative and short.
 pub const AGENT_SOCKET: &str = "agent.sock";
+/// QEMU device id of the agent's virtio-serial port.
+pub const AGENT_PORT_ID: &str = "agentport";
 pub const QMP_SOCKET: &str = "qmp.sock";
 pub const CONSOLE_SOCKET: &str = "console.sock";
 pub const CONSOLE_LOG: &str = "console.log";
@@ -22,6 +24,7 @@ const PID_FILE: &str = "qemu.pid";
 pub struct QemuVmm {
     binary: PathBuf,
     accel: Accel,
+    version: String,
     /// The host's TSC rate, handed to TCG guests (see `host_tsc_khz`).
     tsc_khz: Option<u64>,
 }
@@ -56,11 +59,74 @@ impl QemuVmm {
             Accel::Tcg => host_tsc_khz(),
             Accel::Kvm => None,
         };
+        let version = std::process::Command::new(&binary)
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|o| {
+                let text = String::from_utf8_lossy(&o.stdout).into_owned();
+                text.lines().next().map(|l| {
+                    l.trim_start_matches("QEMU emulator version ")
+                        .trim()
+                        .to_string()
+                })
+            })
+            .unwrap_or_else(|| "unknown".into());
         Self {
             binary,
             accel,
+            version,
             tsc_khz,
         }
+    }
+
+    pub(super) fn qmp_socket(dir: &Path) -> PathBuf {
+        dir.join(QMP_SOCKET)
+    }
+
+    /// Starts QEMU (daemonized) for `spec`; with `incoming` it waits for migration state.
+    pub(super) async fn launch(
+        &self,
+        spec: &BootSpec,
+        incoming: bool,
+    ) -> Result<ProcessId, VmmError> {
+        let mut args = self.args(spec);
+        if incoming {
+            args.extend(["-incoming".into(), "defer".into(), "-S".into()]);
+        }
+        let output = tokio::process::Command::new(&self.binary)
+            .args(args)
+            .current_dir(&spec.dir)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .map_err(|e| VmmError::Start(format!("{}: {e}", self.binary.display())))?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let msg = stderr
+                .lines()
+                .last()
+                .unwrap_or("exited with an error")
+                .trim();
+            return Err(VmmError::Start(msg.to_string()));
+        }
+        let pid_text = std::fs::read_to_string(spec.dir.join(PID_FILE))?;
+        let pid: u32 = pid_text
+            .trim()
+            .parse()
+            .map_err(|_| VmmError::Start(format!("unreadable pid file: {pid_text:?}")))?;
+        process::identify(pid)
+            .ok_or_else(|| VmmError::Start("QEMU exited right after starting".into()))
+    }
+
+    /// QEMU's run state ("running", "paused", "inmigrate", ...).
+    pub(super) async fn status(qmp: &mut Qmp) -> Result<String, VmmError> {
+        let status = qmp.execute("query-status", json!({})).await?;
+        Ok(status
+            .get("status")
+            .and_then(|s| s.as_str())
+            .unwrap_or("unknown")
+            .to_string())
     }
 
     fn args(&self, spec: &BootSpec) -> Vec<String> {
@@ -109,7 +175,7 @@ impl QemuVmm {
             "-chardev".into(),
             format!("socket,id=agent,path={AGENT_SOCKET},server=on,wait=off"),
             "-device".into(),
-            "virtserialport,chardev=agent,name=noid.agent".into(),
+            format!("virtserialport,chardev=agent,name=noid.agent,id={AGENT_PORT_ID}"),
             "-chardev".into(),
             format!(
                 "socket,id=console,path={CONSOLE_SOCKET},server=on,wait=off,logfile={CONSOLE_LOG},logappend=on"
@@ -133,35 +199,53 @@ impl Vmm for QemuVmm {
         format!("qemu/{}", self.accel.as_str())
     }
 
+    fn version(&self) -> String {
+        self.version.clone()
+    }
+
     async fn start(&self, spec: &BootSpec) -> Result<ProcessId, VmmError> {
-        let output = tokio::process::Command::new(&self.binary)
-            .args(self.args(spec))
-            .current_dir(&spec.dir)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await
-            .map_err(|e| VmmError::Start(format!("{}: {e}", self.binary.display())))?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let msg = stderr
-                .lines()
-                .last()
-                .unwrap_or("exited with an error")
-                .trim();
-            return Err(VmmError::Start(msg.to_string()));
-        }
-        let pid_text = std::fs::read_to_string(spec.dir.join(PID_FILE))?;
-        let pid: u32 = pid_text
-            .trim()
-            .parse()
-            .map_err(|_| VmmError::Start(format!("unreadable pid file: {pid_text:?}")))?;
-        let id = process::identify(pid)
-            .ok_or_else(|| VmmError::Start("QEMU exited right after starting".into()))?;
-        let mut qmp = Qmp::connect(&spec.dir.join(QMP_SOCKET)).await?;
-        let status = qmp.execute("query-status", json!({})).await?;
-        if status.get("status").and_then(|s| s.as_str()) != Some("running") {
+        let id = self.launch(spec, false).await?;
+        let mut qmp = Qmp::connect(&Self::qmp_socket(&spec.dir)).await?;
+        let status = Self::status(&mut qmp).await?;
+        if status != "running" {
             let _ = process::terminate(&id, std::time::Duration::from_secs(1)).await;
             return Err(VmmError::Start(format!("QEMU is not running: {status}")));
+        }
+        Ok(id)
+    }
+
+    async fn hang_up_agent(
+        &self,
+        dir: &Path,
+        hang_up: Box<dyn FnOnce() + Send>,
+    ) -> Result<(), VmmError> {
+        let mut qmp = Qmp::connect(&Self::qmp_socket(dir)).await?;
+        hang_up();
+        super::qemu_snapshot::wait_agent_disconnected(&mut qmp).await
+    }
+
+    async fn pause(&self, dir: &Path) -> Result<(), VmmError> {
+        let mut qmp = Qmp::connect(&Self::qmp_socket(dir)).await?;
+        qmp.execute("stop", json!({})).await?;
+        Ok(())
+    }
+
+    async fn resume(&self, dir: &Path) -> Result<(), VmmError> {
+        let mut qmp = Qmp::connect(&Self::qmp_socket(dir)).await?;
+        qmp.execute("cont", json!({})).await?;
+        Ok(())
+    }
+
+    async fn save_state(&self, dir: &Path, out_dir: &Path) -> Result<Vec<SavedFile>, VmmError> {
+        super::qemu_snapshot::save(&Self::qmp_socket(dir), out_dir).await
+    }
+
+    async fn restore(&self, spec: &BootSpec, state_dir: &Path) -> Result<ProcessId, VmmError> {
+        let id = self.launch(spec, true).await?;
+        let result = super::qemu_snapshot::load(&Self::qmp_socket(&spec.dir), state_dir).await;
+        if let Err(e) = result {
+            let _ = process::terminate(&id, std::time::Duration::from_secs(1)).await;
+            return Err(e);
         }
         Ok(id)
     }

@@ -11,6 +11,8 @@ use super::VmmError;
 pub struct Qmp {
     reader: BufReader<tokio::net::unix::OwnedReadHalf>,
     writer: tokio::net::unix::OwnedWriteHalf,
+    /// Events that arrived while waiting for a command's answer, oldest first.
+    events: std::collections::VecDeque<Value>,
 }
 
 impl Qmp {
@@ -20,6 +22,7 @@ impl Qmp {
         let mut qmp = Self {
             reader: BufReader::new(r),
             writer,
+            events: Default::default(),
         };
         qmp.read_message().await?; // greeting
         qmp.execute("qmp_capabilities", json!({})).await?;
@@ -34,13 +37,40 @@ impl Qmp {
         serde_json::from_str(&line).map_err(|e| VmmError::Control(format!("QMP: {e}")))
     }
 
-    /// Runs `command` and returns its `return` value; asynchronous events are skipped.
+    /// Waits for the next event for which `matches` holds (earlier events are dropped).
+    pub async fn wait_event(
+        &mut self,
+        matches: impl Fn(&Value) -> bool,
+        timeout: std::time::Duration,
+    ) -> Result<Value, VmmError> {
+        while let Some(ev) = self.events.pop_front() {
+            if matches(&ev) {
+                return Ok(ev);
+            }
+        }
+        tokio::time::timeout(timeout, async {
+            loop {
+                let msg = self.read_message().await?;
+                if msg.get("event").is_some() && matches(&msg) {
+                    return Ok(msg);
+                }
+            }
+        })
+        .await
+        .map_err(|_| VmmError::Control("timed out waiting for a QMP event".into()))?
+    }
+
+    /// Runs `command` and returns its `return` value; events are kept for `wait_event`.
     pub async fn execute(&mut self, command: &str, arguments: Value) -> Result<Value, VmmError> {
         let mut msg = json!({ "execute": command, "arguments": arguments }).to_string();
         msg.push('\n');
         self.writer.write_all(msg.as_bytes()).await?;
         loop {
             let reply = self.read_message().await?;
+            if reply.get("event").is_some() {
+                self.events.push_back(reply);
+                continue;
+            }
             if let Some(ret) = reply.get("return") {
                 return Ok(ret.clone());
             }

@@ -1,0 +1,152 @@
+//! `noid checkpoint`, `noid checkpoints`, `noid restore`.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use noid::v1::{
+    Checkpoint, CreateCheckpointRequest, DeleteCheckpointRequest, ListCheckpointsRequest,
+    RestoreRequest,
+};
+use serde_json::{json, Value};
+
+use crate::output;
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+pub fn checkpoint_json(c: &Checkpoint) -> Value {
+    json!({
+        "id": c.id,
+        "vm": c.vm,
+        "label": c.label,
+        "created_at": c.created_at,
+        "memory_bytes": c.memory_bytes,
+        "disk_bytes": c.disk_bytes,
+        "backend": c.backend,
+        "parent_checkpoint": c.parent_checkpoint,
+    })
+}
+
+pub async fn create(
+    client: &mut noid::client::Client,
+    vm: String,
+    label: Option<String>,
+    json: bool,
+) -> Result<()> {
+    let started = Instant::now();
+    let spinner = (!json).then(|| crate::progress(&format!("Checkpointing VM {vm}")));
+    let result = client
+        .create_checkpoint(CreateCheckpointRequest {
+            vm,
+            label: label.unwrap_or_default(),
+        })
+        .await;
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    let c = result?.into_inner();
+    if json {
+        output::print_json(&checkpoint_json(&c));
+    } else {
+        println!(
+            "Checkpoint {} of {} in {:.2}s (memory {}, disk {})",
+            c.id,
+            c.vm,
+            started.elapsed().as_secs_f64(),
+            mib(c.memory_bytes),
+            mib(c.disk_bytes)
+        );
+    }
+    Ok(())
+}
+
+pub async fn list(client: &mut noid::client::Client, vm: Option<String>, json: bool) -> Result<()> {
+    let list = client
+        .list_checkpoints(ListCheckpointsRequest {
+            vm: vm.unwrap_or_default(),
+        })
+        .await?
+        .into_inner()
+        .checkpoints;
+    if json {
+        output::print_json(&json!(list.iter().map(checkpoint_json).collect::<Vec<_>>()));
+    } else if list.is_empty() {
+        println!("No checkpoints. Make one with: noid checkpoint VM");
+    } else {
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|c| {
+                vec![
+                    c.id.clone(),
+                    c.vm.clone(),
+                    if c.label.is_empty() {
+                        "-".into()
+                    } else {
+                        c.label.clone()
+                    },
+                    output::age(c.created_at),
+                    mib(c.memory_bytes),
+                    mib(c.disk_bytes),
+                ]
+            })
+            .collect();
+        output::table(&["ID", "VM", "LABEL", "AGE", "MEMORY", "DISK"], &rows);
+    }
+    Ok(())
+}
+
+pub async fn remove(client: &mut noid::client::Client, id: String, json: bool) -> Result<()> {
+    client
+        .delete_checkpoint(DeleteCheckpointRequest { id: id.clone() })
+        .await?;
+    if json {
+        output::print_json(&json!({"deleted": id}));
+    } else {
+        println!("Deleted checkpoint {id}");
+    }
+    Ok(())
+}
+
+pub async fn restore(
+    client: &mut noid::client::Client,
+    id: String,
+    new_name: Option<String>,
+    json: bool,
+) -> Result<()> {
+    if let Some(n) = &new_name {
+        noid::names::validate_name("VM", n)?;
+    }
+    let started = Instant::now();
+    let what = match &new_name {
+        Some(n) => format!("Forking checkpoint {id} as {n}"),
+        None => format!("Restoring checkpoint {id}"),
+    };
+    let spinner = (!json).then(|| crate::progress(&what));
+    let result = client
+        .restore(RestoreRequest {
+            checkpoint_id: id.clone(),
+            new_name: new_name.clone().unwrap_or_default(),
+        })
+        .await;
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    let vm = result?.into_inner();
+    if json {
+        output::print_json(&output::vm_json(&vm));
+    } else if new_name.is_some() {
+        println!(
+            "Created VM {} from checkpoint {id} in {:.2}s",
+            vm.name,
+            started.elapsed().as_secs_f64()
+        );
+    } else {
+        println!(
+            "Restored VM {} to checkpoint {id} in {:.2}s",
+            vm.name,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! Checkpoints: freeze a running VM (pause, save memory and device state, copy the disk,
+//! resume), write the files under a temporary name with a manifest, rename them into place,
+//! and record the checkpoint last. Listing, lookup and deletion.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::error::io_error;
+use super::manifest::{FileEntry, Manifest, Method, DISK_FILE};
+use super::vms::{new_id, now_secs};
+use super::{CoreError, Manager, Result, User};
+use crate::checksum;
+use crate::storage::{clone_file, sync_dir, sync_file};
+use crate::store::{CheckpointRecord, VmRecord, VmState};
+
+fn not_found(id: &str) -> CoreError {
+    CoreError::NotFound(format!("checkpoint {id:?} not found"))
+}
+
+/// Checkpoint ids are generated hex; anything else cannot name one (and never becomes a path).
+fn validate_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(CoreError::InvalidArgument(format!(
+            "{id:?} is not a checkpoint id (hexadecimal, as `noid checkpoints` shows)"
+        )));
+    }
+    Ok(())
+}
+
+impl Manager {
+    /// Checkpoints the caller's running VM `vm_name`.
+    pub async fn create_checkpoint(
+        self: &Arc<Self>,
+        user: &User,
+        vm_name: &str,
+        label: &str,
+    ) -> Result<CheckpointRecord> {
+        noid::names::validate_label(label)?;
+        let vm = self.get_vm(user, vm_name)?;
+        if vm.state != VmState::Running {
+            return Err(CoreError::FailedPrecondition(format!(
+                "VM {vm_name:?} is not running (state: {:?})",
+                vm.state
+            )));
+        }
+        let this = Arc::clone(self);
+        let label = label.to_string();
+        tokio::spawn(async move {
+            let _guard = this.lock_vm(&vm.id).await;
+            let started = Instant::now();
+            let id = new_id();
+            let staging = this.layout.checkpoint_staging(&vm.id, &id);
+            let result = this.write_checkpoint(&vm, &id, &label, &staging).await;
+            match result {
+                Ok(ckpt) => {
+                    let secs = started.elapsed().as_secs_f64();
+                    tracing::info!(
+                        "Checkpoint created: {} of {} ({} MiB memory, {:.2}s)",
+                        ckpt.id,
+                        vm.name,
+                        ckpt.memory_bytes >> 20,
+                        secs
+                    );
+                    Ok(ckpt)
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&staging);
+                    tracing::warn!("checkpoint of {} failed: {e}", vm.name);
+                    Err(e)
+                }
+            }
+        })
+        .await
+        .map_err(|e| CoreError::Internal(format!("checkpoint task: {e}")))?
+    }
+
+    async fn write_checkpoint(
+        &self,
+        vm: &VmRecord,
+        id: &str,
+        label: &str,
+        staging: &std::path::Path,
+    ) -> Result<CheckpointRecord> {
+        let dir = self.layout.vm(&vm.id);
+        // The checkpoint holds an agent that waits for a host (not one in a session with us):
+        // make sure it answers, hang up, and let no one connect until the VM runs again.
+        // Exec streams open at this moment end; their commands keep running in the guest.
+        let agent = self.agent(vm);
+        agent
+            .health(std::time::Duration::from_secs(10))
+            .await
+            .map_err(|e| CoreError::Unavailable(format!("VM {} does not answer: {e}", vm.name)))?;
+        let a = agent.clone();
+        let saved = async {
+            self.vmm
+                .hang_up_agent(&dir, Box::new(move || a.hang_up()))
+                .await?;
+            std::fs::create_dir_all(staging).map_err(|e| io_error("creating the checkpoint", e))?;
+            self.vmm.pause(&dir).await?;
+            let paused = Instant::now();
+            let saved = async {
+                let state = self.vmm.save_state(&dir, staging).await?;
+                clone_file(&dir.join(DISK_FILE), &staging.join(DISK_FILE))
+                    .map_err(|e| io_error("copying the disk", e))?;
+                Ok::<_, CoreError>(state)
+            }
+            .await;
+            // The guest runs again whatever happened above.
+            let resumed = self.vmm.resume(&dir).await;
+            tracing::debug!("VM {} paused for {:?}", vm.name, paused.elapsed());
+            resumed?;
+            saved
+        }
+        .await;
+        agent.reopen();
+        let state = saved?;
+
+        // Durable before the manifest and the record say the checkpoint exists.
+        let names: Vec<String> = state
+            .iter()
+            .map(|f| f.name.clone())
+            .chain([DISK_FILE.into()])
+            .collect();
+        let dir_to_sync = staging.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            names
+                .iter()
+                .try_for_each(|n| sync_file(&dir_to_sync.join(n)))
+        })
+        .await
+        .map_err(|e| CoreError::Internal(e.to_string()))?
+        .map_err(|e| io_error("syncing the checkpoint files", e))?;
+
+        let disk_path = staging.join(DISK_FILE);
+        let disk_bytes = std::fs::metadata(&disk_path)
+            .map_err(|e| io_error("reading the disk copy", e))?
+            .len();
+        let digest = tokio::task::spawn_blocking(move || checksum::disk_digest(&disk_path))
+            .await
+            .map_err(|e| CoreError::Internal(e.to_string()))?
+            .map_err(|e| io_error("checksumming the disk copy", e))?;
+        let mut files: Vec<FileEntry> = state
+            .iter()
+            .map(|f| FileEntry {
+                name: f.name.clone(),
+                bytes: f.bytes,
+                method: Method::Sha256,
+                checksum: f.sha256.clone(),
+            })
+            .collect();
+        files.push(FileEntry {
+            name: DISK_FILE.into(),
+            bytes: disk_bytes,
+            method: Method::DiskBlocksSha256,
+            checksum: digest,
+        });
+        let record = CheckpointRecord {
+            id: id.to_string(),
+            owner: vm.owner.clone(),
+            vm_id: vm.id.clone(),
+            vm_name: vm.name.clone(),
+            label: label.to_string(),
+            created_at: now_secs(),
+            backend: self.vmm.backend(),
+            backend_version: self.vmm.version(),
+            image_id: vm.image_id.clone(),
+            kernel_release: vm.kernel_release.clone(),
+            cpus: vm.cpus,
+            memory_mib: vm.memory_mib,
+            memory_bytes: state.iter().map(|f| f.bytes).sum(),
+            disk_bytes,
+            parent: vm.parent_checkpoint.clone(),
+        };
+        tracing::debug!("checkpoint {id}: disk digest done");
+        Manifest::new(record.clone(), files)
+            .write(staging)
+            .map_err(|e| io_error("writing the manifest", e))?;
+        sync_dir(staging).map_err(|e| io_error("syncing the checkpoint", e))?;
+        let final_dir = self.layout.checkpoint(&vm.id, id);
+        std::fs::rename(staging, &final_dir).map_err(|e| io_error("renaming the checkpoint", e))?;
+        if let Some(parent) = final_dir.parent() {
+            sync_dir(parent).map_err(|e| io_error("syncing the checkpoint", e))?;
+        }
+        if let Err(e) = self.store.put_checkpoint(&record) {
+            let _ = std::fs::remove_dir_all(&final_dir);
+            return Err(e.into());
+        }
+        Ok(record)
+    }
+
+    /// The caller's checkpoint `id`; another user's is NOT_FOUND.
+    pub fn get_checkpoint(&self, user: &User, id: &str) -> Result<CheckpointRecord> {
+        validate_id(id)?;
+        self.store
+            .get_checkpoint(id)?
+            .filter(|c| c.owner == user.0)
+            .ok_or_else(|| not_found(id))
+    }
+
+    /// The caller's checkpoints, newest first; only those of `vm_name` when given.
+    pub fn list_checkpoints(
+        &self,
+        user: &User,
+        vm_name: Option<&str>,
+    ) -> Result<Vec<CheckpointRecord>> {
+        if let Some(name) = vm_name {
+            noid::names::validate_name("VM", name)?;
+        }
+        let all = self.store.list_checkpoints(Some(&user.0))?;
+        Ok(all
+            .into_iter()
+            .filter(|c| vm_name.is_none_or(|n| n == c.vm_name))
+            .collect())
+    }
+
+    /// Deletes a checkpoint, unless a running VM still reads its files.
+    pub async fn delete_checkpoint(&self, user: &User, id: &str) -> Result<()> {
+        let ckpt = self.get_checkpoint(user, id)?;
+        if self.vmm.restore_maps_memory() {
+            let users: Vec<String> = self
+                .store
+                .list_vms(None)?
+                .into_iter()
+                .filter(|v| v.parent_checkpoint.as_deref() == Some(id))
+                .filter(|v| v.process.is_some_and(|p| self.vmm.is_running(&p)))
+                .map(|v| v.name)
+                .collect();
+            if !users.is_empty() {
+                return Err(CoreError::FailedPrecondition(format!(
+                    "checkpoint {id} is in use by running VMs restored from it: {}",
+                    users.join(", ")
+                )));
+            }
+        }
+        let dir = self.layout.checkpoint(&ckpt.vm_id, id);
+        // Rename first: a crash at any point leaves a `.del-` directory that reconcile
+        // removes, never a record that points at half-deleted files, nor files that reconcile
+        // would take for a checkpoint whose record is missing.
+        let doomed = self.layout.checkpoint_doomed(&ckpt.vm_id, id);
+        match std::fs::rename(&dir, &doomed) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("removing the checkpoint files", e)),
+        }
+        self.store.remove_checkpoint(id)?;
+        match std::fs::remove_dir_all(&doomed) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("removing the checkpoint files", e)),
+        }
+        tracing::info!("Checkpoint deleted: {id} of {}", ckpt.vm_name);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_id;
+
+    #[test]
+    fn checkpoint_ids_are_hex() {
+        assert!(validate_id("0123456789ab").is_ok());
+        for bad in ["", "../x", "abc/def", "zz", &"a".repeat(33)] {
+            assert!(validate_id(bad).is_err(), "{bad}");
+        }
+    }
+}

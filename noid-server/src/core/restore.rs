@@ -1,0 +1,258 @@
+//! Restores: a checkpoint back into its own VM (in place), or into a new VM (a fork) with its
+//! own disk copy, name and hostname. The files are checked against the manifest before the
+//! VMM sees them; after the VMM resumes the guest, the agent's post-restore step sets the
+//! clock, reseeds the RNG and sets the hostname.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+
+use super::error::io_error;
+use super::manifest::{Manifest, DISK_FILE};
+use super::rollback::{Rollback, Undo};
+use super::vms::{new_id, now_secs};
+use super::{CoreError, CreateVm, Manager, Result, User};
+use crate::storage::clone_file;
+use crate::store::{CheckpointRecord, VmRecord, VmState};
+use crate::vmm::BootSpec;
+
+impl Manager {
+    /// Restores checkpoint `id` in place, or as a new VM called `new_name`.
+    pub async fn restore(
+        self: &Arc<Self>,
+        user: &User,
+        id: &str,
+        new_name: Option<&str>,
+    ) -> Result<VmRecord> {
+        let ckpt = self.get_checkpoint(user, id)?;
+        self.check_compatible(&ckpt)?;
+        let this = Arc::clone(self);
+        let new_name = new_name.map(str::to_string);
+        let user = user.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let result = match &new_name {
+                Some(name) => this.fork(&user, &ckpt, name).await,
+                None => this.restore_in_place(&user, &ckpt).await,
+            };
+            if let Ok(vm) = &result {
+                tracing::info!(
+                    "VM {} restored from checkpoint {} ({:.2}s)",
+                    vm.name,
+                    ckpt.id,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            result
+        })
+        .await
+        .map_err(|e| CoreError::Internal(format!("restore task: {e}")))?
+    }
+
+    fn check_compatible(&self, ckpt: &CheckpointRecord) -> Result<()> {
+        let (backend, version) = (self.vmm.backend(), self.vmm.version());
+        if ckpt.backend != backend || ckpt.backend_version != version {
+            return Err(CoreError::FailedPrecondition(format!(
+                "checkpoint {} was made by {} {}, this server runs {backend} {version}",
+                ckpt.id, ckpt.backend, ckpt.backend_version
+            )));
+        }
+        let image = &self.image.manifest.id;
+        if &ckpt.image_id != image {
+            return Err(CoreError::FailedPrecondition(format!(
+                "checkpoint {} was made with guest image {}, this server has image {image}",
+                ckpt.id, ckpt.image_id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks the checkpoint's files against its manifest.
+    async fn verify_checkpoint(&self, ckpt: &CheckpointRecord) -> Result<std::path::PathBuf> {
+        let dir = self.layout.checkpoint(&ckpt.vm_id, &ckpt.id);
+        let d = dir.clone();
+        let checked = tokio::task::spawn_blocking(move || Manifest::read(&d)?.verify(&d))
+            .await
+            .map_err(|e| CoreError::Internal(e.to_string()))?;
+        checked.map_err(|why| {
+            CoreError::FailedPrecondition(format!("checkpoint {} is damaged: {why}", ckpt.id))
+        })?;
+        tracing::debug!("checkpoint {} verified", ckpt.id);
+        Ok(dir)
+    }
+
+    fn boot_spec(&self, vm: &VmRecord) -> BootSpec {
+        let dir = self.layout.vm(&vm.id);
+        BootSpec {
+            rootfs: dir.join(DISK_FILE),
+            dir,
+            kernel: self.image.kernel(),
+            initrd: self.image.initrd(),
+            cpus: vm.cpus,
+            memory_mib: vm.memory_mib,
+            hostname: vm.name.clone(),
+        }
+    }
+
+    async fn fork(&self, user: &User, ckpt: &CheckpointRecord, name: &str) -> Result<VmRecord> {
+        noid::names::validate_name("VM", name)?;
+        let (cpus, memory_mib) = self.check_resources(&CreateVm {
+            name: name.to_string(),
+            cpus: Some(ckpt.cpus),
+            memory_mib: Some(ckpt.memory_mib),
+        })?;
+        let ckpt_dir = self.verify_checkpoint(ckpt).await?;
+        let mut vm = VmRecord {
+            id: new_id(),
+            name: name.to_string(),
+            owner: user.0.clone(),
+            state: VmState::Creating,
+            cpus,
+            memory_mib,
+            created_at: now_secs(),
+            backend: self.vmm.backend(),
+            image_id: ckpt.image_id.clone(),
+            kernel_release: ckpt.kernel_release.clone(),
+            process: None,
+            parent_checkpoint: Some(ckpt.id.clone()),
+        };
+        self.store.insert_vm(&vm).map_err(|e| match e {
+            crate::store::StoreError::Conflict(_) => {
+                CoreError::AlreadyExists(format!("VM {name:?} already exists"))
+            }
+            other => other.into(),
+        })?;
+        let mut undo = Rollback::default();
+        undo.push(Undo::RemoveRecord(vm.clone()));
+        let result = async {
+            let spec = self.boot_spec(&vm);
+            std::fs::create_dir(&spec.dir).map_err(|e| io_error("creating the VM directory", e))?;
+            undo.push(Undo::RemoveDir(spec.dir.clone()));
+            clone_file(&ckpt_dir.join(DISK_FILE), &spec.rootfs)
+                .map_err(|e| io_error("copying the disk", e))?;
+            tracing::debug!("fork {name}: disk copied");
+            let process = self.vmm.restore(&spec, &ckpt_dir).await?;
+            tracing::debug!("fork {name}: VMM restored");
+            undo.push(Undo::StopVmm(process));
+            vm.process = Some(process);
+            self.store.update_vm(&vm)?;
+            self.after_restore(&vm).await?;
+            vm.state = VmState::Running;
+            self.store.update_vm(&vm)?;
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => Ok(vm),
+            Err(e) => {
+                tracing::warn!("fork {name} of checkpoint {} failed: {e}", ckpt.id);
+                undo.run(self).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn restore_in_place(&self, user: &User, ckpt: &CheckpointRecord) -> Result<VmRecord> {
+        let gone = || {
+            CoreError::NotFound(format!(
+                "VM {:?} of checkpoint {} no longer exists: restore it as a new VM (--as NAME)",
+                ckpt.vm_name, ckpt.id
+            ))
+        };
+        let vm = self
+            .store
+            .find_vm(&user.0, &ckpt.vm_name)?
+            .filter(|v| v.id == ckpt.vm_id)
+            .ok_or_else(gone)?;
+        let _guard = self.lock_vm(&vm.id).await;
+        let mut vm = self
+            .store
+            .find_vm(&user.0, &ckpt.vm_name)?
+            .filter(|v| v.id == ckpt.vm_id)
+            .ok_or_else(gone)?;
+        if matches!(vm.state, VmState::Creating | VmState::Deleting) {
+            return Err(CoreError::FailedPrecondition(format!(
+                "VM {:?} is busy ({:?})",
+                vm.name, vm.state
+            )));
+        }
+        let ckpt_dir = self.verify_checkpoint(ckpt).await?;
+        let spec = self.boot_spec(&vm);
+        let grace = Duration::from_secs(self.limits.shutdown_timeout_secs);
+        if let Some(p) = vm.process.filter(|p| self.vmm.is_running(p)) {
+            self.vmm.stop(&p, grace).await?;
+        }
+        self.forget_agent(&vm.id);
+        let previous = spec.dir.join("rootfs.ext4.before-restore");
+        std::fs::rename(&spec.rootfs, &previous)
+            .map_err(|e| io_error("setting the current disk aside", e))?;
+        let restored = async {
+            clone_file(&ckpt_dir.join(DISK_FILE), &spec.rootfs)
+                .map_err(|e| io_error("copying the disk", e))?;
+            let process = self.vmm.restore(&spec, &ckpt_dir).await?;
+            vm.process = Some(process);
+            vm.parent_checkpoint = Some(ckpt.id.clone());
+            vm.state = VmState::Running;
+            self.store.update_vm(&vm)?;
+            self.after_restore(&vm).await
+        }
+        .await;
+        if let Err(e) = restored {
+            // The old guest's memory is gone; keep its disk and say the VM is stopped.
+            if let Some(p) = vm.process.filter(|p| self.vmm.is_running(p)) {
+                let _ = self.vmm.stop(&p, grace).await;
+            }
+            let _ = std::fs::remove_file(&spec.rootfs);
+            let _ = std::fs::rename(&previous, &spec.rootfs);
+            vm.state = VmState::Stopped;
+            vm.process = None;
+            self.store.update_vm(&vm)?;
+            tracing::warn!("restore of {} in place failed: {e}", vm.name);
+            return Err(e);
+        }
+        let _ = std::fs::remove_file(&previous);
+        Ok(vm)
+    }
+
+    /// Reconnects to the restored guest's agent and runs its post-restore step.
+    async fn after_restore(&self, vm: &VmRecord) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(self.limits.boot_timeout_secs);
+        let mut entropy = vec![0u8; 64];
+        rand::rngs::OsRng.fill_bytes(&mut entropy);
+        loop {
+            let agent = self.agent(vm);
+            let now_nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as i64)
+                .unwrap_or(0);
+            let call = agent.post_restore(now_nanos, entropy.clone(), vm.name.clone());
+            let attempt = tokio::time::timeout(Duration::from_secs(3), call).await;
+            tracing::debug!("post-restore attempt on {}: {attempt:?}", vm.name);
+            match attempt {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) if !matches!(e, crate::agent::client::AgentError::Unreachable(_)) => {
+                    return Err(e.into())
+                }
+                _ => {}
+            }
+            // The first connection can land in the guest's stale pre-restore session; start a
+            // fresh one.
+            self.forget_agent(&vm.id);
+            if Instant::now() >= deadline {
+                return Err(CoreError::DeadlineExceeded(format!(
+                    "the restored VM {}'s agent did not answer",
+                    vm.name
+                )));
+            }
+            if !vm.process.is_some_and(|p| self.vmm.is_running(&p)) {
+                return Err(CoreError::Internal(format!(
+                    "the restored VM {} stopped; console: {}",
+                    vm.name,
+                    super::vms::console_tail(&self.layout.vm(&vm.id))
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

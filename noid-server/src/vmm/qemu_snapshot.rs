@@ -1,0 +1,155 @@
+//! QEMU's side of checkpoints: the migration stream. Saving asks the paused QEMU to migrate
+//! to a Unix socket that we serve, and writes the stream to `memory.state` while hashing it,
+//! so the checksum costs no second read. Loading starts a QEMU with `-incoming defer -S`,
+//! feeds it the file and continues the guest.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixListener;
+
+use super::qmp::Qmp;
+use super::{SavedFile, VmmError};
+
+/// The file that holds memory and device state.
+pub const STATE_FILE: &str = "memory.state";
+const MIGRATE_SOCKET: &str = "migrate.sock";
+
+/// Polls `query-migrate` until the migration ends; errors unless it completed.
+async fn wait_migration(qmp: &mut Qmp) -> Result<(), VmmError> {
+    loop {
+        let info: Value = qmp.execute("query-migrate", json!({})).await?;
+        match info.get("status").and_then(Value::as_str) {
+            Some("completed") => return Ok(()),
+            Some("failed") | Some("cancelled") => {
+                let why = info
+                    .get("error-desc")
+                    .and_then(Value::as_str)
+                    .unwrap_or("migration failed");
+                return Err(VmmError::Control(format!("QEMU migration: {why}")));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// Copies the migration stream from `listener` into `path`, hashing as it goes. Not fsynced:
+/// the caller does that once the guest runs again.
+async fn receive(listener: UnixListener, path: &Path) -> Result<SavedFile, VmmError> {
+    let (mut stream, _) = tokio::time::timeout(Duration::from_secs(30), listener.accept())
+        .await
+        .map_err(|_| VmmError::Control("QEMU did not connect to the migration socket".into()))??;
+    let mut file = tokio::fs::File::create(path).await?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        file.write_all(&buf[..n]).await?;
+        bytes += n as u64;
+    }
+    file.flush().await?;
+    Ok(SavedFile {
+        name: STATE_FILE.into(),
+        bytes,
+        sha256: hex::encode(hasher.finalize()),
+    })
+}
+
+pub async fn save(qmp_socket: &Path, out_dir: &Path) -> Result<Vec<SavedFile>, VmmError> {
+    let sock = out_dir.join(MIGRATE_SOCKET);
+    let listener = UnixListener::bind(&sock)?;
+    let mut qmp = Qmp::connect(qmp_socket).await?;
+    // The default bandwidth cap (32 MiB/s) is for live migration over a network; a paused VM
+    // writing to local disk should go as fast as it can.
+    qmp.execute(
+        "migrate-set-parameters",
+        json!({ "max-bandwidth": 1u64 << 40 }),
+    )
+    .await?;
+    qmp.execute(
+        "migrate",
+        json!({ "uri": format!("unix:{}", sock.display()) }),
+    )
+    .await?;
+    let received = receive(listener, &out_dir.join(STATE_FILE)).await;
+    let _ = std::fs::remove_file(&sock);
+    let file = match received {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = qmp.execute("migrate_cancel", json!({})).await;
+            let _ = wait_migration(&mut qmp).await;
+            return Err(e);
+        }
+    };
+    wait_migration(&mut qmp).await?;
+    Ok(vec![file])
+}
+
+/// Quotes `s` for a POSIX shell (QEMU runs `exec:` URIs through /bin/sh).
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+pub async fn load(qmp_socket: &Path, state_dir: &Path) -> Result<(), VmmError> {
+    let mut qmp = Qmp::connect(qmp_socket).await?;
+    let file = state_dir.join(STATE_FILE);
+    let uri = format!("exec:cat {}", shell_quote(&file.display().to_string()));
+    qmp.execute("migrate-incoming", json!({ "uri": uri }))
+        .await?;
+    wait_migration(&mut qmp).await?;
+    qmp.execute("cont", json!({})).await?;
+    let status = super::qemu::QemuVmm::status(&mut qmp).await?;
+    if status != "running" {
+        return Err(VmmError::Control(format!(
+            "restored VM is not running: {status}"
+        )));
+    }
+    Ok(())
+}
+
+/// Waits until QEMU has seen the host hang up the agent socket (its chardev reads
+/// "disconnected"), which is also when it tells the guest that the host is gone. A checkpoint
+/// taken after that holds a guest whose agent waits for a new host, rather than one inside a
+/// session with a host that a restored copy will never see; the latter can wedge the port of
+/// the copy (seen with QEMU 7.2: a host that connects to the restored VM soon after it
+/// resumes never gets a session).
+pub async fn wait_agent_disconnected(qmp: &mut Qmp) -> Result<(), VmmError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let devs: Value = qmp.execute("query-chardev", json!({})).await?;
+        let disconnected = devs.as_array().into_iter().flatten().any(|d| {
+            d["label"].as_str() == Some("agent")
+                && d["filename"]
+                    .as_str()
+                    .is_some_and(|f| f.starts_with("disconnected"))
+        });
+        if disconnected {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(VmmError::Control(
+                "QEMU did not see the agent connection close".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn quotes_for_the_shell() {
+        assert_eq!(shell_quote("/a b/c"), "'/a b/c'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+}
