@@ -98,7 +98,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 fn sparse_copy(input: &File, output: &File) -> io::Result<()> {
     let len = input.metadata()?.len();
     output.set_len(len)?;
-    let (inp, out) = (input.as_raw_fd(), output.as_raw_fd());
+    let inp = input.as_raw_fd();
     let mut pos: i64 = 0;
     while (pos as u64) < len {
         // SAFETY: lseek on an open descriptor; no memory is touched.
@@ -115,28 +115,56 @@ fn sparse_copy(input: &File, output: &File) -> io::Result<()> {
         if hole < 0 {
             return Err(io::Error::last_os_error());
         }
-        let (mut off_in, mut off_out) = (data, data);
-        while off_in < hole {
-            // SAFETY: copy_file_range with pointers to two live offsets; the kernel copies
-            // between the two open descriptors.
-            let n = unsafe {
-                libc::copy_file_range(
-                    inp,
-                    &mut off_in,
-                    out,
-                    &mut off_out,
-                    (hole - off_in) as usize,
-                    0,
-                )
-            };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if n == 0 {
-                break;
-            }
-        }
+        copy_range(input, output, data as u64, (hole - data) as u64)?;
         pos = hole;
+    }
+    Ok(())
+}
+
+/// Copies `len` bytes at `offset` from `input` to the same offset of `output`: in the kernel
+/// with copy_file_range, or through a buffer where the kernel cannot (across filesystems).
+fn copy_range(input: &File, output: &File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let (mut off_in, mut off_out) = (offset as i64, offset as i64);
+    let end = (offset + len) as i64;
+    while off_in < end {
+        // SAFETY: copy_file_range with pointers to two live offsets; the kernel copies between
+        // the two open descriptors.
+        let n = unsafe {
+            libc::copy_file_range(
+                input.as_raw_fd(),
+                &mut off_in,
+                output.as_raw_fd(),
+                &mut off_out,
+                (end - off_in) as usize,
+                0,
+            )
+        };
+        if n > 0 {
+            continue;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EXDEV)
+            | Some(libc::EINVAL)
+            | Some(libc::ENOSYS)
+            | Some(libc::EOPNOTSUPP) => break,
+            _ => return Err(e),
+        }
+    }
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = off_in as u64;
+    while pos < end as u64 {
+        let want = buf.len().min((end as u64 - pos) as usize);
+        let n = input.read_at(&mut buf[..want], pos)?;
+        if n == 0 {
+            break;
+        }
+        output.write_all_at(&buf[..n], pos)?;
+        pos += n as u64;
     }
     Ok(())
 }

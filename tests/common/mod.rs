@@ -54,6 +54,9 @@ fn free_port() -> u16 {
 
 pub struct Server {
     pub dir: tempfile::TempDir,
+    /// The data directory when it is not `dir/data` (a test's own filesystem).
+    data_override: Option<PathBuf>,
+    image_override: Option<PathBuf>,
     pub url: String,
     pub tokens: HashMap<String, String>,
     extra_config: String,
@@ -63,15 +66,21 @@ pub struct Server {
 impl Server {
     /// Starts a server with these users and extra TOML config lines.
     pub fn start(users: &[&str], extra_config: &str) -> Server {
+        Self::start_in(users, extra_config, None)
+    }
+
+    /// Starts a server whose data directory is `data_dir` (e.g. a small or btrfs mount).
+    pub fn start_in(users: &[&str], extra_config: &str, data_dir: Option<PathBuf>) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("noid-e2e")
             .tempdir()
             .unwrap();
+        let data = data_dir.clone().unwrap_or_else(|| dir.path().join("data"));
         let mut tokens = HashMap::new();
         for u in users {
             let out = Command::new(bin("noid-server"))
                 .args(["add-user", u, "--data-dir"])
-                .arg(dir.path().join("data"))
+                .arg(&data)
                 .output()
                 .unwrap();
             assert!(
@@ -85,6 +94,8 @@ impl Server {
         let url = format!("http://127.0.0.1:{}", free_port());
         let mut s = Server {
             dir,
+            data_override: data_dir,
+            image_override: None,
             url,
             tokens,
             extra_config: extra_config.to_string(),
@@ -94,8 +105,15 @@ impl Server {
         s
     }
 
+    /// Boots from `dir` instead of the default image after the next (re)start.
+    pub fn set_image_dir(&mut self, dir: &Path) {
+        self.image_override = Some(dir.to_path_buf());
+    }
+
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data_override
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join("data"))
     }
 
     fn launch(&mut self) {
@@ -106,7 +124,10 @@ impl Server {
             format!(
                 "listen = \"{listen}\"\ndata_dir = \"{}\"\nimage_dir = \"{}\"\n{}\n",
                 self.data_dir().display(),
-                image_dir().display(),
+                self.image_override
+                    .clone()
+                    .unwrap_or_else(image_dir)
+                    .display(),
                 self.extra_config
             ),
         )
@@ -284,4 +305,84 @@ pub async fn exec(
         }
     }
     Err(tonic::Status::unknown("exec stream ended without exit"))
+}
+
+/// Runs `sh -c script` in `vm` and returns its stdout, failing the test on a non-zero status.
+pub async fn sh(client: &mut noid::client::Client, vm: &str, script: &str) -> String {
+    let r = exec(client, vm, &["sh", "-c", script], None, None)
+        .await
+        .unwrap_or_else(|e| panic!("exec in {vm}: {e}"));
+    assert_eq!(
+        r.code,
+        0,
+        "{vm}: `{script}` failed: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    r.out()
+}
+
+/// A filesystem mounted for one test (tmpfs or a loop device), unmounted on drop.
+pub struct Mount {
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Mount {
+    pub fn tmpfs(size: &str) -> Mount {
+        let dir = tempfile::Builder::new()
+            .prefix("noid-mnt")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("m");
+        std::fs::create_dir(&path).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount tmpfs");
+        Mount { path, _dir: dir }
+    }
+
+    pub fn btrfs_loop(size: &str) -> Mount {
+        let dir = tempfile::Builder::new()
+            .prefix("noid-mnt")
+            .tempdir()
+            .unwrap();
+        let img = dir.path().join("fs.img");
+        let path = dir.path().join("m");
+        std::fs::create_dir(&path).unwrap();
+        let run = |c: &mut Command| assert!(c.status().unwrap().success(), "{c:?}");
+        run(Command::new("truncate").args(["-s", size]).arg(&img));
+        run(Command::new("mkfs.btrfs").arg("-q").arg(&img));
+        run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&img)
+            .arg(&path));
+        Mount { path, _dir: dir }
+    }
+
+    /// Free bytes on the filesystem.
+    pub fn free_bytes(&self) -> u64 {
+        let _ = Command::new("sync").status();
+        let out = Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(&self.path)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
 }
