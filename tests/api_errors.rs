@@ -5,8 +5,8 @@ mod common;
 
 use common::{exec, Server};
 use noid::v1::{
-    CreateCheckpointRequest, CreateVmRequest, DeleteVmRequest, GetVmRequest, HealthRequest,
-    ListVmsRequest, WhoAmIRequest,
+    CreateVmRequest, DeleteVmRequest, GetVmRequest, HealthRequest, ListVmsRequest,
+    StreamLogsRequest, WhoAmIRequest,
 };
 use tonic::Code;
 
@@ -196,9 +196,10 @@ async fn bad_input_auth_and_isolation() {
 
     // RPCs of later features say so.
     let e = alice
-        .create_checkpoint(CreateCheckpointRequest {
+        .stream_logs(StreamLogsRequest {
             vm: "web".into(),
-            label: String::new(),
+            follow: false,
+            tail: 0,
         })
         .await
         .unwrap_err();
