@@ -12,6 +12,7 @@ packages=(
   cpio gzip kmod     # initramfs and kernel module dependency resolution
   libc6-dev gcc pkg-config  # the static guest agent and crates that build C
   iproute2 procps    # ip, ps (diagnostics and tests)
+  nftables           # NAT and published ports (noid's own table)
   btrfs-progs        # tests: checkpoints on a btrfs loop filesystem share extents
   tmux               # terminal tests of `noid exec -t`
   ca-certificates

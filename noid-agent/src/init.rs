@@ -102,6 +102,18 @@ pub fn run() {
     let _ = std::process::Command::new("ip")
         .args(["link", "set", "lo", "up"])
         .status();
+    if let Some(net) = crate::net::NetConfig::from_cmdline(&cmdline) {
+        if crate::net::wait_for_device(std::time::Duration::from_secs(3)) {
+            for args in net.commands() {
+                let _ = std::process::Command::new(&args[0])
+                    .args(&args[1..])
+                    .status();
+            }
+            net.write_resolv_conf();
+        } else {
+            eprintln!("noid-agent: no network device {}", crate::net::DEVICE);
+        }
+    }
 }
 
 #[cfg(test)]

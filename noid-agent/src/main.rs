@@ -4,6 +4,7 @@
 mod exec;
 mod fdstream;
 mod init;
+mod net;
 mod reaper;
 mod service;
 mod system;

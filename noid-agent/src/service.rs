@@ -67,7 +67,9 @@ impl Agent for AgentService {
         req: Request<PostRestoreRequest>,
     ) -> Result<Response<PostRestoreResponse>, Status> {
         let req = req.into_inner();
-        system::post_restore(&req).map_err(|e| Status::internal(e.to_string()))?;
+        system::post_restore(&req, &self.reaper)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(PostRestoreResponse {}))
     }
 

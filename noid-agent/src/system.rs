@@ -4,6 +4,8 @@ use std::io;
 
 use noid::agent::v1::PostRestoreRequest;
 
+use crate::reaper::Reaper;
+
 pub fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
@@ -80,13 +82,38 @@ fn add_entropy(entropy: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-pub fn post_restore(req: &PostRestoreRequest) -> io::Result<()> {
+pub async fn post_restore(req: &PostRestoreRequest, reaper: &Reaper) -> io::Result<()> {
     if req.unix_nanos != 0 {
         set_clock(req.unix_nanos)?;
     }
     add_entropy(&req.entropy)?;
     if !req.hostname.is_empty() {
         set_hostname(&req.hostname)?;
+    }
+    if let Some(n) = &req.network {
+        let cfg = crate::net::NetConfig {
+            mac: (!n.mac.is_empty()).then(|| n.mac.clone()),
+            address: n.address.clone(),
+            gateway: n.gateway.clone(),
+            dns: n.dns.clone(),
+        };
+        for args in cfg.commands() {
+            let (_child, exit) = reaper.spawn(
+                std::process::Command::new(&args[0])
+                    .args(&args[1..])
+                    .stdin(std::process::Stdio::null()),
+            )?;
+            let status = exit
+                .await
+                .map_err(|_| io::Error::other("lost the exit status"))?;
+            if !status.success() {
+                return Err(io::Error::other(format!(
+                    "`{}` failed ({status})",
+                    args.join(" ")
+                )));
+            }
+        }
+        cfg.write_resolv_conf();
     }
     Ok(())
 }

@@ -79,6 +79,11 @@ enum Command {
         #[arg(long = "as", value_name = "NEW_NAME")]
         new_name: Option<String>,
     },
+    /// Publish guest ports on the host.
+    Port {
+        #[command(subcommand)]
+        action: PortAction,
+    },
     /// Run a command in a VM: noid exec [NAME] [-e K=V] [-w DIR] [-i] [-t] -- CMD...
     Exec {
         /// The VM [default: the active one]
@@ -102,6 +107,33 @@ enum Command {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum PortAction {
+    /// TCP to the host's HOSTPORT reaches the VM's GUESTPORT.
+    Add {
+        vm: String,
+        #[arg(value_name = "HOSTPORT:GUESTPORT")]
+        mapping: String,
+    },
+    /// Stop publishing the host's HOSTPORT.
+    Rm {
+        vm: String,
+        #[arg(value_name = "HOSTPORT")]
+        host_port: u16,
+    },
+}
+
+fn parse_mapping(m: &str) -> Result<(u32, u32)> {
+    let parse = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).map(u32::from);
+    match m.split_once(':') {
+        Some((h, g)) => match (parse(h), parse(g)) {
+            (Some(h), Some(g)) => Ok((h, g)),
+            _ => bail!("invalid port mapping {m:?}: ports are 1-65535"),
+        },
+        None => bail!("invalid port mapping {m:?}: expected HOSTPORT:GUESTPORT"),
+    }
 }
 
 #[derive(Subcommand)]
@@ -325,6 +357,36 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Checkpoints { vm } => checkpoints::list(&mut connect().await?, vm, json).await?,
         Command::Restore { id, new_name } => {
             checkpoints::restore(&mut connect().await?, id, new_name, json).await?
+        }
+        Command::Port { action } => {
+            let mut client = connect().await?;
+            let vm = match action {
+                PortAction::Add { vm, mapping } => {
+                    let (host_port, guest_port) = parse_mapping(&mapping)?;
+                    client
+                        .add_port(noid::v1::AddPortRequest {
+                            vm,
+                            host_port,
+                            guest_port,
+                        })
+                        .await
+                        .map_err(status)?
+                        .into_inner()
+                }
+                PortAction::Rm { vm, host_port } => client
+                    .remove_port(noid::v1::RemovePortRequest {
+                        vm,
+                        host_port: host_port.into(),
+                    })
+                    .await
+                    .map_err(status)?
+                    .into_inner(),
+            };
+            if json {
+                output::print_json(&output::vm_json(&vm));
+            } else {
+                println!("VM {} publishes: {}", vm.name, output::ports(&vm));
+            }
         }
         Command::Exec {
             name,

@@ -27,6 +27,8 @@ pub fn vm_json(vm: &Vm) -> Value {
         "address": vm.address,
         "parent_checkpoint": vm.parent_checkpoint,
         "vmm_pid": vm.vmm_pid,
+        "mac": vm.mac,
+        "ports": vm.ports.iter().map(|p| json!({"host_port": p.host_port, "guest_port": p.guest_port})).collect::<Vec<_>>(),
     })
 }
 
@@ -111,6 +113,8 @@ pub fn vm_details(vm: &Vm) {
         ("cpus", vm.cpus.to_string()),
         ("memory", format!("{} MiB", vm.memory_mib)),
         ("address", or_dash(&vm.address)),
+        ("mac", or_dash(&vm.mac)),
+        ("ports", ports(vm)),
         ("backend", vm.backend.clone()),
         ("image", vm.image_id.clone()),
         ("kernel", vm.kernel_release.clone()),
@@ -121,4 +125,16 @@ pub fn vm_details(vm: &Vm) {
     for (k, v) in rows {
         println!("{:<16} {v}", format!("{k}:"));
     }
+}
+
+/// "8080->80, 2222->22", or "-".
+pub fn ports(vm: &Vm) -> String {
+    if vm.ports.is_empty() {
+        return "-".into();
+    }
+    vm.ports
+        .iter()
+        .map(|p| format!("{}->{}", p.host_port, p.guest_port))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -33,6 +33,33 @@ pub struct Config {
     pub image_dir: Option<PathBuf>,
     pub vm: VmLimits,
     pub qemu: QemuConfig,
+    pub network: NetworkConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// Give VMs a network (bridge, TAP, address, NAT). Off: VMs have no network device.
+    pub enabled: bool,
+    pub bridge: String,
+    /// The guest address pool; its first host address is the gateway on the bridge.
+    pub cidr: String,
+    /// Masquerade guest traffic leaving through the host's other interfaces.
+    pub nat: bool,
+    /// Name servers written to the guests' /etc/resolv.conf.
+    pub dns: Vec<String>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bridge: "noid0".into(),
+            cidr: "172.16.0.0/24".into(),
+            nat: true,
+            dns: vec!["1.1.1.1".into(), "8.8.8.8".into()],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +92,7 @@ impl Default for Config {
             image_dir: None,
             vm: VmLimits::default(),
             qemu: QemuConfig::default(),
+            network: NetworkConfig::default(),
         }
     }
 }
@@ -127,6 +155,27 @@ impl Config {
                 "vm.default_memory_mib ({}) must be between vm.min_memory_mib ({}) and vm.max_memory_mib ({})",
                 v.default_memory_mib, v.min_memory_mib, v.max_memory_mib
             )));
+        }
+        if let Err(e) = self.network.cidr.parse::<crate::network::Cidr>() {
+            return Err(ConfigError::Invalid(format!("network.cidr: {e}")));
+        }
+        let bridge = &self.network.bridge;
+        if bridge.is_empty()
+            || bridge.len() > 15
+            || !bridge
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(ConfigError::Invalid(format!(
+                "network.bridge {bridge:?} must be 1-15 letters, digits, '-' or '_'"
+            )));
+        }
+        for d in &self.network.dns {
+            if d.parse::<std::net::IpAddr>().is_err() {
+                return Err(ConfigError::Invalid(format!(
+                    "network.dns {d:?} is not an IP address"
+                )));
+            }
         }
         if !["auto", "kvm", "tcg"].contains(&self.qemu.accel.as_str()) {
             return Err(ConfigError::Invalid(format!(

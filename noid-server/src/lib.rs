@@ -9,6 +9,7 @@ pub mod checksum;
 pub mod config;
 pub mod core;
 pub mod image;
+pub mod network;
 pub mod storage;
 pub mod store;
 pub mod vmm;

@@ -105,9 +105,26 @@ async fn serve(config: Config) -> Result<()> {
     }
     noid_server::vmm::process::become_subreaper();
     let vmm = Arc::new(QemuVmm::new(config.qemu.binary.clone(), accel));
-    let core = Manager::open(config.vm.clone(), layout, image.clone(), store, vmm)
-        .await
-        .context("reconciling state")?;
+    let network: Option<Arc<dyn noid_server::network::Network>> = if config.network.enabled {
+        let n = &config.network;
+        let cidr = n.cidr.parse()?;
+        Some(Arc::new(
+            noid_server::network::LinuxNetwork::setup(&n.bridge, cidr, n.nat, n.dns.clone())
+                .await?,
+        ))
+    } else {
+        None
+    };
+    let core = Manager::open(
+        config.vm.clone(),
+        layout,
+        image.clone(),
+        store,
+        vmm,
+        network,
+    )
+    .await
+    .context("reconciling state")?;
     let info = core.server_info();
     tracing::info!(
         "noid-server {} listening on {} ({}, image {} kernel {})",

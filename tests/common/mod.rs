@@ -119,10 +119,17 @@ impl Server {
     fn launch(&mut self) {
         let config = self.dir.path().join("server.toml");
         let listen = self.url.trim_start_matches("http://");
+        // Tests that do not run in a network namespace of their own must not touch the host's
+        // network: they turn networking off unless they configure it.
+        let network = if self.extra_config.contains("[network]") {
+            ""
+        } else {
+            "[network]\nenabled = false\n"
+        };
         std::fs::write(
             &config,
             format!(
-                "listen = \"{listen}\"\ndata_dir = \"{}\"\nimage_dir = \"{}\"\n{}\n",
+                "listen = \"{listen}\"\ndata_dir = \"{}\"\nimage_dir = \"{}\"\n{}\n{network}",
                 self.data_dir().display(),
                 self.image_override
                     .clone()
@@ -384,5 +391,55 @@ impl Mount {
 impl Drop for Mount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// A network namespace made for one test and deleted after it. `enter` moves the calling
+/// thread into it; threads and processes started from that thread afterwards live there too,
+/// so all of a test's traffic stays inside the namespace.
+pub struct NetNs {
+    pub name: String,
+}
+
+impl NetNs {
+    pub fn new(tag: &str) -> NetNs {
+        let name = format!("noid-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip netns add {name}");
+        NetNs { name }
+    }
+
+    /// Moves this thread into the namespace and brings up its loopback device.
+    pub fn enter(&self) {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(format!("/run/netns/{}", self.name)).unwrap();
+        // SAFETY: setns with a namespace file descriptor we hold open; affects this thread.
+        let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        self.ip(&["link", "set", "lo", "up"]);
+    }
+
+    /// Runs `ip ARGS` in the namespace (the calling thread must have entered it).
+    pub fn ip(&self, args: &[&str]) -> String {
+        let out = Command::new("ip").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }

@@ -14,6 +14,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::connect::connect;
 use crate::core::types::{ExecEvent, ExecInput, ExecSpec, ExitStatus, TtySize};
+use crate::network::GuestNet;
 use crate::vmm::AgentEndpoint;
 
 #[derive(Debug, Error)]
@@ -209,13 +210,21 @@ impl GuestAgent {
         unix_nanos: i64,
         entropy: Vec<u8>,
         hostname: String,
+        net: Option<GuestNet>,
     ) -> Result<(), AgentError> {
+        let network = net.map(|n| pb::GuestNetwork {
+            mac: n.mac,
+            address: format!("{}/{}", n.ip, n.prefix),
+            gateway: n.gateway.to_string(),
+            dns: n.dns,
+        });
         self.client
             .clone()
             .post_restore(pb::PostRestoreRequest {
                 unix_nanos,
                 entropy,
                 hostname,
+                network,
             })
             .await?;
         Ok(())

@@ -24,9 +24,19 @@ pub fn vm(v: &VmRecord) -> pb::Vm {
         backend: v.backend.clone(),
         image_id: v.image_id.clone(),
         kernel_release: v.kernel_release.clone(),
-        address: String::new(),
+        address: v.net.as_ref().map(|n| n.ip.to_string()).unwrap_or_default(),
         parent_checkpoint: v.parent_checkpoint.clone().unwrap_or_default(),
         vmm_pid: v.process.map(|p| p.pid).unwrap_or(0),
+        mac: v.net.as_ref().map(|n| n.mac.clone()).unwrap_or_default(),
+        ports: v
+            .net
+            .iter()
+            .flat_map(|n| &n.ports)
+            .map(|p| pb::PortMapping {
+                host_port: p.host.into(),
+                guest_port: p.guest.into(),
+            })
+            .collect(),
     }
 }
 

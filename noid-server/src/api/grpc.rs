@@ -35,6 +35,13 @@ fn later(what: &str, issue: &str) -> Status {
     CoreError::Unimplemented(format!("{what} is not implemented yet (planned: {issue})")).into()
 }
 
+fn port(n: u32) -> Result<u16, Status> {
+    u16::try_from(n)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| Status::invalid_argument(format!("port {n} is not between 1 and 65535")))
+}
+
 fn optional(n: u32) -> Option<u32> {
     (n != 0).then_some(n)
 }
@@ -122,6 +129,29 @@ impl Noid for GrpcApi {
         let user = self.user(&req)?;
         self.core.delete_vm(&user, &req.get_ref().name).await?;
         Ok(Response::new(pb::DeleteVmResponse {}))
+    }
+
+    async fn add_port(&self, req: Request<pb::AddPortRequest>) -> Result<Response<pb::Vm>, Status> {
+        let user = self.user(&req)?;
+        let r = req.into_inner();
+        let vm = self
+            .core
+            .add_port(&user, &r.vm, port(r.host_port)?, port(r.guest_port)?)
+            .await?;
+        Ok(Response::new(convert::vm(&vm)))
+    }
+
+    async fn remove_port(
+        &self,
+        req: Request<pb::RemovePortRequest>,
+    ) -> Result<Response<pb::Vm>, Status> {
+        let user = self.user(&req)?;
+        let r = req.into_inner();
+        let vm = self
+            .core
+            .remove_port(&user, &r.vm, port(r.host_port)?)
+            .await?;
+        Ok(Response::new(convert::vm(&vm)))
     }
 
     type ExecStream = BoxStream<pb::ExecResponse>;

@@ -9,6 +9,7 @@ mod checkpoints;
 pub mod error;
 mod exec;
 mod manifest;
+mod net;
 mod reconcile;
 mod restore;
 mod rollback;
@@ -21,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use crate::agent::GuestAgent;
 use crate::config::VmLimits;
 use crate::image::Image;
+use crate::network::Network;
 use crate::storage::Layout;
 use crate::store::{Store, VmRecord};
 use crate::vmm::Vmm;
@@ -34,6 +36,8 @@ pub struct Manager {
     image: Image,
     store: Arc<dyn Store>,
     vmm: Arc<dyn Vmm>,
+    /// Guest networking; None when disabled.
+    network: Option<Arc<dyn Network>>,
     /// One agent channel per VM id, made on first use.
     agents: Mutex<HashMap<String, GuestAgent>>,
     /// Serializes the flows that change one VM (checkpoint, restore, delete), by VM id.
@@ -48,6 +52,7 @@ impl Manager {
         image: Image,
         store: Arc<dyn Store>,
         vmm: Arc<dyn Vmm>,
+        network: Option<Arc<dyn Network>>,
     ) -> Result<Arc<Self>> {
         let manager = Arc::new(Self {
             limits,
@@ -55,6 +60,7 @@ impl Manager {
             image,
             store,
             vmm,
+            network,
             agents: Mutex::new(HashMap::new()),
             vm_locks: Mutex::new(HashMap::new()),
         });

@@ -17,7 +17,7 @@ impl Manager {
                 VmState::Creating => {
                     tracing::warn!("undoing the interrupted creation of VM {}", vm.name);
                     let mut undo = Rollback::default();
-                    undo.push(Undo::RemoveRecord(vm.clone()));
+                    undo.push(Undo::RemoveRecord(Box::new(vm.clone())));
                     undo.push(Undo::RemoveDir(self.layout.vm(&vm.id)));
                     if let Some(p) = vm.process {
                         undo.push(Undo::StopVmm(p));
@@ -41,6 +41,7 @@ impl Manager {
             }
         }
         self.reconcile_checkpoints()?;
+        self.reconcile_network().await?;
         if let Ok(entries) = std::fs::read_dir(self.layout.vms()) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();

@@ -92,6 +92,7 @@ impl Manager {
             cpus: vm.cpus,
             memory_mib: vm.memory_mib,
             hostname: vm.name.clone(),
+            net: self.guest_net(vm),
         }
     }
 
@@ -116,6 +117,7 @@ impl Manager {
             kernel_release: ckpt.kernel_release.clone(),
             process: None,
             parent_checkpoint: Some(ckpt.id.clone()),
+            net: None,
         };
         self.store.insert_vm(&vm).map_err(|e| match e {
             crate::store::StoreError::Conflict(_) => {
@@ -124,8 +126,9 @@ impl Manager {
             other => other.into(),
         })?;
         let mut undo = Rollback::default();
-        undo.push(Undo::RemoveRecord(vm.clone()));
+        undo.push(Undo::RemoveRecord(Box::new(vm.clone())));
         let result = async {
+            self.attach_network(&mut vm, &mut undo).await?;
             let spec = self.boot_spec(&vm);
             std::fs::create_dir(&spec.dir).map_err(|e| io_error("creating the VM directory", e))?;
             undo.push(Undo::RemoveDir(spec.dir.clone()));
@@ -226,7 +229,12 @@ impl Manager {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as i64)
                 .unwrap_or(0);
-            let call = agent.post_restore(now_nanos, entropy.clone(), vm.name.clone());
+            let call = agent.post_restore(
+                now_nanos,
+                entropy.clone(),
+                vm.name.clone(),
+                self.guest_net(vm),
+            );
             let attempt = tokio::time::timeout(Duration::from_secs(3), call).await;
             tracing::debug!("post-restore attempt on {}: {attempt:?}", vm.name);
             match attempt {

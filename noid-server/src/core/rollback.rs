@@ -8,7 +8,9 @@ use crate::store::{ProcessId, VmRecord};
 use super::Manager;
 
 pub enum Undo {
-    RemoveRecord(VmRecord),
+    RemoveRecord(Box<VmRecord>),
+    ReleaseLease(std::net::Ipv4Addr),
+    DeleteTap(String),
     RemoveDir(PathBuf),
     StopVmm(ProcessId),
 }
@@ -37,7 +39,20 @@ impl Rollback {
                         }
                     }
                 }
+                Undo::ReleaseLease(ip) => {
+                    if let Err(e) = manager.store.release_lease(ip) {
+                        tracing::warn!("rollback: releasing {ip}: {e}");
+                    }
+                }
+                Undo::DeleteTap(name) => {
+                    if let Some(net) = &manager.network {
+                        if let Err(e) = net.delete_tap(&name).await {
+                            tracing::warn!("rollback: deleting TAP {name}: {e}");
+                        }
+                    }
+                }
                 Undo::RemoveRecord(vm) => {
+                    let vm = *vm;
                     manager.forget_agent(&vm.id);
                     if let Err(e) = manager.store.remove_vm(&vm) {
                         tracing::warn!("rollback: removing record of {}: {e}", vm.name);

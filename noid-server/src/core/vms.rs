@@ -71,6 +71,7 @@ impl Manager {
             kernel_release: self.image.manifest.kernel_release.clone(),
             process: None,
             parent_checkpoint: None,
+            net: None,
         };
         self.store.insert_vm(&record).map_err(|e| match e {
             crate::store::StoreError::Conflict(_) => {
@@ -82,7 +83,7 @@ impl Manager {
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let mut undo = Rollback::default();
-            undo.push(Undo::RemoveRecord(record.clone()));
+            undo.push(Undo::RemoveRecord(Box::new(record.clone())));
             let mut record = record;
             let started = Instant::now();
             match this.create_steps(&mut record, &mut undo).await {
@@ -107,6 +108,7 @@ impl Manager {
     }
 
     async fn create_steps(&self, record: &mut VmRecord, undo: &mut Rollback) -> Result<()> {
+        self.attach_network(record, undo).await?;
         let dir = self.layout.vm(&record.id);
         std::fs::create_dir(&dir).map_err(|e| io_error("creating the VM directory", e))?;
         undo.push(Undo::RemoveDir(dir.clone()));
@@ -121,6 +123,7 @@ impl Manager {
             cpus: record.cpus,
             memory_mib: record.memory_mib,
             hostname: record.name.clone(),
+            net: self.guest_net(record),
         };
         let process = self.vmm.start(&spec).await?;
         undo.push(Undo::StopVmm(process));
@@ -238,6 +241,7 @@ impl Manager {
             }
         }
         self.forget_agent(&vm.id);
+        self.detach_network(&vm).await?;
         let dir = self.layout.vm(&vm.id);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
@@ -245,6 +249,9 @@ impl Manager {
             Err(e) => return Err(io_error("removing the VM directory", e)),
         }
         self.store.remove_vm(&vm)?;
+        if vm.net.as_ref().is_some_and(|n| !n.ports.is_empty()) {
+            self.apply_ports()?;
+        }
         tracing::info!("VM deleted: {} ({})", vm.name, vm.id);
         Ok(())
     }

@@ -53,6 +53,25 @@ pub struct VmRecord {
     pub process: Option<ProcessId>,
     #[serde(default)]
     pub parent_checkpoint: Option<String>,
+    /// The VM's network, when networking is enabled.
+    #[serde(default)]
+    pub net: Option<VmNet>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmNet {
+    pub ip: std::net::Ipv4Addr,
+    pub mac: String,
+    pub tap: String,
+    #[serde(default)]
+    pub ports: Vec<PortMap>,
+}
+
+/// A published port: TCP to the host's `host` port reaches the guest's `guest` port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMap {
+    pub host: u16,
+    pub guest: u16,
 }
 
 /// A checkpoint of a VM: its files live in `checkpoints/<vm_id>/<id>/` with a manifest.
@@ -102,6 +121,16 @@ pub trait Store: Send + Sync {
     fn remove_checkpoint(&self, id: &str) -> Result<(), StoreError>;
     /// All checkpoints, or one owner's, newest first.
     fn list_checkpoints(&self, owner: Option<&str>) -> Result<Vec<CheckpointRecord>, StoreError>;
+
+    /// Leases the first of `candidates` that is free to `vm_id`; None when all are taken.
+    fn allocate_lease(
+        &self,
+        vm_id: &str,
+        candidates: &[std::net::Ipv4Addr],
+    ) -> Result<Option<std::net::Ipv4Addr>, StoreError>;
+    fn release_lease(&self, ip: std::net::Ipv4Addr) -> Result<(), StoreError>;
+    /// Every lease: address and VM id.
+    fn leases(&self) -> Result<Vec<(std::net::Ipv4Addr, String)>, StoreError>;
 
     /// Inserts a user; `Conflict` when the name is taken.
     fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;

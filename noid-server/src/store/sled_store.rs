@@ -15,6 +15,7 @@ pub struct SledStore {
     users: sled::Tree,
     tokens: sled::Tree,
     checkpoints: sled::Tree,
+    leases: sled::Tree,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -57,6 +58,7 @@ impl SledStore {
             users: db.open_tree("users").map_err(backend)?,
             tokens: db.open_tree("tokens").map_err(backend)?,
             checkpoints: db.open_tree("checkpoints").map_err(backend)?,
+            leases: db.open_tree("leases").map_err(backend)?,
             db,
         })
     }
@@ -161,6 +163,46 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn allocate_lease(
+        &self,
+        vm_id: &str,
+        candidates: &[std::net::Ipv4Addr],
+    ) -> Result<Option<std::net::Ipv4Addr>, StoreError> {
+        let got = self
+            .leases
+            .transaction(|t| {
+                for ip in candidates {
+                    let key = ip.octets();
+                    if t.get(key)?.is_none() {
+                        t.insert(&key, vm_id.as_bytes())?;
+                        return Ok(Some(*ip));
+                    }
+                }
+                Ok(None)
+            })
+            .map_err(tx_error)?;
+        self.flush()?;
+        Ok(got)
+    }
+
+    fn release_lease(&self, ip: std::net::Ipv4Addr) -> Result<(), StoreError> {
+        self.leases.remove(ip.octets()).map_err(backend)?;
+        self.flush()
+    }
+
+    fn leases(&self) -> Result<Vec<(std::net::Ipv4Addr, String)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.leases.iter() {
+            let (k, v) = item.map_err(backend)?;
+            let octets: [u8; 4] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("lease key".into()))?;
+            out.push((octets.into(), String::from_utf8_lossy(&v).into_owned()));
+        }
+        Ok(out)
+    }
+
     fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         (&self.users, &self.tokens)
             .transaction(|(users, tokens)| {
@@ -235,6 +277,7 @@ mod tests {
             kernel_release: "6.1".into(),
             process: None,
             parent_checkpoint: None,
+            net: None,
         }
     }
 
@@ -256,6 +299,19 @@ mod tests {
         s.remove_vm(&vm("a1", "alice", "web")).unwrap();
         assert!(s.find_vm("alice", "web").unwrap().is_none());
         assert_eq!(s.list_vms(None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn leases_are_exclusive_and_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let ips: Vec<std::net::Ipv4Addr> = (2..4).map(|i| [10, 0, 0, i].into()).collect();
+        assert_eq!(s.allocate_lease("a", &ips).unwrap(), Some(ips[0]));
+        assert_eq!(s.allocate_lease("b", &ips).unwrap(), Some(ips[1]));
+        assert_eq!(s.allocate_lease("c", &ips).unwrap(), None);
+        s.release_lease(ips[0]).unwrap();
+        assert_eq!(s.allocate_lease("c", &ips).unwrap(), Some(ips[0]));
+        assert_eq!(s.leases().unwrap().len(), 2);
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct BootSpec {
     pub cpus: u32,
     pub memory_mib: u32,
     pub hostname: String,
+    /// The guest's network device and addresses, if it has one.
+    pub net: Option<crate::network::GuestNet>,
 }
 
 /// How the host reaches the guest agent.

@@ -137,6 +137,15 @@ impl QemuVmm {
         if let Some(khz) = self.tsc_khz {
             cmdline.push_str(&format!(" tsc_early_khz={khz}"));
         }
+        if let Some(n) = &spec.net {
+            cmdline.push_str(&format!(
+                " noid.ip={}/{} noid.gw={} noid.dns={}",
+                n.ip,
+                n.prefix,
+                n.gateway,
+                n.dns.join(",")
+            ));
+        }
         let cpu = match self.accel {
             Accel::Kvm => "host",
             Accel::Tcg => "max",
@@ -188,6 +197,14 @@ impl QemuVmm {
             PID_FILE.into(),
             "-daemonize".into(),
         ];
+        if let Some(n) = &spec.net {
+            a.extend([
+                "-netdev".into(),
+                format!("tap,id=net0,ifname={},script=no,downscript=no", n.tap),
+                "-device".into(),
+                format!("virtio-net-device,netdev=net0,mac={}", n.mac),
+            ]);
+        }
         a.shrink_to_fit();
         a
     }

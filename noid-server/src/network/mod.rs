@@ -1,0 +1,171 @@
+//! Guest networking on the host: an address pool, a bridge with the gateway address, one
+//! persistent TAP per VM on it, and noid's nftables table (NAT, published ports). `Network` is
+//! the port the core uses; `LinuxNetwork` implements it with rtnetlink, /dev/net/tun and nft.
+
+pub mod link;
+pub mod nft;
+pub mod pool;
+mod tap;
+
+use std::net::Ipv4Addr;
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+pub use nft::PortRule;
+pub use pool::Cidr;
+
+#[derive(Debug, Error)]
+pub enum NetError {
+    #[error("network: {0}")]
+    Netlink(String),
+    #[error("network: TAP {name}: {source}")]
+    Tap {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error("firewall (nftables): {0}")]
+    Firewall(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// What a guest needs to know about its network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestNet {
+    pub tap: String,
+    pub mac: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    pub dns: Vec<String>,
+}
+
+#[async_trait]
+pub trait Network: Send + Sync {
+    fn cidr(&self) -> Cidr;
+    fn dns(&self) -> Vec<String>;
+    /// Creates the VM's TAP and attaches it to the bridge.
+    async fn create_tap(&self, name: &str) -> Result<(), NetError>;
+    /// Deletes a TAP; a missing one is fine.
+    async fn delete_tap(&self, name: &str) -> Result<(), NetError>;
+    /// Names of the TAPs noid made that exist now.
+    async fn list_taps(&self) -> Result<Vec<String>, NetError>;
+    /// Replaces the published-port rules.
+    fn apply_ports(&self, ports: &[PortRule]) -> Result<(), NetError>;
+}
+
+/// TAP names: a prefix and the VM's id (12 hex digits), 14 bytes: unique, and within IFNAMSIZ.
+pub const TAP_PREFIX: &str = "nt";
+
+pub fn tap_name(vm_id: &str) -> String {
+    format!("{TAP_PREFIX}{vm_id}")
+}
+
+/// A locally administered MAC derived from the VM's id.
+pub fn mac_for(vm_id: &str) -> String {
+    let bytes = hex::decode(vm_id).unwrap_or_default();
+    let b = |i: usize| bytes.get(i).copied().unwrap_or(0);
+    format!(
+        "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        b(0),
+        b(1),
+        b(2),
+        b(3),
+        b(4)
+    )
+}
+
+pub struct LinuxNetwork {
+    handle: rtnetlink::Handle,
+    bridge: String,
+    bridge_index: u32,
+    cidr: Cidr,
+    nat: bool,
+    dns: Vec<String>,
+}
+
+impl LinuxNetwork {
+    /// Sets up the host side: checks the pool against the host's routes, creates the bridge,
+    /// turns on IP forwarding and installs noid's nftables table.
+    pub async fn setup(
+        bridge: &str,
+        cidr: Cidr,
+        nat: bool,
+        dns: Vec<String>,
+    ) -> Result<Self, NetError> {
+        let handle = link::connect()?;
+        let existing = link::index(&handle, bridge).await?;
+        let clashes = link::overlapping_routes(&handle, &cidr, existing).await?;
+        if !clashes.is_empty() {
+            return Err(NetError::Config(format!(
+                "network.cidr {cidr} overlaps the host's route(s) {}: choose another range",
+                clashes.join(", ")
+            )));
+        }
+        let bridge_index = link::ensure_bridge(&handle, bridge, &cidr).await?;
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+            .map_err(|e| NetError::Config(format!("cannot enable IP forwarding: {e}")))?;
+        let net = Self {
+            handle,
+            bridge: bridge.to_string(),
+            bridge_index,
+            cidr,
+            nat,
+            dns,
+        };
+        net.apply_ports(&[])?;
+        Ok(net)
+    }
+}
+
+#[async_trait]
+impl Network for LinuxNetwork {
+    fn cidr(&self) -> Cidr {
+        self.cidr
+    }
+
+    fn dns(&self) -> Vec<String> {
+        self.dns.clone()
+    }
+
+    async fn create_tap(&self, name: &str) -> Result<(), NetError> {
+        tap::create(name).map_err(|source| NetError::Tap {
+            name: name.to_string(),
+            source,
+        })?;
+        if let Err(e) = link::attach(&self.handle, name, self.bridge_index).await {
+            let _ = link::delete(&self.handle, name).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn delete_tap(&self, name: &str) -> Result<(), NetError> {
+        link::delete(&self.handle, name).await
+    }
+
+    async fn list_taps(&self) -> Result<Vec<String>, NetError> {
+        Ok(link::names(&self.handle)
+            .await?
+            .into_iter()
+            .filter(|n| n.starts_with(TAP_PREFIX) && n.len() == TAP_PREFIX.len() + 12)
+            .collect())
+    }
+
+    fn apply_ports(&self, ports: &[PortRule]) -> Result<(), NetError> {
+        nft::apply(&self.cidr, &self.bridge, self.nat, ports)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_macs_are_deterministic() {
+        assert_eq!(tap_name("0123456789ab"), "nt0123456789ab");
+        assert!(tap_name("0123456789ab").len() < 16);
+        assert_eq!(mac_for("0123456789ab"), "02:01:23:45:67:89");
+    }
+}
