@@ -72,6 +72,12 @@ enum Command {
         #[command(flatten)]
         data: DataDir,
     },
+    /// Remove noid's host networking (its nftables table and bridge). Refused while the
+    /// server runs or while VMs with a network exist.
+    NetworkDown {
+        #[command(flatten)]
+        data: DataDir,
+    },
 }
 
 fn load_config(data: &DataDir) -> Result<Config> {
@@ -231,6 +237,32 @@ async fn run(cli: Cli) -> Result<()> {
             let token = admin_token(&data, request).await?;
             println!("{token}");
             eprintln!("token of {name} replaced; the old one no longer works");
+            Ok(())
+        }
+        Command::NetworkDown { data } => {
+            let config = load_config(&data)?;
+            // Opening the store fails while a server holds it: that is the "server runs" check.
+            let store = open_store(&config.data_dir)?;
+            let with_net: Vec<String> = store
+                .list_vms(None)?
+                .into_iter()
+                .filter(|v| v.net.is_some())
+                .map(|v| v.name)
+                .collect();
+            if !with_net.is_empty() {
+                anyhow::bail!(
+                    "VMs still have a network: {} (destroy them first)",
+                    with_net.join(", ")
+                );
+            }
+            let bridge = &config.network.bridge;
+            noid_server::network::nft::remove(bridge)?;
+            let handle = noid_server::network::link::connect()?;
+            noid_server::network::link::delete(&handle, bridge).await?;
+            println!(
+                "removed nftables table ip {} and bridge {bridge}",
+                noid_server::network::nft::table(bridge)
+            );
             Ok(())
         }
         Command::ListUsers { data } => {
