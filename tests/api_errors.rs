@@ -5,8 +5,8 @@ mod common;
 
 use common::{exec, Server};
 use noid::v1::{
-    CreateVmRequest, DeleteVmRequest, GetVmRequest, HealthRequest, ListVmsRequest,
-    StreamLogsRequest, WhoAmIRequest,
+    CopyOutRequest, CreateVmRequest, DeleteVmRequest, GetVmRequest, HealthRequest, ListVmsRequest,
+    WhoAmIRequest,
 };
 use tonic::Code;
 
@@ -196,10 +196,9 @@ async fn bad_input_auth_and_isolation() {
 
     // RPCs of later features say so.
     let e = alice
-        .stream_logs(StreamLogsRequest {
+        .copy_out(CopyOutRequest {
             vm: "web".into(),
-            follow: false,
-            tail: 0,
+            path: "/etc/hostname".into(),
         })
         .await
         .unwrap_err();

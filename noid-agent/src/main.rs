@@ -1,6 +1,7 @@
 //! noid-agent: runs inside every guest. As PID 1 it first does init's duties (see `init`);
 //! then it serves the agent API on every transport the guest has.
 
+mod console;
 mod exec;
 mod fdstream;
 mod init;
@@ -35,6 +36,9 @@ fn main() {
                 std::process::exit(1);
             }
         };
+        if pid1 {
+            tokio::spawn(console::shell_loop(reaper.clone()));
+        }
         let service = AgentServer::new(AgentService::new(reaper))
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20);

@@ -4,6 +4,7 @@
 
 mod checkpoints;
 mod config;
+mod console;
 mod exec;
 mod output;
 mod terminal;
@@ -79,6 +80,20 @@ enum Command {
         #[arg(long = "as", value_name = "NEW_NAME")]
         new_name: Option<String>,
     },
+    /// Attach to the VM's serial console (detach: Ctrl-Q).
+    Console { name: Option<String> },
+    /// Print the VM's console output since boot.
+    Logs {
+        name: Option<String>,
+        /// Keep printing new output.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long, value_name = "N")]
+        tail: Option<u32>,
+    },
+    /// Print a shell completion script: noid completions bash > /etc/bash_completion.d/noid
+    Completions { shell: clap_complete::Shell },
     /// Publish guest ports on the host.
     Port {
         #[command(subcommand)]
@@ -357,6 +372,18 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Checkpoints { vm } => checkpoints::list(&mut connect().await?, vm, json).await?,
         Command::Restore { id, new_name } => {
             checkpoints::restore(&mut connect().await?, id, new_name, json).await?
+        }
+        Command::Console { name } => {
+            let vm = config::resolve_vm(name)?;
+            console::attach(&mut connect().await?, vm).await?
+        }
+        Command::Logs { name, follow, tail } => {
+            let vm = config::resolve_vm(name)?;
+            console::logs(&mut connect().await?, vm, follow, tail).await?
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "noid", &mut std::io::stdout());
         }
         Command::Port { action } => {
             let mut client = connect().await?;

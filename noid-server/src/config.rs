@@ -74,6 +74,8 @@ pub struct VmLimits {
     pub boot_timeout_secs: u64,
     /// How long a guest may take to power off on delete before it is terminated.
     pub shutdown_timeout_secs: u64,
+    /// Console output kept per VM: the current log and one rotated log of this size each.
+    pub console_log_bytes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -107,6 +109,7 @@ impl Default for VmLimits {
             max_memory_mib: 8192,
             boot_timeout_secs: 60,
             shutdown_timeout_secs: 3,
+            console_log_bytes: 1 << 20,
         }
     }
 }

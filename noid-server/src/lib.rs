@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod checksum;
 pub mod config;
+pub mod console;
 pub mod core;
 pub mod image;
 pub mod network;

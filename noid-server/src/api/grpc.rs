@@ -188,8 +188,37 @@ impl Noid for GrpcApi {
         &self,
         req: Request<Streaming<pb::ConsoleRequest>>,
     ) -> Result<Response<Self::ConsoleStream>, Status> {
-        self.user(&req)?;
-        Err(later("Console", "the console/logs/gateway issue"))
+        let user = self.user(&req)?;
+        let mut inbound = req.into_inner();
+        let vm = match inbound.message().await? {
+            Some(pb::ConsoleRequest {
+                msg: Some(pb::console_request::Msg::Vm(vm)),
+            }) => vm,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message of a Console stream must name the VM",
+                ))
+            }
+        };
+        let (recent, attachment) = self.core.console(&user, &vm)?;
+        let input = attachment.input;
+        tokio::spawn(async move {
+            while let Ok(Some(msg)) = inbound.message().await {
+                // A serial console has no window size to set: resizes are accepted and
+                // dropped.
+                if let Some(pb::console_request::Msg::Input(data)) = msg.msg {
+                    if input.send(data).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let live = tokio_stream::wrappers::BroadcastStream::new(attachment.output)
+            .filter_map(|r| futures::future::ready(r.ok()));
+        let out = futures::stream::once(futures::future::ready(recent))
+            .chain(live)
+            .map(|output| Ok(pb::ConsoleResponse { output }));
+        Ok(Response::new(Box::pin(out)))
     }
 
     type StreamLogsStream = BoxStream<pb::LogChunk>;
@@ -198,8 +227,20 @@ impl Noid for GrpcApi {
         &self,
         req: Request<pb::StreamLogsRequest>,
     ) -> Result<Response<Self::StreamLogsStream>, Status> {
-        self.user(&req)?;
-        Err(later("StreamLogs", "the console/logs/gateway issue"))
+        let user = self.user(&req)?;
+        let r = req.into_inner();
+        let tail = (r.tail > 0).then_some(r.tail as usize);
+        let (text, live) = self.core.logs(&user, &r.vm, tail, r.follow)?;
+        let first = futures::stream::once(futures::future::ready(text));
+        let out: BoxStream<pb::LogChunk> = match live {
+            Some(att) => {
+                let live = tokio_stream::wrappers::BroadcastStream::new(att.output)
+                    .filter_map(|r| futures::future::ready(r.ok()));
+                Box::pin(first.chain(live).map(|data| Ok(pb::LogChunk { data })))
+            }
+            None => Box::pin(first.map(|data| Ok(pb::LogChunk { data }))),
+        };
+        Ok(Response::new(out))
     }
 
     async fn create_checkpoint(

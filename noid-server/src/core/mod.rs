@@ -6,6 +6,7 @@
 //! is in the store so a restarted server finishes or undoes them (`reconcile`).
 
 mod checkpoints;
+mod console;
 pub mod error;
 mod exec;
 mod manifest;
@@ -36,6 +37,7 @@ pub struct Manager {
     image: Image,
     store: Arc<dyn Store>,
     vmm: Arc<dyn Vmm>,
+    consoles: crate::console::Consoles,
     /// Guest networking; None when disabled.
     network: Option<Arc<dyn Network>>,
     /// One agent channel per VM id, made on first use.
@@ -54,6 +56,7 @@ impl Manager {
         vmm: Arc<dyn Vmm>,
         network: Option<Arc<dyn Network>>,
     ) -> Result<Arc<Self>> {
+        let consoles = crate::console::Consoles::new(limits.console_log_bytes);
         let manager = Arc::new(Self {
             limits,
             layout,
@@ -61,6 +64,7 @@ impl Manager {
             store,
             vmm,
             network,
+            consoles,
             agents: Mutex::new(HashMap::new()),
             vm_locks: Mutex::new(HashMap::new()),
         });

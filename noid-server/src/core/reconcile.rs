@@ -35,6 +35,7 @@ impl Manager {
                     self.refresh_state(&mut vm)?;
                     if vm.state == VmState::Running {
                         tracing::info!("VM {} ({}) still running", vm.name, vm.id);
+                        self.watch_console(&vm);
                     }
                     known.insert(vm.id);
                 }

@@ -138,6 +138,7 @@ impl Manager {
             let process = self.vmm.restore(&spec, &ckpt_dir).await?;
             tracing::debug!("fork {name}: VMM restored");
             undo.push(Undo::StopVmm(process));
+            self.watch_console(&vm);
             vm.process = Some(process);
             self.store.update_vm(&vm)?;
             self.after_restore(&vm).await?;
@@ -197,6 +198,7 @@ impl Manager {
             vm.process = Some(process);
             vm.parent_checkpoint = Some(ckpt.id.clone());
             vm.state = VmState::Running;
+            self.watch_console(&vm);
             self.store.update_vm(&vm)?;
             self.after_restore(&vm).await
         }

@@ -54,6 +54,7 @@ impl Rollback {
                 Undo::RemoveRecord(vm) => {
                     let vm = *vm;
                     manager.forget_agent(&vm.id);
+                    manager.consoles.forget(&vm.id);
                     if let Err(e) = manager.store.remove_vm(&vm) {
                         tracing::warn!("rollback: removing record of {}: {e}", vm.name);
                     }

@@ -28,7 +28,7 @@ pub(super) fn new_id() -> String {
 
 /// The last lines of a VM's console log, for errors about a guest that did not come up.
 pub(super) fn console_tail(dir: &std::path::Path) -> String {
-    let text = std::fs::read(dir.join(crate::vmm::qemu::CONSOLE_LOG)).unwrap_or_default();
+    let text = crate::console::history(dir);
     let text = String::from_utf8_lossy(&text[text.len().saturating_sub(2048)..]).into_owned();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(5)..].join(" | ")
@@ -127,6 +127,7 @@ impl Manager {
         };
         let process = self.vmm.start(&spec).await?;
         undo.push(Undo::StopVmm(process));
+        self.watch_console(record);
         record.process = Some(process);
         self.store.update_vm(record)?;
         self.wait_for_agent(record).await?;
@@ -241,6 +242,7 @@ impl Manager {
             }
         }
         self.forget_agent(&vm.id);
+        self.consoles.forget(&vm.id);
         self.detach_network(&vm).await?;
         let dir = self.layout.vm(&vm.id);
         match std::fs::remove_dir_all(&dir) {

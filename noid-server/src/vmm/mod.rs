@@ -70,6 +70,9 @@ pub trait Vmm: Send + Sync {
     /// process runs (not once the guest has booted).
     async fn start(&self, spec: &BootSpec) -> Result<ProcessId, VmmError>;
 
+    /// The Unix socket of the serial console of a VM whose directory is `dir`.
+    fn console_socket(&self, dir: &std::path::Path) -> std::path::PathBuf;
+
     /// Where the agent of a VM whose directory is `dir` answers.
     fn agent_endpoint(&self, dir: &std::path::Path) -> AgentEndpoint;
 

@@ -18,7 +18,6 @@ pub const AGENT_SOCKET: &str = "agent.sock";
 pub const AGENT_PORT_ID: &str = "agentport";
 pub const QMP_SOCKET: &str = "qmp.sock";
 pub const CONSOLE_SOCKET: &str = "console.sock";
-pub const CONSOLE_LOG: &str = "console.log";
 const PID_FILE: &str = "qemu.pid";
 
 pub struct QemuVmm {
@@ -186,9 +185,7 @@ impl QemuVmm {
             "-device".into(),
             format!("virtserialport,chardev=agent,name=noid.agent,id={AGENT_PORT_ID}"),
             "-chardev".into(),
-            format!(
-                "socket,id=console,path={CONSOLE_SOCKET},server=on,wait=off,logfile={CONSOLE_LOG},logappend=on"
-            ),
+            format!("socket,id=console,path={CONSOLE_SOCKET},server=on,wait=off"),
             "-serial".into(),
             "chardev:console".into(),
             "-qmp".into(),
@@ -265,6 +262,10 @@ impl Vmm for QemuVmm {
             return Err(e);
         }
         Ok(id)
+    }
+
+    fn console_socket(&self, dir: &Path) -> PathBuf {
+        dir.join(CONSOLE_SOCKET)
     }
 
     fn agent_endpoint(&self, dir: &Path) -> AgentEndpoint {

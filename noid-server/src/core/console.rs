@@ -1,0 +1,83 @@
+//! Console and logs of the caller's VMs, over `crate::console`.
+
+use super::{CoreError, Manager, Result, User};
+use crate::console::{history, Attachment};
+use crate::store::{VmRecord, VmState};
+
+/// The last `n` lines of `text`.
+fn tail_lines(text: &[u8], n: usize) -> Vec<u8> {
+    let mut seen = 0;
+    let body = text.strip_suffix(b"\n").unwrap_or(text);
+    for (i, b) in body.iter().enumerate().rev() {
+        if *b == b'\n' {
+            seen += 1;
+            if seen == n {
+                return text[i + 1..].to_vec();
+            }
+        }
+    }
+    text.to_vec()
+}
+
+impl Manager {
+    /// Starts following a running VM's console.
+    pub(super) fn watch_console(&self, vm: &VmRecord) {
+        let dir = self.layout.vm(&vm.id);
+        self.consoles
+            .watch(&vm.id, &dir, self.vmm.console_socket(&dir));
+    }
+
+    /// The VM's kept console output (the last `tail` lines when given), and live output to
+    /// follow when `follow`.
+    pub fn logs(
+        &self,
+        user: &User,
+        name: &str,
+        tail: Option<usize>,
+        follow: bool,
+    ) -> Result<(Vec<u8>, Option<Attachment>)> {
+        let vm = self.get_vm(user, name)?;
+        // Subscribe first: a line written meanwhile may come twice, never not at all.
+        let live = if follow {
+            self.consoles.attach(&vm.id)
+        } else {
+            None
+        };
+        let text = history(&self.layout.vm(&vm.id));
+        let text = match tail {
+            Some(n) => tail_lines(&text, n),
+            None => text,
+        };
+        Ok((text, live))
+    }
+
+    /// Attaches to a running VM's console: its recent output, then live output and input.
+    pub fn console(&self, user: &User, name: &str) -> Result<(Vec<u8>, Attachment)> {
+        let vm = self.get_vm(user, name)?;
+        if vm.state != VmState::Running {
+            return Err(CoreError::FailedPrecondition(format!(
+                "VM {name:?} is not running (state: {:?})",
+                vm.state
+            )));
+        }
+        self.watch_console(&vm);
+        let attachment = self.consoles.attach(&vm.id).ok_or_else(|| {
+            CoreError::Unavailable(format!("console of {name:?} is not available"))
+        })?;
+        let text = history(&self.layout.vm(&vm.id));
+        let recent = text[text.len().saturating_sub(4096)..].to_vec();
+        Ok((recent, attachment))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tail_lines;
+
+    #[test]
+    fn tails() {
+        assert_eq!(tail_lines(b"a\nb\nc\n", 2), b"b\nc\n");
+        assert_eq!(tail_lines(b"a\nb\nc", 1), b"c");
+        assert_eq!(tail_lines(b"a\n", 5), b"a\n");
+    }
+}
