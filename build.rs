@@ -11,7 +11,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/noid/v1/service.proto",
         "proto/noid/agent/v1/agent.proto",
     ];
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_build::configure()
+        .file_descriptor_set_path(out_dir.join("noid_descriptor.bin"))
         .build_server(true)
         .build_client(true)
         .compile_protos(&protos, &["proto"])?;

@@ -16,6 +16,10 @@ pub mod agent {
     }
 }
 
+/// The encoded descriptors of every proto file, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/noid_descriptor.bin"));
+
 /// Version of this build, reported by the server, the CLI and the agent.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

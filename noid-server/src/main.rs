@@ -149,8 +149,16 @@ async fn serve(config: Config) -> Result<()> {
     // Nagle's algorithm would hold small stream messages back by the delayed-ACK time (~40 ms).
     let incoming = tonic::transport::server::TcpIncoming::from_listener(listener, true, None)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(noid::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let (mut health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<NoidServer<GrpcApi>>().await;
     tonic::transport::Server::builder()
         .add_service(service)
+        .add_service(health)
+        .add_service(reflection)
         .serve_with_incoming_shutdown(incoming, shutdown_signal())
         .await?;
     admin_task.abort();
