@@ -8,6 +8,7 @@ use thiserror::Error;
 
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/noid";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7777";
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:7778";
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -27,6 +28,8 @@ pub enum ConfigError {
 pub struct Config {
     /// Address of the gRPC API.
     pub listen: SocketAddr,
+    /// Address of the REST/WebSocket gateway and /metrics.
+    pub http_listen: SocketAddr,
     /// Root of all state: `images/`, `vms/`, `checkpoints/`, `db/`.
     pub data_dir: PathBuf,
     /// The guest image; default `<data_dir>/images/default`.
@@ -90,6 +93,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            http_listen: DEFAULT_HTTP_LISTEN.parse().expect("valid default address"),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             image_dir: None,
             vm: VmLimits::default(),

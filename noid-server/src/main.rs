@@ -48,6 +48,9 @@ enum Command {
         /// Address to listen on [default: 127.0.0.1:7777]
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Address of the REST/WebSocket gateway and /metrics [default: 127.0.0.1:7778]
+        #[arg(long)]
+        http_listen: Option<SocketAddr>,
         /// Guest image directory [default: DATA_DIR/images/default]
         #[arg(long)]
         image_dir: Option<PathBuf>,
@@ -140,6 +143,36 @@ async fn serve(config: Config) -> Result<()> {
         info.image_id,
         info.kernel_release
     );
+    let http = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http_listen))?;
+    let gateway = noid_server::api::rest::router(Arc::clone(&core));
+    let (stop_http, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
+    let http_task = tokio::spawn(async move {
+        axum::serve(http, gateway)
+            .with_graceful_shutdown(async {
+                let _ = stop_http_rx.await;
+            })
+            .await
+    });
+    tracing::info!("REST/WebSocket gateway on http://{}", config.http_listen);
+    let counted = Arc::clone(&core);
+    let count_errors = tower::util::MapResponseLayer::new(
+        move |resp: tonic::codegen::http::Response<tonic::body::BoxBody>| {
+            // Errors of unary calls and refused streams come as trailers-only responses.
+            if let Some(code) = resp
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok()?.parse::<i32>().ok())
+                .filter(|c| *c != 0)
+            {
+                counted
+                    .metrics
+                    .error(noid_server::metrics::grpc_code_name(code));
+            }
+            resp
+        },
+    );
     let service = NoidServer::new(GrpcApi::new(core))
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
@@ -156,11 +189,14 @@ async fn serve(config: Config) -> Result<()> {
     let (mut health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<NoidServer<GrpcApi>>().await;
     tonic::transport::Server::builder()
+        .layer(count_errors)
         .add_service(service)
         .add_service(health)
         .add_service(reflection)
         .serve_with_incoming_shutdown(incoming, shutdown_signal())
         .await?;
+    let _ = stop_http.send(());
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), http_task).await;
     admin_task.abort();
     let _ = std::fs::remove_file(&admin_socket);
     tracing::info!("stopped; VMs keep running and are picked up on the next start");
@@ -219,12 +255,16 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve {
             data,
             listen,
+            http_listen,
             image_dir,
             accel,
         } => {
             let mut config = load_config(&data)?;
             if let Some(l) = listen {
                 config.listen = l;
+            }
+            if let Some(l) = http_listen {
+                config.http_listen = l;
             }
             if let Some(i) = image_dir {
                 config.image_dir = Some(i);

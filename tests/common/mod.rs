@@ -58,6 +58,8 @@ pub struct Server {
     data_override: Option<PathBuf>,
     image_override: Option<PathBuf>,
     pub url: String,
+    /// The REST/WebSocket gateway.
+    pub http_url: String,
     pub tokens: HashMap<String, String>,
     extra_config: String,
     child: Option<Child>,
@@ -92,11 +94,13 @@ impl Server {
             tokens.insert(u.to_string(), token);
         }
         let url = format!("http://127.0.0.1:{}", free_port());
+        let http_url = format!("http://127.0.0.1:{}", free_port());
         let mut s = Server {
             dir,
             data_override: data_dir,
             image_override: None,
             url,
+            http_url,
             tokens,
             extra_config: extra_config.to_string(),
             child: None,
@@ -129,7 +133,8 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "listen = \"{listen}\"\ndata_dir = \"{}\"\nimage_dir = \"{}\"\n{}\n{network}",
+                "listen = \"{listen}\"\nhttp_listen = \"{}\"\ndata_dir = \"{}\"\nimage_dir = \"{}\"\n{}\n{network}",
+                self.http_url.trim_start_matches("http://"),
                 self.data_dir().display(),
                 self.image_override
                     .clone()

@@ -3,4 +3,6 @@
 
 pub mod convert;
 pub mod grpc;
+pub mod openapi;
+pub mod rest;
 pub mod status;

@@ -54,6 +54,11 @@ impl Manager {
             match result {
                 Ok(ckpt) => {
                     let secs = started.elapsed().as_secs_f64();
+                    this.metrics
+                        .checkpoint_created(secs, ckpt.memory_bytes + ckpt.disk_bytes);
+                    if secs > 1.0 {
+                        tracing::warn!("Slow checkpoint creation: {secs:.1}s (expected <1s)");
+                    }
                     tracing::info!(
                         "Checkpoint created: {} of {} ({} MiB memory, {:.2}s)",
                         ckpt.id,

@@ -54,7 +54,14 @@ impl Manager {
                 vm.state
             )));
         }
-        let events = self.agent(&vm).exec(spec, input).await?;
+        self.metrics.exec_started();
+        let events = match self.agent(&vm).exec(spec, input).await {
+            Ok(e) => e,
+            Err(e) => {
+                self.metrics.exec_failed();
+                return Err(e.into());
+            }
+        };
         Ok(events.map(|e| e.map_err(CoreError::from)))
     }
 }

@@ -38,6 +38,7 @@ pub struct Manager {
     store: Arc<dyn Store>,
     vmm: Arc<dyn Vmm>,
     consoles: crate::console::Consoles,
+    pub metrics: crate::metrics::Metrics,
     /// Guest networking; None when disabled.
     network: Option<Arc<dyn Network>>,
     /// One agent channel per VM id, made on first use.
@@ -65,6 +66,7 @@ impl Manager {
             vmm,
             network,
             consoles,
+            metrics: Default::default(),
             agents: Mutex::new(HashMap::new()),
             vm_locks: Mutex::new(HashMap::new()),
         });
@@ -91,6 +93,31 @@ impl Manager {
             min_memory_mib: self.limits.min_memory_mib,
             max_memory_mib: self.limits.max_memory_mib,
         }
+    }
+
+    /// The metrics text, with what only a scrape can know (running VMs, their memory).
+    pub fn render_metrics(&self) -> String {
+        let vms = self.store.list_vms(None).unwrap_or_default();
+        let running: Vec<_> = vms
+            .iter()
+            .filter(|v| v.state == crate::store::VmState::Running)
+            .filter(|v| v.process.is_some_and(|p| self.vmm.is_running(&p)))
+            .collect();
+        let snap = crate::metrics::Snapshot {
+            running_vms: running.len(),
+            vm_memory: running
+                .iter()
+                .map(|v| {
+                    let pid = v.process.map(|p| p.pid).unwrap_or(0);
+                    (
+                        v.name.clone(),
+                        v.owner.clone(),
+                        crate::metrics::resident_bytes(pid),
+                    )
+                })
+                .collect(),
+        };
+        self.metrics.render(&snap)
     }
 
     fn agent(&self, vm: &VmRecord) -> GuestAgent {

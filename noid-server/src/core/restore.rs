@@ -37,6 +37,7 @@ impl Manager {
                 None => this.restore_in_place(&user, &ckpt).await,
             };
             if let Ok(vm) = &result {
+                this.metrics.restored(started.elapsed().as_secs_f64());
                 tracing::info!(
                     "VM {} restored from checkpoint {} ({:.2}s)",
                     vm.name,

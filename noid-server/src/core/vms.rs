@@ -88,12 +88,14 @@ impl Manager {
             let started = Instant::now();
             match this.create_steps(&mut record, &mut undo).await {
                 Ok(()) => {
-                    tracing::info!(
-                        "VM created: {} ({}, {:.2}s)",
-                        record.name,
-                        record.id,
-                        started.elapsed().as_secs_f64()
-                    );
+                    let secs = started.elapsed().as_secs_f64();
+                    this.metrics.vm_created(secs);
+                    let addr = record
+                        .net
+                        .as_ref()
+                        .map(|n| n.ip.to_string())
+                        .unwrap_or_else(|| "no network".into());
+                    tracing::info!("VM created: {} ({addr}) in {secs:.2}s", record.name);
                     Ok(record)
                 }
                 Err(e) => {

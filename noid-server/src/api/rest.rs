@@ -1,0 +1,408 @@
+//! The REST/WebSocket gateway: a grpc-gateway-style shim over the same core as the gRPC
+//! service, with the same bearer tokens (WebSockets may pass `?token=`, since browsers cannot
+//! set headers) and the same error mapping (`{"error", "code"}` with the matching HTTP status).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::status::{grpc_code, http_status};
+use crate::core::{CoreError, CreateVm, ExecEvent, ExecInput, ExecSpec, Manager, User};
+use crate::store::{CheckpointRecord, VmRecord, VmState};
+
+/// Each of stdout and stderr returned by `POST /vms/:name/exec` is cut at this size.
+pub const EXEC_OUTPUT_CAP: usize = 1 << 20;
+
+type Core = Arc<Manager>;
+
+pub struct ApiError(CoreError);
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        ApiError(e)
+    }
+}
+
+/// The gRPC code's canonical name, e.g. "NOT_FOUND".
+pub fn code_name(e: &CoreError) -> &'static str {
+    use tonic::Code::*;
+    match grpc_code(e) {
+        InvalidArgument => "INVALID_ARGUMENT",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Unavailable => "UNAVAILABLE",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Unauthenticated => "UNAUTHENTICATED",
+        Unimplemented => "UNIMPLEMENTED",
+        _ => "INTERNAL",
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(http_status(&self.0)).expect("valid status");
+        let code = code_name(&self.0);
+        let body = json!({ "error": self.0.to_string(), "code": code });
+        let mut resp = (status, Json(body)).into_response();
+        // For the metrics middleware below.
+        resp.extensions_mut().insert(ErrorCode(code));
+        resp
+    }
+}
+
+/// The authenticated caller: `Authorization: Bearer <token>`, or `?token=` for WebSockets.
+pub struct Caller(User);
+
+#[axum::async_trait]
+impl FromRequestParts<Core> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, core: &Core) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let query_token = parts.uri.query().and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix("token="))
+                .map(|t| format!("Bearer {t}"))
+        });
+        let user = core.authenticate(header.or(query_token).as_deref())?;
+        Ok(Caller(user))
+    }
+}
+
+fn state_name(s: VmState) -> &'static str {
+    match s {
+        VmState::Creating => "creating",
+        VmState::Running => "running",
+        VmState::Stopped => "stopped",
+        VmState::Deleting => "deleting",
+    }
+}
+
+pub fn vm_json(v: &VmRecord) -> Value {
+    json!({
+        "name": v.name,
+        "id": v.id,
+        "state": state_name(v.state),
+        "cpus": v.cpus,
+        "memory_mib": v.memory_mib,
+        "created_at": v.created_at,
+        "backend": v.backend,
+        "image_id": v.image_id,
+        "kernel_release": v.kernel_release,
+        "address": v.net.as_ref().map(|n| n.ip.to_string()),
+        "ports": v.net.iter().flat_map(|n| &n.ports)
+            .map(|p| json!({"host_port": p.host, "guest_port": p.guest})).collect::<Vec<_>>(),
+        "parent_checkpoint": v.parent_checkpoint,
+    })
+}
+
+pub fn checkpoint_json(c: &CheckpointRecord) -> Value {
+    json!({
+        "id": c.id,
+        "vm": c.vm_name,
+        "label": c.label,
+        "created_at": c.created_at,
+        "memory_bytes": c.memory_bytes,
+        "disk_bytes": c.disk_bytes,
+        "backend": c.backend,
+        "parent_checkpoint": c.parent,
+    })
+}
+
+#[derive(Clone, Copy)]
+struct ErrorCode(&'static str);
+
+async fn count_errors(State(core): State<Core>, resp: Response) -> Response {
+    if let Some(ErrorCode(code)) = resp.extensions().get::<ErrorCode>() {
+        core.metrics.error(code);
+    }
+    resp
+}
+
+async fn metrics(State(core): State<Core>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        core.render_metrics(),
+    )
+}
+
+pub fn router(core: Core) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/vms", get(list_vms).post(create_vm))
+        .route("/vms/:name", get(get_vm).delete(delete_vm))
+        .route("/vms/:name/exec", post(exec))
+        .route(
+            "/vms/:name/checkpoints",
+            get(list_checkpoints).post(create_checkpoint),
+        )
+        .route("/vms/:name/restore", post(restore))
+        .route("/console/:name", get(console))
+        .route("/logs/:name", get(logs))
+        .route(
+            "/openapi.json",
+            get(|| async { Json(super::openapi::document()) }),
+        )
+        .layer(axum::middleware::map_response_with_state(
+            core.clone(),
+            count_errors,
+        ))
+        .with_state(core)
+}
+
+async fn list_vms(State(core): State<Core>, Caller(u): Caller) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(core
+        .list_vms(&u)?
+        .iter()
+        .map(vm_json)
+        .collect::<Vec<_>>())))
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    name: String,
+    cpus: Option<u32>,
+    memory_mib: Option<u32>,
+}
+
+async fn create_vm(
+    State(core): State<Core>,
+    Caller(u): Caller,
+    Json(b): Json<CreateBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let req = CreateVm {
+        name: b.name,
+        cpus: b.cpus,
+        memory_mib: b.memory_mib,
+    };
+    let vm = core.create_vm(&u, req).await?;
+    Ok((StatusCode::CREATED, Json(vm_json(&vm))))
+}
+
+async fn get_vm(
+    State(core): State<Core>,
+    Caller(u): Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(vm_json(&core.get_vm(&u, &name)?)))
+}
+
+async fn delete_vm(
+    State(core): State<Core>,
+    Caller(u): Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    core.delete_vm(&u, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct ExecBody {
+    command: Vec<String>,
+    #[serde(default)]
+    env: HashMap<String, String>,
+    cwd: Option<String>,
+    stdin: Option<String>,
+    timeout_secs: Option<f64>,
+}
+
+async fn exec(
+    State(core): State<Core>,
+    Caller(u): Caller,
+    Path(name): Path<String>,
+    Json(b): Json<ExecBody>,
+) -> Result<Json<Value>, ApiError> {
+    let timeout = match b.timeout_secs {
+        Some(s) if !(s > 0.0 && s < 4e6) => {
+            return Err(CoreError::InvalidArgument("timeout_secs must be positive".into()).into())
+        }
+        s => s.map(Duration::from_secs_f64),
+    };
+    let spec = ExecSpec {
+        argv: b.command,
+        env: b.env,
+        cwd: b.cwd,
+        stdin: b.stdin.is_some(),
+        tty: None,
+        timeout,
+    };
+    let input: Vec<ExecInput> = match b.stdin {
+        Some(s) => vec![ExecInput::Stdin(s.into_bytes()), ExecInput::CloseStdin],
+        None => vec![],
+    };
+    let mut events = Box::pin(
+        core.exec(&u, &name, spec, futures::stream::iter(input))
+            .await?,
+    );
+    let (mut out, mut err, mut truncated) = (Vec::new(), Vec::new(), false);
+    while let Some(ev) = events.next().await {
+        match ev? {
+            ExecEvent::Stdout(d) | ExecEvent::Stderr(d) if d.is_empty() => {}
+            ExecEvent::Stdout(d) => truncated |= append_capped(&mut out, &d),
+            ExecEvent::Stderr(d) => truncated |= append_capped(&mut err, &d),
+            ExecEvent::Started { .. } => {}
+            ExecEvent::Exit(x) => {
+                return Ok(Json(json!({
+                    "stdout": String::from_utf8_lossy(&out),
+                    "stderr": String::from_utf8_lossy(&err),
+                    "exit_code": x.code,
+                    "signal": x.signal,
+                    "timed_out": x.timed_out,
+                    "truncated": truncated,
+                })))
+            }
+        }
+    }
+    Err(CoreError::Unavailable("the command's stream ended without an exit status".into()).into())
+}
+
+/// Appends up to the cap; true when something was cut.
+fn append_capped(buf: &mut Vec<u8>, data: &[u8]) -> bool {
+    let room = EXEC_OUTPUT_CAP.saturating_sub(buf.len());
+    buf.extend_from_slice(&data[..room.min(data.len())]);
+    data.len() > room
+}
+
+async fn list_checkpoints(
+    State(core): State<Core>,
+    Caller(u): Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    core.get_vm(&u, &name)?;
+    let list = core.list_checkpoints(&u, Some(&name))?;
+    Ok(Json(json!(list
+        .iter()
+        .map(checkpoint_json)
+        .collect::<Vec<_>>())))
+}
+
+#[derive(Deserialize, Default)]
+struct CheckpointBody {
+    #[serde(default)]
+    label: String,
+}
+
+async fn create_checkpoint(
+    State(core): State<Core>,
+    Caller(u): Caller,
+    Path(name): Path<String>,
+    body: Option<Json<CheckpointBody>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let label = body.map(|b| b.0.label).unwrap_or_default();
+    let c = core.create_checkpoint(&u, &name, &label).await?;
+    Ok((StatusCode::CREATED, Json(checkpoint_json(&c))))
+}
+
+#[derive(Deserialize)]
+struct RestoreBody {
+    checkpoint_id: String,
+    new_name: Option<String>,
+}
+
+/// Restores a checkpoint of VM `name`: in place, or as `new_name`.
+async fn restore(
+    State(core): State<Core>,
+    Caller(u): Caller,
+    Path(name): Path<String>,
+    Json(b): Json<RestoreBody>,
+) -> Result<Json<Value>, ApiError> {
+    let ckpt = core.get_checkpoint(&u, &b.checkpoint_id)?;
+    if ckpt.vm_name != name {
+        return Err(CoreError::InvalidArgument(format!(
+            "checkpoint {} is of VM {:?}, not {name:?}",
+            ckpt.id, ckpt.vm_name
+        ))
+        .into());
+    }
+    let vm = core.restore(&u, &ckpt.id, b.new_name.as_deref()).await?;
+    Ok(Json(vm_json(&vm)))
+}
+
+async fn console(
+    State(core): State<Core>,
+    Caller(u): Caller,
+    Path(name): Path<String>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let (recent, attachment) = core.console(&u, &name)?;
+    Ok(ws.on_upgrade(move |socket| async move {
+        let (mut tx, mut rx) = socket.split();
+        use futures::SinkExt;
+        let input = attachment.input;
+        tokio::spawn(async move {
+            while let Some(Ok(msg)) = rx.next().await {
+                let data = match msg {
+                    Message::Binary(b) => b,
+                    Message::Text(t) => t.into_bytes(),
+                    Message::Close(_) => break,
+                    _ => continue,
+                };
+                if input.send(data).await.is_err() {
+                    break;
+                }
+            }
+        });
+        if tx.send(Message::Binary(recent)).await.is_err() {
+            return;
+        }
+        let mut live = tokio_stream::wrappers::BroadcastStream::new(attachment.output);
+        while let Some(item) = live.next().await {
+            if let Ok(data) = item {
+                if tx.send(Message::Binary(data)).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }))
+}
+
+#[derive(Deserialize)]
+struct LogsQuery {
+    #[serde(default)]
+    follow: bool,
+    tail: Option<usize>,
+}
+
+async fn logs(
+    State(core): State<Core>,
+    Caller(u): Caller,
+    Path(name): Path<String>,
+    Query(q): Query<LogsQuery>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let (text, live) = core.logs(&u, &name, q.tail, q.follow)?;
+    Ok(ws.on_upgrade(move |socket: WebSocket| async move {
+        let mut socket = socket;
+        if socket.send(Message::Binary(text)).await.is_err() {
+            return;
+        }
+        if let Some(att) = live {
+            let mut live = tokio_stream::wrappers::BroadcastStream::new(att.output);
+            while let Some(item) = live.next().await {
+                if let Ok(data) = item {
+                    if socket.send(Message::Binary(data)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = socket.send(Message::Close(None)).await;
+    }))
+}

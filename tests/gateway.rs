@@ -1,0 +1,311 @@
+//! The REST/WebSocket gateway with real HTTP and WebSocket clients against a real server and
+//! VM: every route, status codes and bodies, auth failures, the OpenAPI document, and the
+//! Prometheus metrics moving after a create, an exec and a checkpoint.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+struct Api {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+async fn ws_read_until(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    needle: &str,
+) -> String {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => seen.extend(b),
+            Ok(Some(Ok(Message::Text(t)))) => seen.extend(t.into_bytes()),
+            Ok(Some(Ok(_))) => {}
+            other => panic!(
+                "{needle:?} never came ({other:?}); got {}",
+                String::from_utf8_lossy(&seen)
+            ),
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_and_websocket_gateway() {
+    use reqwest::Method;
+    let server = common::Server::start(&["alice", "bob"], "");
+    let api = Api {
+        base: server.http_url.clone(),
+        token: server.tokens["alice"].clone(),
+        http: reqwest::Client::new(),
+    };
+
+    // Auth failures.
+    let resp = api
+        .http
+        .get(format!("{}/vms", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "UNAUTHENTICATED");
+    let bad = Api {
+        token: "noid_nope".into(),
+        ..Api {
+            base: api.base.clone(),
+            token: String::new(),
+            http: api.http.clone(),
+        }
+    };
+    let (status, body) = bad.call(Method::GET, "/vms", None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid token"))
+    );
+
+    // Bad input and unknown VMs.
+    let (status, body) = api
+        .call(Method::POST, "/vms", Some(json!({"name": "Bad Name"})))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("INVALID_ARGUMENT"))
+    );
+    assert!(
+        body["error"].as_str().unwrap().contains("lowercase"),
+        "{body}"
+    );
+    let (status, body) = api.call(Method::GET, "/vms/ghost", None).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("NOT_FOUND")));
+
+    // Create, list, show.
+    let creates = api.metric("noid_vm_create_duration_seconds_count").await;
+    let (status, vm) = api
+        .call(Method::POST, "/vms", Some(json!({"name": "web"})))
+        .await;
+    assert_eq!(status, 201, "{vm}");
+    assert_eq!(vm["name"], "web");
+    assert_eq!(vm["state"], "running");
+    assert_eq!(
+        api.metric("noid_vm_create_duration_seconds_count").await,
+        creates + 1.0
+    );
+    assert_eq!(api.metric("noid_vms_running").await, 1.0);
+    let (status, body) = api
+        .call(Method::POST, "/vms", Some(json!({"name": "web"})))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("ALREADY_EXISTS"))
+    );
+    let (status, list) = api.call(Method::GET, "/vms", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let (status, one) = api.call(Method::GET, "/vms/web", None).await;
+    assert_eq!((status, one["id"].clone()), (200, vm["id"].clone()));
+    let bob = Api {
+        token: server.tokens["bob"].clone(),
+        base: api.base.clone(),
+        http: api.http.clone(),
+    };
+    assert_eq!(bob.call(Method::GET, "/vms/web", None).await.0, 404);
+
+    // Exec: streams apart, exit code, env, cwd, stdin; output cut with a flag.
+    let execs = api.metric("noid_exec_total").await;
+    let (status, r) = api
+        .call(
+            Method::POST,
+            "/vms/web/exec",
+            Some(
+                json!({"command": ["sh", "-c", "echo out; echo \"$X\" >&2; pwd; cat; exit 3"],
+                        "env": {"X": "from-env"}, "cwd": "/tmp", "stdin": "piped"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["stdout"], "out\n/tmp\npiped");
+    assert_eq!(r["stderr"], "from-env\n");
+    assert_eq!(r["exit_code"], 3);
+    assert_eq!(r["truncated"], false);
+    let (_, r) = api
+        .call(
+            Method::POST,
+            "/vms/web/exec",
+            Some(json!({"command": ["sh", "-c", "head -c 1500000 /dev/zero | tr '\\0' a"]})),
+        )
+        .await;
+    assert_eq!(r["truncated"], true);
+    assert_eq!(r["stdout"].as_str().unwrap().len(), 1 << 20);
+    assert!(api.metric("noid_exec_total").await >= execs + 2.0);
+    let (status, r) = api
+        .call(Method::POST, "/vms/web/exec", Some(json!({"command": []})))
+        .await;
+    assert_eq!(
+        (status, r["code"].as_str()),
+        (400, Some("INVALID_ARGUMENT"))
+    );
+
+    // Checkpoints and restore.
+    let ckpts = api.metric("noid_checkpoint_duration_seconds_count").await;
+    let (status, ck) = api
+        .call(
+            Method::POST,
+            "/vms/web/checkpoints",
+            Some(json!({"label": "rest"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{ck}");
+    assert_eq!(ck["label"], "rest");
+    assert_eq!(
+        api.metric("noid_checkpoint_duration_seconds_count").await,
+        ckpts + 1.0
+    );
+    assert!(api.metric("noid_checkpoint_size_bytes").await > 1e6);
+    let (status, list) = api.call(Method::GET, "/vms/web/checkpoints", None).await;
+    assert_eq!((status, list[0]["id"].clone()), (200, ck["id"].clone()));
+    let (status, fork) = api
+        .call(
+            Method::POST,
+            "/vms/web/restore",
+            Some(json!({"checkpoint_id": ck["id"], "new_name": "web2"})),
+        )
+        .await;
+    assert_eq!((status, fork["name"].as_str()), (200, Some("web2")));
+    let (status, again) = api
+        .call(
+            Method::POST,
+            "/vms/web/restore",
+            Some(json!({"checkpoint_id": ck["id"]})),
+        )
+        .await;
+    assert_eq!((status, again["name"].as_str()), (200, Some("web")));
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/vms/web2/restore",
+            Some(json!({"checkpoint_id": ck["id"]})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("INVALID_ARGUMENT"))
+    );
+
+    // WebSockets: the console (token in the query, as browsers must) and the logs.
+    let ws_base = api.base.replacen("http://", "ws://", 1);
+    let (mut console, _) =
+        tokio_tungstenite::connect_async(format!("{ws_base}/console/web?token={}", api.token))
+            .await
+            .unwrap();
+    console
+        .send(Message::Binary(b"echo $((3*4))-ws\n".to_vec()))
+        .await
+        .unwrap();
+    ws_read_until(&mut console, "12-ws").await;
+    let (mut logs, _) = tokio_tungstenite::connect_async(format!(
+        "{ws_base}/logs/web?token={}&follow=true",
+        api.token
+    ))
+    .await
+    .unwrap();
+    ws_read_until(&mut logs, "noid-agent").await;
+    assert!(
+        tokio_tungstenite::connect_async(format!("{ws_base}/logs/web"))
+            .await
+            .is_err(),
+        "no token, no socket"
+    );
+
+    // The OpenAPI document lists every route.
+    let doc: Value = api
+        .http
+        .get(format!("{}/openapi.json", api.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/vms",
+        "/vms/{name}",
+        "/vms/{name}/exec",
+        "/vms/{name}/checkpoints",
+        "/vms/{name}/restore",
+        "/console/{name}",
+        "/logs/{name}",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from /openapi.json"
+        );
+    }
+
+    // Errors are counted by code (the 404s and 409 above, over REST).
+    let text = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("noid_api_errors_total{code=\"NOT_FOUND\"}"),
+        "{text}"
+    );
+    assert!(text.contains("noid_vm_memory_bytes{vm=\"web\""), "{text}");
+
+    for vm in ["web2", "web"] {
+        assert_eq!(
+            api.call(Method::DELETE, &format!("/vms/{vm}"), None)
+                .await
+                .0,
+            204
+        );
+    }
+    assert_eq!(api.call(Method::GET, "/vms", None).await.1, json!([]));
+}
