@@ -14,7 +14,8 @@ packages=(
   iproute2 procps    # ip, ps (diagnostics and tests)
   nftables           # NAT and published ports (noid's own table)
   btrfs-progs        # tests: checkpoints on a btrfs loop filesystem share extents
-  tmux               # terminal tests of `noid exec -t`
+  tmux               # terminal tests of `noid exec -t` and `noid console`
+  python3 python3-venv  # tests: the generated Python client runs in a fresh virtualenv
   ca-certificates
 )
 missing=()

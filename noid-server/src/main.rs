@@ -25,8 +25,17 @@ use noid_server::vmm::qemu::QemuVmm;
     about = "The noid microVM control plane daemon"
 )]
 struct Cli {
+    /// Server log lines as "[INFO] message" (text) or one JSON object each (json).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Args)]
@@ -238,13 +247,9 @@ async fn admin_token(data: &DataDir, request: admin::Request) -> Result<String> 
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        .init();
-    if let Err(e) = run(Cli::parse()).await {
+    let cli = Cli::parse();
+    noid_server::logging::init(cli.log_format == LogFormat::Json);
+    if let Err(e) = run(cli).await {
         eprintln!("noid-server: {e:#}");
         std::process::exit(1);
     }

@@ -95,7 +95,12 @@ impl Manager {
                         .as_ref()
                         .map(|n| n.ip.to_string())
                         .unwrap_or_else(|| "no network".into());
-                    tracing::info!("VM created: {} ({addr}) in {secs:.2}s", record.name);
+                    tracing::info!("VM created: {} ({addr})", record.name);
+                    tracing::debug!(
+                        "VM {} ({}) took {secs:.2}s to create",
+                        record.name,
+                        record.id
+                    );
                     Ok(record)
                 }
                 Err(e) => {

@@ -1,0 +1,54 @@
+"""End-to-end check of a Python client generated from proto/ with grpcio-tools.
+
+Usage: client_test.py GENERATED_DIR HOST:PORT TOKEN
+Creates a VM, streams an exec's output, checkpoints the VM, lists checkpoints, deletes the VM.
+"""
+import sys
+
+gen_dir, address, token = sys.argv[1:4]
+sys.path.insert(0, gen_dir)
+
+import grpc  # noqa: E402
+from noid.v1 import checkpoint_pb2, exec_pb2, service_pb2_grpc, vm_pb2  # noqa: E402
+
+auth = [("authorization", "Bearer " + token)]
+stub = service_pb2_grpc.NoidStub(grpc.insecure_channel(address))
+
+vm = stub.CreateVm(vm_pb2.CreateVmRequest(name="py"), metadata=auth)
+assert vm.name == "py" and vm.state == vm_pb2.VM_STATE_RUNNING, vm
+
+
+def requests():
+    yield exec_pb2.ExecRequest(start=exec_pb2.ExecStart(
+        vm="py", argv=["sh", "-c", "for i in 1 2 3; do echo line$i; done; echo oops >&2; exit 5"]))
+
+
+stdout, stderr, exit_code, chunks = b"", b"", None, 0
+for msg in stub.Exec(requests(), metadata=auth):
+    kind = msg.WhichOneof("msg")
+    if kind == "stdout":
+        stdout += msg.stdout
+        chunks += 1
+    elif kind == "stderr":
+        stderr += msg.stderr
+    elif kind == "exit":
+        exit_code = msg.exit.code
+assert stdout == b"line1\nline2\nline3\n", stdout
+assert stderr == b"oops\n", stderr
+assert exit_code == 5, exit_code
+assert chunks >= 1
+
+ckpt = stub.CreateCheckpoint(checkpoint_pb2.CreateCheckpointRequest(vm="py", label="from-python"),
+                             metadata=auth)
+listed = stub.ListCheckpoints(checkpoint_pb2.ListCheckpointsRequest(vm="py"), metadata=auth)
+assert [c.id for c in listed.checkpoints] == [ckpt.id], listed
+assert listed.checkpoints[0].label == "from-python"
+
+try:
+    stub.GetVm(vm_pb2.GetVmRequest(name="nope"), metadata=auth)
+    raise AssertionError("GetVm of an unknown VM succeeded")
+except grpc.RpcError as e:
+    assert e.code() == grpc.StatusCode.NOT_FOUND, e.code()
+
+stub.DeleteVm(vm_pb2.DeleteVmRequest(name="py"), metadata=auth)
+print("python client: ok")

@@ -1,0 +1,63 @@
+//! A client in another language: Python code generated from `proto/` with grpcio-tools, in a
+//! clean virtualenv that this test makes (under `target/`), drives a real server and VM.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A fresh virtualenv with the pinned grpcio packages.
+fn virtualenv() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let venv = root.join("target/py-venv");
+    let _ = std::fs::remove_dir_all(&venv);
+    run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+    run(Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+        .arg(root.join("tests/python/requirements.txt")));
+    venv
+}
+
+#[test]
+fn generated_python_client_drives_a_vm() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let venv = virtualenv();
+    let python = venv.join("bin/python");
+    let gen = tempfile::tempdir().unwrap();
+    let protos: Vec<PathBuf> = std::fs::read_dir(root.join("proto/noid/v1"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    run(Command::new(&python)
+        .args(["-m", "grpc_tools.protoc", "-I"])
+        .arg(root.join("proto"))
+        .arg(format!("--python_out={}", gen.path().display()))
+        .arg(format!("--grpc_python_out={}", gen.path().display()))
+        .args(&protos));
+
+    let server = common::Server::start(&["py"], "");
+    let out = Command::new(&python)
+        .arg(root.join("tests/python/client_test.py"))
+        .arg(gen.path())
+        .arg(server.url.trim_start_matches("http://"))
+        .arg(&server.tokens["py"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python client failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("python client: ok"));
+}
