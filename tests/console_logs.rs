@@ -150,9 +150,27 @@ async fn console_and_logs() {
         }
     };
     screen_has("Detach with Ctrl-Q");
-    tmux(&["resize-window", "-t", &session, "-x", "90", "-y", "25"]);
     tmux(&["send-keys", "-t", &session, "echo typed-$((40+2))", "Enter"]);
     screen_has("typed-42");
+    // The terminal's size reaches the guest's console, and so does a resize.
+    tmux(&[
+        "send-keys",
+        "-t",
+        &session,
+        "echo size-$(stty size | tr ' ' x)",
+        "Enter",
+    ]);
+    screen_has("size-30x100");
+    tmux(&["resize-window", "-t", &session, "-x", "90", "-y", "25"]);
+    std::thread::sleep(Duration::from_millis(500));
+    tmux(&[
+        "send-keys",
+        "-t",
+        &session,
+        "echo size-$(stty size | tr ' ' x)",
+        "Enter",
+    ]);
+    screen_has("size-25x90");
     tmux(&["send-keys", "-t", &session, "C-q"]);
     let screen = screen_has("EXITED");
     assert!(screen.contains("keeps running"), "{screen}");

@@ -57,3 +57,23 @@ pub async fn shell_loop(reaper: Reaper) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// Sets the console's window size; the kernel signals the shell (SIGWINCH).
+pub fn resize(rows: u32, cols: u32) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(TTY)?;
+    let ws = libc::winsize {
+        ws_row: rows.clamp(1, u16::MAX.into()) as u16,
+        ws_col: cols.clamp(1, u16::MAX.into()) as u16,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize from a pointer to a live local.
+    if unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSWINSZ, &ws) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

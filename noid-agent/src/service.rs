@@ -73,6 +73,16 @@ impl Agent for AgentService {
         Ok(Response::new(PostRestoreResponse {}))
     }
 
+    async fn resize_console(
+        &self,
+        req: Request<noid::agent::v1::TtySize>,
+    ) -> Result<Response<noid::agent::v1::ResizeConsoleResponse>, Status> {
+        let size = req.into_inner();
+        crate::console::resize(size.rows, size.cols)
+            .map_err(|e| Status::internal(format!("console resize: {e}")))?;
+        Ok(Response::new(noid::agent::v1::ResizeConsoleResponse {}))
+    }
+
     async fn shutdown(
         &self,
         _: Request<ShutdownRequest>,

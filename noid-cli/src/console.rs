@@ -43,6 +43,26 @@ pub async fn attach(client: &mut noid::client::Client, vm: String) -> Result<()>
     .await?;
     let mut stream = client.console(ReceiverStream::new(rx)).await?.into_inner();
     eprint!("Connected to the console of {vm}. Detach with Ctrl-Q.\r\n");
+    let resize = |tx: &mpsc::Sender<ConsoleRequest>| {
+        if let Some((rows, cols)) = crate::terminal::size() {
+            let _ = tx.try_send(ConsoleRequest {
+                msg: Some(console_request::Msg::Resize(noid::v1::TtySize {
+                    rows,
+                    cols,
+                })),
+            });
+        }
+    };
+    resize(&tx);
+    let winch_tx = tx.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut winch) = signal(SignalKind::window_change()) {
+            while winch.recv().await.is_some() {
+                resize(&winch_tx);
+            }
+        }
+    });
     let raw = RawMode::enter();
     let (detach_tx, mut detach_rx) = mpsc::channel::<()>(1);
     tokio::spawn(async move {

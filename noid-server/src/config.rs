@@ -208,6 +208,18 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid_and_matches_the_defaults() {
+        let example: Config = toml::from_str(include_str!("../../deploy/config.example.toml"))
+            .expect("deploy/config.example.toml parses");
+        example.validate().unwrap();
+        let d = Config::default();
+        assert_eq!(example.listen, d.listen);
+        assert_eq!(example.http_listen, d.http_listen);
+        assert_eq!(example.vm.console_log_bytes, d.vm.console_log_bytes);
+        assert_eq!(example.network.cidr, d.network.cidr);
+    }
+
+    #[test]
     fn rejects_unknown_keys_and_bad_values() {
         assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
         let mut c = Config::default();

@@ -230,6 +230,11 @@ impl GuestAgent {
         Ok(())
     }
 
+    pub async fn resize_console(&self, size: TtySize) -> Result<(), AgentError> {
+        self.client.clone().resize_console(pb_size(size)).await?;
+        Ok(())
+    }
+
     /// Asks the guest to power off; waits at most `timeout` for the answer.
     pub async fn shutdown(&self, timeout: Duration) -> Result<(), AgentError> {
         let mut client = self.client.clone();

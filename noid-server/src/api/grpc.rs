@@ -202,14 +202,25 @@ impl Noid for GrpcApi {
         };
         let (recent, attachment) = self.core.console(&user, &vm)?;
         let input = attachment.input;
+        let core = Arc::clone(&self.core);
         tokio::spawn(async move {
             while let Ok(Some(msg)) = inbound.message().await {
-                // A serial console has no window size to set: resizes are accepted and
-                // dropped.
-                if let Some(pb::console_request::Msg::Input(data)) = msg.msg {
-                    if input.send(data).await.is_err() {
-                        break;
+                match msg.msg {
+                    Some(pb::console_request::Msg::Input(data)) => {
+                        if input.send(data).await.is_err() {
+                            break;
+                        }
                     }
+                    Some(pb::console_request::Msg::Resize(s)) => {
+                        let size = crate::core::TtySize {
+                            rows: s.rows,
+                            cols: s.cols,
+                        };
+                        if let Err(e) = core.resize_console(&user, &vm, size).await {
+                            tracing::debug!("console resize of {vm}: {e}");
+                        }
+                    }
+                    _ => {}
                 }
             }
         });

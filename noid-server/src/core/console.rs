@@ -70,6 +70,20 @@ impl Manager {
     }
 }
 
+impl Manager {
+    /// Passes a client's window size to the guest's serial console.
+    pub async fn resize_console(
+        &self,
+        user: &User,
+        name: &str,
+        size: super::TtySize,
+    ) -> Result<()> {
+        let vm = self.get_vm(user, name)?;
+        self.agent(&vm).resize_console(size).await?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::tail_lines;
