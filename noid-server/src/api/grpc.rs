@@ -206,10 +206,10 @@ impl Noid for GrpcApi {
         tokio::spawn(async move {
             while let Ok(Some(msg)) = inbound.message().await {
                 match msg.msg {
-                    Some(pb::console_request::Msg::Input(data)) => {
-                        if input.send(data).await.is_err() {
-                            break;
-                        }
+                    Some(pb::console_request::Msg::Input(data))
+                        if input.send(data.clone()).await.is_err() =>
+                    {
+                        break;
                     }
                     Some(pb::console_request::Msg::Resize(s)) => {
                         let size = crate::core::TtySize {
