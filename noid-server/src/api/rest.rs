@@ -344,7 +344,6 @@ async fn console(
     let (recent, attachment) = core.console(&u, &name)?;
     Ok(ws.on_upgrade(move |socket| async move {
         let (mut tx, mut rx) = socket.split();
-        use futures::SinkExt;
         let input = attachment.input;
         tokio::spawn(async move {
             while let Some(Ok(msg)) = rx.next().await {
@@ -359,18 +358,31 @@ async fn console(
                 }
             }
         });
-        if tx.send(Message::Binary(recent)).await.is_err() {
-            return;
-        }
-        let mut live = tokio_stream::wrappers::BroadcastStream::new(attachment.output);
-        while let Some(item) = live.next().await {
-            if let Ok(data) = item {
-                if tx.send(Message::Binary(data)).await.is_err() {
-                    break;
-                }
+        send_output(&mut tx, recent, Some(attachment.output)).await;
+    }))
+}
+
+/// Sends `first`, then everything `live` brings, as binary frames, until the client leaves.
+async fn send_output<S>(
+    sink: &mut S,
+    first: Vec<u8>,
+    live: Option<tokio::sync::broadcast::Receiver<Vec<u8>>>,
+) where
+    S: futures::Sink<Message> + Unpin,
+{
+    use futures::SinkExt;
+    if sink.send(Message::Binary(first)).await.is_err() {
+        return;
+    }
+    let Some(live) = live else { return };
+    let mut live = tokio_stream::wrappers::BroadcastStream::new(live);
+    while let Some(item) = live.next().await {
+        if let Ok(data) = item {
+            if sink.send(Message::Binary(data)).await.is_err() {
+                return;
             }
         }
-    }))
+    }
 }
 
 #[derive(Deserialize)]
@@ -388,21 +400,8 @@ async fn logs(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let (text, live) = core.logs(&u, &name, q.tail, q.follow)?;
-    Ok(ws.on_upgrade(move |socket: WebSocket| async move {
-        let mut socket = socket;
-        if socket.send(Message::Binary(text)).await.is_err() {
-            return;
-        }
-        if let Some(att) = live {
-            let mut live = tokio_stream::wrappers::BroadcastStream::new(att.output);
-            while let Some(item) = live.next().await {
-                if let Ok(data) = item {
-                    if socket.send(Message::Binary(data)).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }
+    Ok(ws.on_upgrade(move |mut socket: WebSocket| async move {
+        send_output(&mut socket, text, live.map(|a| a.output)).await;
         let _ = socket.send(Message::Close(None)).await;
     }))
 }
