@@ -8,7 +8,6 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -36,28 +35,13 @@ pub fn disk_digest(path: &Path) -> io::Result<String> {
     let len = f.metadata()?.len();
     let mut h = Sha256::new();
     h.update(len.to_le_bytes());
-    let fd = f.as_raw_fd();
     let mut buf = vec![0u8; BLOCK];
-    let mut pos: i64 = 0;
-    while (pos as u64) < len {
-        // SAFETY: lseek on an open descriptor; no memory is touched.
-        let data = unsafe { libc::lseek(fd, pos, libc::SEEK_DATA) };
-        if data < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ENXIO) {
-                break;
-            }
-            return Err(e);
-        }
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
-        if hole < 0 {
-            return Err(io::Error::last_os_error());
-        }
+    let mut done = 0u64;
+    for (start, end) in crate::storage::data_regions(&f)? {
         // Blocks are aligned to BLOCK so that extent boundaries do not change the digest.
-        let mut off = (data as u64 / BLOCK as u64) * BLOCK as u64;
+        let mut off = ((start / BLOCK as u64) * BLOCK as u64).max(done);
         f.seek(SeekFrom::Start(off))?;
-        while off < hole as u64 {
+        while off < end {
             let want = BLOCK.min((len - off) as usize);
             f.read_exact(&mut buf[..want])?;
             if buf[..want].iter().any(|&b| b != 0) {
@@ -66,7 +50,7 @@ pub fn disk_digest(path: &Path) -> io::Result<String> {
             }
             off += want as u64;
         }
-        pos = off as i64;
+        done = off;
     }
     Ok(hex::encode(h.finalize()))
 }

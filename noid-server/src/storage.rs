@@ -96,13 +96,22 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Copies only the data regions of `input` (SEEK_DATA/SEEK_HOLE), leaving holes as holes.
 fn sparse_copy(input: &File, output: &File) -> io::Result<()> {
-    let len = input.metadata()?.len();
-    output.set_len(len)?;
-    let inp = input.as_raw_fd();
+    output.set_len(input.metadata()?.len())?;
+    for (start, end) in data_regions(input)? {
+        copy_range(input, output, start, end - start)?;
+    }
+    Ok(())
+}
+
+/// The regions of `file` that hold data (SEEK_DATA/SEEK_HOLE), as `[start, end)` offsets.
+pub fn data_regions(file: &File) -> io::Result<Vec<(u64, u64)>> {
+    let len = file.metadata()?.len() as i64;
+    let fd = file.as_raw_fd();
+    let mut regions = Vec::new();
     let mut pos: i64 = 0;
-    while (pos as u64) < len {
+    while pos < len {
         // SAFETY: lseek on an open descriptor; no memory is touched.
-        let data = unsafe { libc::lseek(inp, pos, libc::SEEK_DATA) };
+        let data = unsafe { libc::lseek(fd, pos, libc::SEEK_DATA) };
         if data < 0 {
             let e = io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::ENXIO) {
@@ -111,14 +120,14 @@ fn sparse_copy(input: &File, output: &File) -> io::Result<()> {
             return Err(e);
         }
         // SAFETY: as above.
-        let hole = unsafe { libc::lseek(inp, data, libc::SEEK_HOLE) };
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
         if hole < 0 {
             return Err(io::Error::last_os_error());
         }
-        copy_range(input, output, data as u64, (hole - data) as u64)?;
+        regions.push((data as u64, hole as u64));
         pos = hole;
     }
-    Ok(())
+    Ok(regions)
 }
 
 /// Copies `len` bytes at `offset` from `input` to the same offset of `output`: in the kernel

@@ -120,12 +120,7 @@ impl Manager {
             parent_checkpoint: Some(ckpt.id.clone()),
             net: None,
         };
-        self.store.insert_vm(&vm).map_err(|e| match e {
-            crate::store::StoreError::Conflict(_) => {
-                CoreError::AlreadyExists(format!("VM {name:?} already exists"))
-            }
-            other => other.into(),
-        })?;
+        self.insert_new_vm(&vm)?;
         let mut undo = Rollback::default();
         undo.push(Undo::RemoveRecord(Box::new(vm.clone())));
         let result = async {

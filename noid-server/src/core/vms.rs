@@ -54,6 +54,16 @@ impl Manager {
         Ok((cpus, mem))
     }
 
+    /// Records a new VM; its name must be free among its owner's VMs.
+    pub(super) fn insert_new_vm(&self, vm: &VmRecord) -> Result<()> {
+        self.store.insert_vm(vm).map_err(|e| match e {
+            crate::store::StoreError::Conflict(_) => {
+                CoreError::AlreadyExists(format!("VM {:?} already exists", vm.name))
+            }
+            other => other.into(),
+        })
+    }
+
     /// Boots a new VM and returns once its agent answers. On failure nothing is left behind.
     pub async fn create_vm(self: &Arc<Self>, user: &User, req: CreateVm) -> Result<VmRecord> {
         noid::names::validate_name("VM", &req.name)?;
@@ -73,12 +83,7 @@ impl Manager {
             parent_checkpoint: None,
             net: None,
         };
-        self.store.insert_vm(&record).map_err(|e| match e {
-            crate::store::StoreError::Conflict(_) => {
-                CoreError::AlreadyExists(format!("VM {:?} already exists", record.name))
-            }
-            other => other.into(),
-        })?;
+        self.insert_new_vm(&record)?;
         // Runs to the end even if the caller goes away.
         let this = Arc::clone(self);
         tokio::spawn(async move {
