@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds noid's default guest image from this host's Debian registries:
-#   kernel     Debian linux-image-cloud-amd64 (vmlinuz, plus vmlinux extracted for Firecracker later)
+#   kernel     Debian linux-image-cloud-amd64 (vmlinuz for QEMU, vmlinux extracted for Firecracker)
 #   initramfs  busybox-static + the virtio modules needed to mount the root disk
 #   rootfs     ext4 with busybox-static and noid-agent as PID 1
 # Usage: deploy/build-image.sh [OUT_DIR [AGENT_BINARY]]
@@ -15,7 +15,7 @@ format=1
 rootfs_size=${NOID_ROOTFS_SIZE:-512M}
 
 need() { command -v "$1" >/dev/null || { echo "build-image: '$1' is missing (see README set-up)" >&2; exit 1; }; }
-for c in apt-get apt-cache dpkg-deb depmod modprobe mkfs.ext4 cpio gzip sha256sum; do need "$c"; done
+for c in apt-get apt-cache dpkg-deb depmod modprobe mkfs.ext4 cpio gzip sha256sum lz4 python3; do need "$c"; done
 [ -x /bin/busybox ] && /bin/busybox --list >/dev/null || { echo "build-image: busybox-static is missing" >&2; exit 1; }
 [ -f "$agent" ] || { echo "build-image: agent binary $agent not found" >&2; exit 1; }
 
@@ -106,6 +106,24 @@ truncate -s "$rootfs_size" "$work/rootfs.ext4"
 mkfs.ext4 -q -F -L noid-root -E root_owner=0:0 -d "$rd" "$work/rootfs.ext4"
 
 cp "$work/kernel/boot/vmlinuz-$krel" "$work/vmlinuz"
+
+echo "==> vmlinux (uncompressed ELF kernel, for Firecracker)"
+# The bzImage's setup header locates the compressed payload (payload_offset/payload_length at
+# 0x248/0x24c, after the setup sectors); Debian's cloud kernel compresses it with LZ4 (legacy
+# frame). lz4 complains about the 4-byte size trailer the kernel's decompressor uses: the
+# result is checked by its ELF magic instead.
+python3 - "$work/vmlinuz" "$work/payload.lz4" <<'PY'
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+setup_sects = d[0x1f1] or 4
+offset, length = struct.unpack_from("<II", d, 0x248)
+start = (setup_sects + 1) * 512 + offset
+open(sys.argv[2], "wb").write(d[start:start + length])
+PY
+lz4 -dc "$work/payload.lz4" > "$work/vmlinux" 2>/dev/null || true
+rm -f "$work/payload.lz4"
+[ "$(head -c 4 "$work/vmlinux" | od -An -tx1 | tr -d ' ')" = "7f454c46" ] \
+  || { echo "build-image: could not extract vmlinux from $kpkg" >&2; exit 1; }
 cat > "$work/manifest.json" <<JSON
 {
   "format": $format,
@@ -117,6 +135,6 @@ cat > "$work/manifest.json" <<JSON
   "built_at": "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 }
 JSON
-for f in vmlinuz initrd.img rootfs.ext4 manifest.json; do mv -f "$work/$f" "$out/$f"; done
+for f in vmlinuz vmlinux initrd.img rootfs.ext4 manifest.json; do mv -f "$work/$f" "$out/$f"; done
 sync
 echo "image $out built ($key, kernel $krel)"

@@ -10,6 +10,7 @@ packages=(
   busybox-static     # the default guest userland
   e2fsprogs          # mkfs.ext4 -d for the root filesystem
   cpio gzip kmod     # initramfs and kernel module dependency resolution
+  lz4                # vmlinux (for Firecracker) from the LZ4-compressed kernel image
   libc6-dev gcc pkg-config  # the static guest agent and crates that build C
   iproute2 procps    # ip, ps (diagnostics and tests)
   nftables           # NAT and published ports (noid's own table)
