@@ -9,6 +9,7 @@ pub mod checksum;
 pub mod config;
 pub mod console;
 pub mod core;
+pub mod doctor;
 pub mod image;
 pub mod logging;
 pub mod metrics;

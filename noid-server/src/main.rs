@@ -84,6 +84,12 @@ enum Command {
         #[command(flatten)]
         data: DataDir,
     },
+    /// Report what this host offers (QEMU, Firecracker, KVM, filesystem, image, network)
+    /// and what noid will use.
+    Doctor {
+        #[command(flatten)]
+        data: DataDir,
+    },
     /// Remove noid's host networking (its nftables table and bridge). Refused while the
     /// server runs or while VMs with a network exist.
     NetworkDown {
@@ -290,6 +296,19 @@ async fn run(cli: Cli) -> Result<()> {
             let token = admin_token(&data, request).await?;
             println!("{token}");
             eprintln!("token of {name} replaced; the old one no longer works");
+            Ok(())
+        }
+        Command::Doctor { data } => {
+            let config = load_config(&data)?;
+            let findings = noid_server::doctor::run(&config);
+            for f in &findings {
+                println!(
+                    "{} {:<12} {}",
+                    if f.ok { "ok" } else { "--" },
+                    f.what,
+                    f.detail
+                );
+            }
             Ok(())
         }
         Command::NetworkDown { data } => {

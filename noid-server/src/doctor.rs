@@ -1,0 +1,143 @@
+//! `noid-server doctor`: what this host offers noid and what noid will use, one finding a
+//! line, each with the reason when something is missing.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::config::Config;
+use crate::vmm::accel;
+
+/// One line of the report.
+pub struct Finding {
+    pub what: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+fn version_of(binary: &str, arg: &str) -> Result<String, String> {
+    let out = Command::new(binary)
+        .arg(arg)
+        .output()
+        .map_err(|e| format!("{binary}: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text.lines().next().unwrap_or("").trim().to_string())
+}
+
+fn find(what: &'static str, r: Result<String, String>) -> Finding {
+    match r {
+        Ok(detail) => Finding {
+            what,
+            ok: true,
+            detail,
+        },
+        Err(detail) => Finding {
+            what,
+            ok: false,
+            detail,
+        },
+    }
+}
+
+/// The filesystem type of `path` (statfs magic) and whether it shares extents (FICLONE).
+fn filesystem(path: &Path) -> Result<String, String> {
+    std::fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("no NUL");
+    // SAFETY: statfs fills a zeroed struct through a valid pointer, for a valid C path.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    let name = match st.f_type as u32 {
+        0xEF53 => "ext4",
+        0x9123683E => "btrfs",
+        0x58465342 => "xfs",
+        0x01021994 => "tmpfs",
+        0x794c7630 => "overlayfs",
+        other => return Ok(format!("{} (filesystem 0x{other:x})", path.display())),
+    };
+    let probe = tempfile::Builder::new()
+        .prefix(".noid-doctor")
+        .tempdir_in(path)
+        .map_err(|e| e.to_string())?;
+    let a = probe.path().join("a");
+    std::fs::write(&a, b"reflink probe").map_err(|e| e.to_string())?;
+    let copy =
+        crate::storage::clone_file(&a, &probe.path().join("b")).map_err(|e| e.to_string())?;
+    let reflink = match copy {
+        crate::storage::CopyKind::Reflink => "reflink copies (disk copies share extents)",
+        crate::storage::CopyKind::Sparse => "no reflink: disk copies are sparse copies",
+    };
+    Ok(format!("{} on {name}, {reflink}", path.display()))
+}
+
+pub fn run(config: &Config) -> Vec<Finding> {
+    let mut out = vec![Finding {
+        what: "noid-server",
+        ok: true,
+        detail: noid::VERSION.to_string(),
+    }];
+    let qemu = config.qemu.binary.display().to_string();
+    out.push(find("qemu", version_of(&qemu, "--version")));
+    out.push(find(
+        "firecracker",
+        version_of("firecracker", "--version").map_err(|_| "not found on PATH".into()),
+    ));
+    out.push(find(
+        "kvm",
+        accel::kvm_usable().map(|()| "usable for standard guests".to_string()),
+    ));
+    let chosen = accel::choose(&config.qemu.accel);
+    out.push(Finding {
+        what: "vmm",
+        ok: true,
+        detail: format!(
+            "qemu/{} (accel = {:?}); the Firecracker backend is not available in this build",
+            chosen.as_str(),
+            config.qemu.accel
+        ),
+    });
+    out.push(find("data dir", filesystem(&config.data_dir)));
+    out.push(find(
+        "image",
+        crate::image::Image::open(&config.image_dir())
+            .map(|i| {
+                let vmlinux = if i.dir.join("vmlinux").exists() {
+                    ", vmlinux present"
+                } else {
+                    ", no vmlinux"
+                };
+                format!(
+                    "{} (id {}, kernel {}{vmlinux})",
+                    i.dir.display(),
+                    i.manifest.id,
+                    i.manifest.kernel_release
+                )
+            })
+            .map_err(|e| e.to_string()),
+    ));
+    let net = &config.network;
+    if net.enabled {
+        let bridge = std::path::Path::new("/sys/class/net").join(&net.bridge);
+        out.push(Finding {
+            what: "bridge",
+            ok: true,
+            detail: if bridge.exists() {
+                format!("{} exists ({})", net.bridge, net.cidr)
+            } else {
+                format!("{} will be created on start ({})", net.bridge, net.cidr)
+            },
+        });
+        out.push(find(
+            "nftables",
+            version_of("nft", "--version").map_err(|_| "nft not found: install nftables".into()),
+        ));
+    } else {
+        out.push(Finding {
+            what: "network",
+            ok: true,
+            detail: "disabled ([network] enabled = false)".into(),
+        });
+    }
+    out
+}

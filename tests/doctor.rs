@@ -1,0 +1,33 @@
+//! `noid-server doctor` reports the host's facts and names what is missing.
+
+mod common;
+
+#[test]
+fn doctor_reports_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::bin("noid-server"))
+        .args(["doctor", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for what in ["qemu", "firecracker", "kvm", "vmm", "data dir", "image"] {
+        let line = text
+            .lines()
+            .find(|l| l[3..].starts_with(what))
+            .unwrap_or_else(|| panic!("no {what} line in:\n{text}"));
+        assert!(line.starts_with("ok ") || line.starts_with("-- "), "{line}");
+    }
+    assert!(text.contains("ok qemu"), "{text}");
+    // A fresh data directory has no image: doctor says so, and why.
+    assert!(
+        text.contains("-- image") && text.contains("deploy/build-image.sh"),
+        "{text}"
+    );
+    assert!(text.contains(&dir.path().display().to_string()), "{text}");
+}
