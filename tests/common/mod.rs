@@ -178,6 +178,15 @@ impl Server {
         self.launch();
     }
 
+    /// Kills the server with SIGKILL (a crash) and starts it again on the same data directory.
+    pub fn crash_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.launch();
+    }
+
     fn stop_server(&mut self) {
         if let Some(mut child) = self.child.take() {
             // SAFETY: signals the server process we spawned and still own.

@@ -19,7 +19,8 @@ impl Manager {
                     let mut undo = Rollback::default();
                     undo.push(Undo::RemoveRecord(Box::new(vm.clone())));
                     undo.push(Undo::RemoveDir(self.layout.vm(&vm.id)));
-                    if let Some(p) = vm.process {
+                    let dir = self.layout.vm(&vm.id);
+                    if let Some(p) = vm.process.or_else(|| self.vmm.find_process(&dir)) {
                         undo.push(Undo::StopVmm(p));
                     }
                     undo.run(self).await;
@@ -48,6 +49,9 @@ impl Manager {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if !known.contains(&name) {
                     tracing::warn!("removing VM directory {name} that no record owns");
+                    if let Some(p) = self.vmm.find_process(&e.path()) {
+                        let _ = self.vmm.stop(&p, std::time::Duration::from_secs(2)).await;
+                    }
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }

@@ -76,6 +76,13 @@ pub trait Vmm: Send + Sync {
     /// Where the agent of a VM whose directory is `dir` answers.
     fn agent_endpoint(&self, dir: &std::path::Path) -> AgentEndpoint;
 
+    /// A running VMM of the VM whose directory is `dir`, found on the host (for a flow that a
+    /// crash interrupted before the process was recorded).
+    fn find_process(&self, dir: &std::path::Path) -> Option<ProcessId> {
+        let _ = dir;
+        None
+    }
+
     /// Whether the VMM process is still the one we started and still running.
     fn is_running(&self, process: &ProcessId) -> bool {
         process::is_alive(process)
