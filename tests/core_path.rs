@@ -124,6 +124,27 @@ async fn create_exec_restart_destroy() {
     assert_eq!(j["timed_out"], true);
     assert_eq!(j["signal"], 9);
 
+    // Ctrl-C on the CLI interrupts the remote command, which sees SIGINT.
+    let child = server
+        .cli("alice")
+        .args([
+            "exec",
+            "box",
+            "--",
+            "sh",
+            "-c",
+            "trap 'echo got-int; exit 3' INT; echo ready; sleep 30 & wait",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: signals the CLI process this test spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(text(&out.stdout), "ready\ngot-int\n");
+    assert_eq!(out.status.code(), Some(3));
+
     // 20 concurrent execs on one VM over the Rust client, each with its own input and output.
     let client = server.client("alice").await;
     let tasks: Vec<_> = (0..20)

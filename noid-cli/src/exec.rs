@@ -74,9 +74,9 @@ pub async fn run(client: &mut noid::client::Client, args: ExecArgs) -> Result<i3
     if tty {
         tokio::spawn(forward_resizes(tx.clone()));
     }
-    // Without -i nothing more is sent; keeping `tx` alive would hold the stream open, which is
-    // harmless, but dropping our copy lets the server see the end of input.
-    drop(tx);
+    // Ctrl-C stops the remote command (SIGINT to its process group), as it would a local one;
+    // a second Ctrl-C leaves without waiting. (In raw mode Ctrl-C is just a byte for the pty.)
+    tokio::spawn(forward_interrupts(tx));
 
     let mut stream = client
         .exec(ReceiverStream::new(rx))
@@ -147,6 +147,23 @@ async fn forward_stdin(tx: mpsc::Sender<ExecRequest>) {
                     return;
                 }
             }
+        }
+    }
+}
+
+async fn forward_interrupts(tx: mpsc::Sender<ExecRequest>) {
+    let mut first = true;
+    while tokio::signal::ctrl_c().await.is_ok() {
+        if !first {
+            std::process::exit(130);
+        }
+        first = false;
+        if tx
+            .send(req(exec_request::Msg::Signal(libc::SIGINT)))
+            .await
+            .is_err()
+        {
+            std::process::exit(130);
         }
     }
 }
