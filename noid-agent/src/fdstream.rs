@@ -15,6 +15,18 @@ pub struct FdStream {
     eio_is_eof: bool,
 }
 
+/// Whether the peer has hung up (POLLHUP), without blocking.
+fn hung_up(fd: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: polls one pollfd on the stack without blocking.
+    let ready = unsafe { libc::poll(&mut pfd, 1, 0) };
+    ready > 0 && pfd.revents & libc::POLLHUP != 0
+}
+
 /// Puts `fd` into non-blocking mode.
 pub fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     // SAFETY: fcntl on a descriptor we own, with no pointers involved.
@@ -106,6 +118,11 @@ impl AsyncWrite for FdStream {
             });
             match res {
                 Ok(r) => return Poll::Ready(r),
+                // A virtio-serial port whose host has gone blocks writes until a new host
+                // connects; bytes of a finished session must not reach that new host.
+                Err(_would_block) if hung_up(this.raw_fd()) => {
+                    return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+                }
                 Err(_would_block) => continue,
             }
         }

@@ -28,6 +28,18 @@ const GREETING_WAITS: [Duration; 4] = [
     Duration::from_secs(2),
 ];
 
+/// An HTTP/2 frame header: length (3 bytes), type, flags, stream id (4 bytes).
+const FRAME_HEADER: usize = 9;
+
+/// Whether `header` opens a fresh HTTP/2 server session: a SETTINGS frame (type 4) on stream
+/// 0 that is not an acknowledgement.
+fn is_server_settings(header: &[u8]) -> bool {
+    header.len() == FRAME_HEADER
+        && header[3] == 0x4
+        && header[4] & 0x1 == 0
+        && header[5..9] == [0, 0, 0, 0]
+}
+
 /// A stream whose first bytes (the agent's greeting) were already read.
 pub struct Greeted {
     prefix: Vec<u8>,
@@ -109,18 +121,17 @@ pub async fn connect(endpoint: &AgentEndpoint) -> io::Result<Greeted> {
         let wait = GREETING_WAITS[attempt.min(GREETING_WAITS.len() - 1)];
         attempt += 1;
         let mut stream = open(endpoint).await?;
-        let mut prefix = vec![0u8; 256];
-        match tokio::time::timeout(wait, stream.read(&mut prefix)).await {
-            Ok(Ok(0)) => tokio::time::sleep(Duration::from_millis(20)).await,
-            Ok(Ok(n)) => {
-                prefix.truncate(n);
+        let mut prefix = vec![0u8; FRAME_HEADER];
+        match tokio::time::timeout(wait, stream.read_exact(&mut prefix)).await {
+            Ok(Ok(_)) if is_server_settings(&prefix) => {
                 return Ok(Greeted {
                     prefix,
                     pos: 0,
                     inner: stream,
                 });
             }
-            Ok(Err(e)) => return Err(e),
+            // Bytes of a stale session (its GOAWAY, say), or the peer hung up: start over.
+            Ok(Ok(_)) | Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(20)).await,
             // No greeting: the guest is still booting, or a stale session holds the port.
             // Hanging up ends that session.
             Err(_) => {}
@@ -133,6 +144,9 @@ mod tests {
     use super::*;
     use tokio::net::UnixListener;
 
+    /// An empty SETTINGS frame, as an HTTP/2 server sends first.
+    const SETTINGS: [u8; 9] = [0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+
     /// A Unix socket that speaks the hybrid vsock handshake, greets, then echoes.
     async fn fake_firecracker(listener: UnixListener, accept_port: u32) {
         let (mut s, _) = listener.accept().await.unwrap();
@@ -143,9 +157,10 @@ mod tests {
         }
         let line = String::from_utf8(line).unwrap();
         if line == format!("CONNECT {accept_port}") {
-            s.write_all(format!("OK {}\nhi", 1_073_741_824).as_bytes())
+            s.write_all(format!("OK {}\n", 1_073_741_824).as_bytes())
                 .await
                 .unwrap();
+            s.write_all(&SETTINGS).await.unwrap();
             let mut buf = [0u8; 5];
             s.read_exact(&mut buf).await.unwrap();
             s.write_all(&buf).await.unwrap();
@@ -164,12 +179,10 @@ mod tests {
         };
         let mut s = connect(&ep).await.unwrap();
         s.write_all(b"hello").await.unwrap();
-        let mut buf = [0u8; 7];
+        let mut buf = [0u8; 14];
         s.read_exact(&mut buf).await.unwrap();
-        assert_eq!(
-            &buf, b"hihello",
-            "the greeting is passed on, then the stream"
-        );
+        assert_eq!(&buf[..9], &SETTINGS, "the greeting is passed on");
+        assert_eq!(&buf[9..], b"hello", "then the stream");
         server.await.unwrap();
 
         let listener = UnixListener::bind(dir.path().join("w.sock")).unwrap();
@@ -182,8 +195,9 @@ mod tests {
         server.await.unwrap();
     }
 
-    /// A peer that stays silent on its first connection (a stale session) is hung up on, and
-    /// the next connection that greets is used.
+    /// A peer that stays silent on its first connection (a stale session), or that speaks
+    /// but not a fresh SETTINGS frame (a stale session's GOAWAY), is hung up on; the next
+    /// connection that greets is used.
     #[tokio::test]
     async fn reconnects_until_greeted() {
         let dir = tempfile::tempdir().unwrap();
@@ -194,13 +208,17 @@ mod tests {
             let mut b = [0u8; 1];
             // The client gives up on us: we see end of file.
             assert_eq!(silent.read(&mut b).await.unwrap(), 0);
+            let (mut stale, _) = listener.accept().await.unwrap();
+            let goaway = [0, 0, 8, 0x7, 0, 0, 0, 0, 0];
+            stale.write_all(&goaway).await.unwrap();
+            assert_eq!(stale.read(&mut b).await.unwrap(), 0);
             let (mut s, _) = listener.accept().await.unwrap();
-            s.write_all(b"SETTINGS").await.unwrap();
+            s.write_all(&SETTINGS).await.unwrap();
         });
         let mut s = connect(&AgentEndpoint::Serial(path)).await.unwrap();
-        let mut buf = [0u8; 8];
+        let mut buf = [0u8; 9];
         s.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"SETTINGS");
+        assert_eq!(buf, SETTINGS);
         server.await.unwrap();
     }
 }
