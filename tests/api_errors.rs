@@ -18,22 +18,6 @@ fn create(name: &str) -> CreateVmRequest {
     }
 }
 
-/// Processes whose command line mentions `needle` (the data directory of a test server).
-fn processes_mentioning(needle: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
-            if String::from_utf8_lossy(&cmd).contains(needle) && common::pid_alive(pid) {
-                pids.push(pid);
-            }
-        }
-    }
-    pids
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_auth_and_isolation() {
     let server = Server::start(
@@ -307,7 +291,7 @@ async fn failed_create_leaves_nothing_behind() {
             .into_inner()
             .vms
             .is_empty());
-        let procs = processes_mentioning(&data.display().to_string());
+        let procs = common::processes_mentioning(&data.display().to_string());
         assert!(procs.is_empty(), "{config}: processes left: {procs:?}");
         // The name is free again.
         let e = alice

@@ -8,22 +8,6 @@ use std::time::{Duration, Instant};
 use common::{exec, Server};
 use noid::v1::{CreateCheckpointRequest, CreateVmRequest, ListCheckpointsRequest, ListVmsRequest};
 
-fn processes_mentioning(needle: &str) -> usize {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            let pid_ok = e.file_name().to_string_lossy().parse::<u32>().ok();
-            pid_ok.is_some_and(|pid| {
-                common::pid_alive(pid)
-                    && std::fs::read(e.path().join("cmdline"))
-                        .map(|c| String::from_utf8_lossy(&c).contains(needle))
-                        .unwrap_or(false)
-            })
-        })
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_mid_create_and_after_done() {
     let mut server = Server::start(&["alice"], "");
@@ -102,7 +86,7 @@ async fn crash_mid_create_and_after_done() {
     assert_eq!(names, ["kept"]);
     assert!(!half_dir.exists(), "{} left behind", half_dir.display());
     assert_eq!(
-        processes_mentioning(&half_dir.display().to_string()),
+        common::processes_mentioning(&half_dir.display().to_string()).len(),
         0,
         "its QEMU still runs"
     );

@@ -31,16 +31,13 @@ impl Api {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    async fn metrics_text(&self) -> String {
+        let resp = self.http.get(format!("{}/metrics", self.base)).send().await;
+        resp.unwrap().text().await.unwrap()
+    }
+
     async fn metric(&self, name: &str) -> f64 {
-        let text = self
-            .http
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = self.metrics_text().await;
         text.lines()
             .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
@@ -284,15 +281,7 @@ async fn rest_and_websocket_gateway() {
     }
 
     // Errors are counted by code (the 404s and 409 above, over REST).
-    let text = api
-        .http
-        .get(format!("{}/metrics", api.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = api.metrics_text().await;
     assert!(
         text.contains("noid_api_errors_total{code=\"NOT_FOUND\"}"),
         "{text}"

@@ -251,6 +251,22 @@ pub fn pid_alive(pid: u32) -> bool {
     }
 }
 
+/// Live processes whose command line mentions `needle` (e.g. a test server's data directory).
+pub fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            if String::from_utf8_lossy(&cmd).contains(needle) && pid_alive(pid) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let pids = self.vmm_pids();
