@@ -275,7 +275,8 @@ impl Drop for Server {
             // SAFETY: kills a VMM this test's server started (pid from its own pid file).
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
-        if std::thread::panicking() {
+        // NOID_TEST_LOGS=1 shows the log of passing tests too (with --nocapture).
+        if std::thread::panicking() || std::env::var_os("NOID_TEST_LOGS").is_some() {
             eprintln!("--- server log ---\n{}", self.log());
         }
     }

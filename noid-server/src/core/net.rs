@@ -6,10 +6,11 @@ use std::net::Ipv4Addr;
 use super::rollback::{Rollback, Undo};
 use super::{CoreError, Manager, Result, User};
 use crate::network::{mac_for, tap_name, GuestNet, PortRule};
-use crate::store::{PortMap, VmNet, VmRecord};
+use crate::store::{PortMap, VmNet, VmRecord, VmState};
 
 impl Manager {
-    /// Leases an address and makes the TAP of a new VM, recording both in `vm.net`.
+    /// Leases an address and makes the TAP of a new VM, recording both in `vm.net`. The TAP
+    /// stays off the bridge until `connect_network`.
     pub(super) async fn attach_network(
         &self,
         vm: &mut VmRecord,
@@ -43,6 +44,18 @@ impl Manager {
         });
         self.store.update_vm(vm)?;
         Ok(())
+    }
+
+    /// Puts the VM's TAP on the bridge. A fork is connected only once its guest has taken its
+    /// own MAC and address: until then it still has its source's, and a single frame from it
+    /// would teach the bridge to send the source's traffic to the fork.
+    pub(super) async fn connect_network(&self, vm: &VmRecord) -> Result<()> {
+        let (Some(net), Some(vnet)) = (&self.network, &vm.net) else {
+            return Ok(());
+        };
+        net.connect_tap(&vnet.tap)
+            .await
+            .map_err(|e| CoreError::Internal(e.to_string()))
     }
 
     /// Removes a VM's TAP and lease (its ports go with its record).
@@ -184,6 +197,12 @@ impl Manager {
             {
                 tracing::warn!("deleting TAP {tap}: no VM owns it");
                 let _ = net.delete_tap(&tap).await;
+            }
+        }
+        // A running VM's TAP is on the bridge even if the bridge was made anew meanwhile.
+        for vm in vms.iter().filter(|v| v.state == VmState::Running) {
+            if let Err(e) = self.connect_network(vm).await {
+                tracing::warn!("cannot put VM {}'s TAP on the bridge: {e}", vm.name);
             }
         }
         self.apply_ports()

@@ -138,6 +138,7 @@ impl Manager {
             vm.process = Some(process);
             self.store.update_vm(&vm)?;
             self.after_restore(&vm).await?;
+            self.connect_network(&vm).await?;
             vm.state = VmState::Running;
             self.store.update_vm(&vm)?;
             Ok(())

@@ -121,6 +121,7 @@ impl Manager {
 
     async fn create_steps(&self, record: &mut VmRecord, undo: &mut Rollback) -> Result<()> {
         self.attach_network(record, undo).await?;
+        self.connect_network(record).await?;
         let dir = self.layout.vm(&record.id);
         std::fs::create_dir(&dir).map_err(|e| io_error("creating the VM directory", e))?;
         undo.push(Undo::RemoveDir(dir.clone()));

@@ -45,8 +45,11 @@ pub struct GuestNet {
 pub trait Network: Send + Sync {
     fn cidr(&self) -> Cidr;
     fn dns(&self) -> Vec<String>;
-    /// Creates the VM's TAP and attaches it to the bridge.
+    /// Creates the VM's TAP, down and not yet on the bridge.
     async fn create_tap(&self, name: &str) -> Result<(), NetError>;
+    /// Puts a TAP on the bridge and brings it up: from now on the guest's frames reach the
+    /// network (and the bridge learns its MAC).
+    async fn connect_tap(&self, name: &str) -> Result<(), NetError>;
     /// Deletes a TAP; a missing one is fine.
     async fn delete_tap(&self, name: &str) -> Result<(), NetError>;
     /// Names of the TAPs noid made that exist now.
@@ -133,12 +136,11 @@ impl Network for LinuxNetwork {
         tap::create(name).map_err(|source| NetError::Tap {
             name: name.to_string(),
             source,
-        })?;
-        if let Err(e) = link::attach(&self.handle, name, self.bridge_index).await {
-            let _ = link::delete(&self.handle, name).await;
-            return Err(e);
-        }
-        Ok(())
+        })
+    }
+
+    async fn connect_tap(&self, name: &str) -> Result<(), NetError> {
+        link::attach(&self.handle, name, self.bridge_index).await
     }
 
     async fn delete_tap(&self, name: &str) -> Result<(), NetError> {
