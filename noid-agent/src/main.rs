@@ -20,6 +20,15 @@ const SERIAL_PORT_NAME: &str = "noid.agent";
 
 fn main() {
     let pid1 = std::process::id() == 1;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let listen_unix = match args.as_slice() {
+        [] => None,
+        [flag, path] if flag == "--listen-unix" => Some(std::path::PathBuf::from(path)),
+        _ => {
+            eprintln!("usage: noid-agent [--listen-unix PATH]  (in a guest: no arguments)");
+            std::process::exit(2);
+        }
+    };
     if pid1 {
         init::run();
     }
@@ -39,10 +48,17 @@ fn main() {
         if pid1 {
             tokio::spawn(console::shell_loop(reaper.clone()));
         }
-        let service = AgentServer::new(AgentService::new(reaper))
+        let service = AgentServer::new(AgentService::new(reaper, pid1))
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20);
         eprintln!("noid-agent {} starting", noid::VERSION);
+        if let Some(path) = listen_unix {
+            if let Err(e) = transport::unix::serve(&path, service).await {
+                eprintln!("noid-agent: {}: {e}", path.display());
+                std::process::exit(1);
+            }
+            return;
+        }
         let serial = tokio::spawn(transport::serial::serve(
             SERIAL_PORT_NAME.to_string(),
             service.clone(),

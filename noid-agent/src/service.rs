@@ -18,11 +18,15 @@ use crate::{exec, system};
 
 pub struct AgentService {
     reaper: Reaper,
+    /// Whether this agent runs a guest (as PID 1). Outside one (`--listen-unix`, for
+    /// development and the VMM contract tests) it leaves the host's clock, hostname and
+    /// network alone.
+    in_guest: bool,
 }
 
 impl AgentService {
-    pub fn new(reaper: Reaper) -> Self {
-        Self { reaper }
+    pub fn new(reaper: Reaper, in_guest: bool) -> Self {
+        Self { reaper, in_guest }
     }
 }
 
@@ -67,6 +71,16 @@ impl Agent for AgentService {
         req: Request<PostRestoreRequest>,
     ) -> Result<Response<PostRestoreResponse>, Status> {
         let req = req.into_inner();
+        if !self.in_guest {
+            eprintln!(
+                "noid-agent: post-restore for {} at {} (not applied: not in a guest)",
+                req.hostname,
+                req.network
+                    .as_ref()
+                    .map_or("no network", |n| n.address.as_str())
+            );
+            return Ok(Response::new(PostRestoreResponse {}));
+        }
         system::post_restore(&req, &self.reaper)
             .await
             .map_err(|e| Status::internal(e.to_string()))?;

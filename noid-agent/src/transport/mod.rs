@@ -1,7 +1,9 @@
 //! Byte streams the agent serves its API on, side by side: the virtio-serial port (QEMU) and
-//! vsock (Firecracker). Each hands connections to `serve_connection`.
+//! vsock (Firecracker); outside a guest, a Unix socket. Each hands connections to
+//! `serve_connection`.
 
 pub mod serial;
+pub mod unix;
 pub mod vsock;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
