@@ -34,8 +34,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The guest image; default `<data_dir>/images/default`.
     pub image_dir: Option<PathBuf>,
+    /// Which VMM runs VMs: "auto" (Firecracker where its binary is found and KVM runs
+    /// standard guests, QEMU otherwise), "firecracker" or "qemu". `NOID_VMM` overrides it.
+    pub vmm: String,
     pub vm: VmLimits,
     pub qemu: QemuConfig,
+    pub firecracker: FirecrackerSettings,
     pub network: NetworkConfig,
 }
 
@@ -89,6 +93,33 @@ pub struct QemuConfig {
     pub accel: String,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FirecrackerSettings {
+    /// The `firecracker` binary (looked up on PATH when it has no directory).
+    pub binary: PathBuf,
+    /// Run Firecracker under this `jailer` (chroot, own uid/gid); empty: run it directly.
+    pub jailer: Option<PathBuf>,
+    /// User and group the jailed Firecracker runs as.
+    pub uid: u32,
+    pub gid: u32,
+    /// Where the jailer makes each VM's chroot; default `<data_dir>/jail` (same filesystem
+    /// as the data, so disks and checkpoint files are hard-linked, not copied).
+    pub chroot_base: Option<PathBuf>,
+}
+
+impl Default for FirecrackerSettings {
+    fn default() -> Self {
+        Self {
+            binary: PathBuf::from("firecracker"),
+            jailer: None,
+            uid: 65534,
+            gid: 65534,
+            chroot_base: None,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -96,8 +127,10 @@ impl Default for Config {
             http_listen: DEFAULT_HTTP_LISTEN.parse().expect("valid default address"),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             image_dir: None,
+            vmm: "auto".into(),
             vm: VmLimits::default(),
             qemu: QemuConfig::default(),
+            firecracker: FirecrackerSettings::default(),
             network: NetworkConfig::default(),
         }
     }
@@ -143,6 +176,13 @@ impl Config {
         })
     }
 
+    pub fn chroot_base(&self) -> PathBuf {
+        self.firecracker
+            .chroot_base
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("jail"))
+    }
+
     pub fn image_dir(&self) -> PathBuf {
         self.image_dir
             .clone()
@@ -184,6 +224,12 @@ impl Config {
                 )));
             }
         }
+        if !["auto", "firecracker", "qemu"].contains(&self.vmm.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "vmm must be \"auto\", \"firecracker\" or \"qemu\", not {:?}",
+                self.vmm
+            )));
+        }
         if !["auto", "kvm", "tcg"].contains(&self.qemu.accel.as_str()) {
             return Err(ConfigError::Invalid(format!(
                 "qemu.accel must be \"auto\", \"kvm\" or \"tcg\", not {:?}",
@@ -217,6 +263,8 @@ mod tests {
         assert_eq!(example.http_listen, d.http_listen);
         assert_eq!(example.vm.console_log_bytes, d.vm.console_log_bytes);
         assert_eq!(example.network.cidr, d.network.cidr);
+        assert_eq!(example.vmm, d.vmm);
+        assert_eq!(example.firecracker.uid, d.firecracker.uid);
     }
 
     #[test]
@@ -225,5 +273,14 @@ mod tests {
         let mut c = Config::default();
         c.qemu.accel = "hvf".into();
         assert!(c.validate().unwrap_err().to_string().contains("qemu.accel"));
+        let c = Config {
+            vmm: "xen".into(),
+            ..Config::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("vmm must be"));
     }
 }

@@ -79,23 +79,41 @@ pub fn run(config: &Config) -> Vec<Finding> {
     }];
     let qemu = config.qemu.binary.display().to_string();
     out.push(find("qemu", version_of(&qemu, "--version")));
+    let fc = &config.firecracker;
     out.push(find(
         "firecracker",
-        version_of("firecracker", "--version").map_err(|_| "not found on PATH".into()),
+        crate::vmm::firecracker::version_of(&fc.binary)
+            .map(|v| format!("{v} ({})", fc.binary.display()))
+            .ok_or_else(|| format!("{} not found", fc.binary.display())),
     ));
+    if let Some(jailer) = &fc.jailer {
+        out.push(find(
+            "jailer",
+            version_of(&jailer.display().to_string(), "--version").map(|v| {
+                format!(
+                    "{v} (uid {} gid {}, chroots in {})",
+                    fc.uid,
+                    fc.gid,
+                    config.chroot_base().display()
+                )
+            }),
+        ));
+    }
     out.push(find(
         "kvm",
         accel::kvm_usable().map(|()| "usable for standard guests".to_string()),
     ));
-    let chosen = accel::choose(&config.qemu.accel);
-    out.push(Finding {
-        what: "vmm",
-        ok: true,
-        detail: format!(
-            "qemu/{} (accel = {:?}); the Firecracker backend is not available in this build",
-            chosen.as_str(),
-            config.qemu.accel
-        ),
+    out.push(match crate::vmm::select::decide_here(config) {
+        Ok(d) => Finding {
+            what: "vmm",
+            ok: d.workable(),
+            detail: format!("will use {}", d.describe()),
+        },
+        Err(e) => Finding {
+            what: "vmm",
+            ok: false,
+            detail: e.to_string(),
+        },
     });
     out.push(find("data dir", filesystem(&config.data_dir)));
     out.push(find(

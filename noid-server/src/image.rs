@@ -73,6 +73,11 @@ impl Image {
         self.dir.join("vmlinuz")
     }
 
+    /// The uncompressed kernel Firecracker boots (checked when a VM starts).
+    pub fn kernel_elf(&self) -> PathBuf {
+        self.dir.join("vmlinux")
+    }
+
     pub fn initrd(&self) -> PathBuf {
         self.dir.join("initrd.img")
     }

@@ -15,8 +15,7 @@ use noid_server::core::Manager;
 use noid_server::image::Image;
 use noid_server::storage::Layout;
 use noid_server::store::{SledStore, Store};
-use noid_server::vmm::accel;
-use noid_server::vmm::qemu::QemuVmm;
+use noid_server::vmm::select;
 
 #[derive(Parser)]
 #[command(
@@ -66,6 +65,9 @@ enum Command {
         /// QEMU accelerator: auto, kvm or tcg
         #[arg(long)]
         accel: Option<String>,
+        /// VMM: auto, firecracker or qemu [env: NOID_VMM; default: vmm from --config, auto]
+        #[arg(long)]
+        vmm: Option<String>,
     },
     /// Create a user and print their token (shown once).
     AddUser {
@@ -89,6 +91,21 @@ enum Command {
     Doctor {
         #[command(flatten)]
         data: DataDir,
+    },
+    /// Internal: runs a VMM whose console is its stdio and serves that console on a socket
+    /// (started by the server for Firecracker VMs).
+    #[command(hide = true)]
+    VmmShim {
+        #[arg(long)]
+        cwd: PathBuf,
+        #[arg(long)]
+        console: PathBuf,
+        #[arg(long)]
+        pid_file: PathBuf,
+        #[arg(long)]
+        log: PathBuf,
+        #[arg(last = true, required = true)]
+        command: Vec<std::ffi::OsString>,
     },
     /// Remove noid's host networking (its nftables table and bridge). Refused while the
     /// server runs or while VMs with a network exist.
@@ -121,14 +138,14 @@ async fn serve(config: Config) -> Result<()> {
     let store: Arc<dyn Store> = Arc::new(open_store(&config.data_dir)?);
     let admin_socket = admin::socket_path(&config.data_dir);
     let admin_task = tokio::spawn(admin::serve(admin_socket.clone(), Arc::clone(&store)));
-    let accel = accel::choose(&config.qemu.accel);
-    if config.qemu.accel == "auto" {
-        if let Err(why) = accel::kvm_usable() {
-            tracing::info!("using TCG: {why}");
-        }
+    let decision = select::decide_here(&config)?;
+    if decision.workable() {
+        tracing::info!("VMM: {}", decision.describe());
+    } else {
+        tracing::warn!("VMM: {}", decision.describe());
     }
     noid_server::vmm::process::become_subreaper();
-    let vmm = Arc::new(QemuVmm::new(config.qemu.binary.clone(), accel));
+    let vmm = select::build(&config, &decision)?;
     let network: Option<Arc<dyn noid_server::network::Network>> = if config.network.enabled {
         let n = &config.network;
         let cidr = n.cidr.parse()?;
@@ -269,6 +286,7 @@ async fn run(cli: Cli) -> Result<()> {
             http_listen,
             image_dir,
             accel,
+            vmm,
         } => {
             let mut config = load_config(&data)?;
             if let Some(l) = listen {
@@ -282,6 +300,9 @@ async fn run(cli: Cli) -> Result<()> {
             }
             if let Some(a) = accel {
                 config.qemu.accel = a;
+            }
+            if let Some(v) = vmm {
+                config.vmm = v;
             }
             serve(config).await
         }
@@ -310,6 +331,25 @@ async fn run(cli: Cli) -> Result<()> {
                 );
             }
             Ok(())
+        }
+        Command::VmmShim {
+            cwd,
+            console,
+            pid_file,
+            log,
+            mut command,
+        } => {
+            let program = command.remove(0);
+            let args = noid_server::vmm::shim::ShimArgs {
+                cwd,
+                console,
+                pid_file,
+                log,
+                program,
+                args: command,
+            };
+            let code = noid_server::vmm::shim::run(&args)?;
+            std::process::exit(code)
         }
         Command::NetworkDown { data } => {
             let config = load_config(&data)?;

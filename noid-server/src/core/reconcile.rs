@@ -33,6 +33,18 @@ impl Manager {
                     }
                 }
                 VmState::Running | VmState::Stopped => {
+                    let family = |b: &str| b.split('/').next().unwrap_or("").to_string();
+                    if family(&vm.backend) != family(&self.vmm.backend()) {
+                        tracing::warn!(
+                            "VM {} runs on {}, but this server uses {}: it cannot be reached \
+                             until the server uses {} again (vmm setting); destroy it to \
+                             remove it",
+                            vm.name,
+                            vm.backend,
+                            self.vmm.backend(),
+                            family(&vm.backend)
+                        );
+                    }
                     self.refresh_state(&mut vm)?;
                     if vm.state == VmState::Running {
                         tracing::info!("VM {} ({}) still running", vm.name, vm.id);
@@ -52,6 +64,7 @@ impl Manager {
                     if let Some(p) = self.vmm.find_process(&e.path()) {
                         let _ = self.vmm.stop(&p, std::time::Duration::from_secs(2)).await;
                     }
+                    self.vmm.remove_vm_files(&e.path());
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }

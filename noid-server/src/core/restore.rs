@@ -89,6 +89,7 @@ impl Manager {
             rootfs: dir.join(DISK_FILE),
             dir,
             kernel: self.image.kernel(),
+            kernel_elf: self.image.kernel_elf(),
             initrd: self.image.initrd(),
             cpus: vm.cpus,
             memory_mib: vm.memory_mib,

@@ -33,6 +33,7 @@ impl Rollback {
                     }
                 }
                 Undo::RemoveDir(dir) => {
+                    manager.vmm.remove_vm_files(&dir);
                     if let Err(e) = std::fs::remove_dir_all(&dir) {
                         if e.kind() != std::io::ErrorKind::NotFound {
                             tracing::warn!("rollback: removing {}: {e}", dir.display());

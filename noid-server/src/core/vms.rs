@@ -131,6 +131,7 @@ impl Manager {
         let spec = BootSpec {
             dir: dir.clone(),
             kernel: self.image.kernel(),
+            kernel_elf: self.image.kernel_elf(),
             initrd: self.image.initrd(),
             rootfs,
             cpus: record.cpus,
@@ -258,6 +259,7 @@ impl Manager {
         self.consoles.forget(&vm.id);
         self.detach_network(&vm).await?;
         let dir = self.layout.vm(&vm.id);
+        self.vmm.remove_vm_files(&dir);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -5,7 +5,7 @@
 pub mod link;
 pub mod nft;
 pub mod pool;
-mod tap;
+pub mod tap;
 
 use std::net::Ipv4Addr;
 

@@ -1,11 +1,15 @@
 //! The VMM port: how the core starts, watches and stops a VM's hypervisor process. One
-//! implementation per hypervisor (`qemu` now; Firecracker behind the same trait later).
+//! implementation per hypervisor: `firecracker` (KVM hosts) and `qemu` (KVM or TCG);
+//! `select` picks one.
 
 pub mod accel;
+pub mod firecracker;
 pub mod process;
 pub mod qemu;
 mod qemu_snapshot;
 pub mod qmp;
+pub mod select;
+pub mod shim;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,7 +34,10 @@ pub enum VmmError {
 pub struct BootSpec {
     /// The VM's private directory: disk, sockets, console log, pid file.
     pub dir: PathBuf,
+    /// The compressed kernel (QEMU).
     pub kernel: PathBuf,
+    /// The same kernel as an uncompressed ELF `vmlinux` (Firecracker).
+    pub kernel_elf: PathBuf,
     pub initrd: PathBuf,
     /// The VM's own copy of the root filesystem.
     pub rootfs: PathBuf,
@@ -124,6 +131,12 @@ pub trait Vmm: Send + Sync {
         state_dir: &std::path::Path,
     ) -> Result<ProcessId, VmmError>;
 
+    /// Removes what the VMM keeps for the VM whose directory is `dir` outside of it (a jail),
+    /// once the VM is gone.
+    fn remove_vm_files(&self, dir: &std::path::Path) {
+        let _ = dir;
+    }
+
     /// Whether a restored VM keeps using the checkpoint's memory file while it runs (so the
     /// checkpoint must not be deleted under it).
     fn restore_maps_memory(&self) -> bool {
@@ -134,4 +147,22 @@ pub trait Vmm: Send + Sync {
     async fn stop(&self, process: &ProcessId, grace: Duration) -> Result<(), VmmError> {
         process::terminate(process, grace).await
     }
+}
+
+/// The guest kernel's command line for `spec`, with the VMM's own `extra` options.
+pub fn kernel_cmdline(spec: &BootSpec, extra: &str) -> String {
+    let mut cmdline = format!(
+        "console=ttyS0 root=/dev/vda rw quiet panic=-1 {extra} noid.hostname={}",
+        spec.hostname
+    );
+    if let Some(n) = &spec.net {
+        cmdline.push_str(&format!(
+            " noid.ip={}/{} noid.gw={} noid.dns={}",
+            n.ip,
+            n.prefix,
+            n.gateway,
+            n.dns.join(",")
+        ));
+    }
+    cmdline
 }

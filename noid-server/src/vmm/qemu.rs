@@ -129,22 +129,11 @@ impl QemuVmm {
     }
 
     fn args(&self, spec: &BootSpec) -> Vec<String> {
-        let mut cmdline = format!(
-            "console=ttyS0 root=/dev/vda rw quiet panic=-1 reboot=t noid.hostname={}",
-            spec.hostname
-        );
+        let mut extra = "reboot=t".to_string();
         if let Some(khz) = self.tsc_khz {
-            cmdline.push_str(&format!(" tsc_early_khz={khz}"));
+            extra.push_str(&format!(" tsc_early_khz={khz}"));
         }
-        if let Some(n) = &spec.net {
-            cmdline.push_str(&format!(
-                " noid.ip={}/{} noid.gw={} noid.dns={}",
-                n.ip,
-                n.prefix,
-                n.gateway,
-                n.dns.join(",")
-            ));
-        }
+        let cmdline = super::kernel_cmdline(spec, &extra);
         let cpu = match self.accel {
             Accel::Kvm => "host",
             Accel::Tcg => "max",
