@@ -4,6 +4,7 @@
 # configured with, and a running server on 127.0.0.1:7777.
 #   NOID_USER   name of the first user (default: admin)
 #   NOID_DATA_DIR  data directory (default: /var/lib/noid)
+#   NOID_FIRECRACKER=1  also install Firecracker (deploy/install-firecracker.sh; needs github.com)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 user=${NOID_USER:-admin}
@@ -14,6 +15,7 @@ deploy/install-deps.sh
 echo "==> cargo build --release"
 cargo build --locked --release --workspace -q
 install -m 755 target/release/noid target/release/noid-server /usr/local/bin/
+[ "${NOID_FIRECRACKER:-0}" = 1 ] && deploy/install-firecracker.sh
 echo "==> guest image"
 deploy/build-image.sh "$data_dir/images/default"
 

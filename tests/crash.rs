@@ -57,7 +57,9 @@ async fn crash_mid_create_and_after_done() {
             .unwrap()
             .flatten()
             .map(|e| e.path())
-            .find(|p| !before.contains(p) && p.join("qemu.pid").exists());
+            .find(|p| {
+                !before.contains(p) && (p.join("qemu.pid").exists() || p.join("shim.pid").exists())
+            });
         if let Some(d) = new {
             break d;
         }

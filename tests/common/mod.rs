@@ -229,9 +229,12 @@ impl Server {
         let mut pids = Vec::new();
         if let Ok(entries) = std::fs::read_dir(self.data_dir().join("vms")) {
             for e in entries.flatten() {
-                if let Ok(p) = std::fs::read_to_string(e.path().join("qemu.pid")) {
-                    if let Ok(pid) = p.trim().parse() {
-                        pids.push(pid);
+                // QEMU; or Firecracker and the console shim in front of it.
+                for file in ["qemu.pid", "firecracker.pid", "shim.pid"] {
+                    if let Ok(p) = std::fs::read_to_string(e.path().join(file)) {
+                        if let Ok(pid) = p.trim().parse() {
+                            pids.push(pid);
+                        }
                     }
                 }
             }
