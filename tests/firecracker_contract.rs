@@ -98,13 +98,7 @@ fn body<'a>(reqs: &'a [Value], call: &str) -> &'a Value {
 fn every_flow_goes_through_the_firecracker_api_as_specified() {
     let config = setup();
     let ns = NetNs::new("fc");
-    ns.enter();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    ns.runtime().block_on(async {
         let mut server = Server::start(
             &["alice"],
             &format!("{config}[network]\nenabled = true\ncidr = \"172.16.40.0/24\"\nbridge = \"noidfc0\"\n"),

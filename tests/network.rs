@@ -65,14 +65,9 @@ fn nft_table(bridge: &str) -> String {
 
 /// Runs `body` on a runtime whose threads all live in `ns`.
 fn in_netns(ns: &NetNs, body: impl std::future::Future<Output = ()>) {
-    ns.enter();
+    let rt = ns.runtime();
     ns.ip(&["addr", "add", &format!("{HOST_ADDR}/32"), "dev", "lo"]);
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(body);
+    rt.block_on(body);
 }
 
 #[test]

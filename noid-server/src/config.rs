@@ -106,6 +106,9 @@ pub struct FirecrackerSettings {
     /// Where the jailer makes each VM's chroot; default `<data_dir>/jail` (same filesystem
     /// as the data, so disks and checkpoint files are hard-linked, not copied).
     pub chroot_base: Option<PathBuf>,
+    /// Cgroup settings the jailer applies to every VM, e.g. ["cpu.weight=50"].
+    pub cgroups: Vec<String>,
+    pub cgroup_version: u8,
 }
 
 impl Default for FirecrackerSettings {
@@ -116,6 +119,8 @@ impl Default for FirecrackerSettings {
             uid: 65534,
             gid: 65534,
             chroot_base: None,
+            cgroups: Vec::new(),
+            cgroup_version: 2,
         }
     }
 }
@@ -228,6 +233,12 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "vmm must be \"auto\", \"firecracker\" or \"qemu\", not {:?}",
                 self.vmm
+            )));
+        }
+        if ![1, 2].contains(&self.firecracker.cgroup_version) {
+            return Err(ConfigError::Invalid(format!(
+                "firecracker.cgroup_version must be 1 or 2, not {}",
+                self.firecracker.cgroup_version
             )));
         }
         if !["auto", "kvm", "tcg"].contains(&self.qemu.accel.as_str()) {

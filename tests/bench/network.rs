@@ -26,12 +26,7 @@ fn connect(addr: &str) -> TcpStream {
 
 fn main() {
     let ns = common::NetNs::new("bench");
-    ns.enter();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = ns.runtime();
     let server = common::Server::start(&["bench"], "[network]\nenabled = true\n");
     let mut c = rt.block_on(server.client("bench"));
     let vm = rt

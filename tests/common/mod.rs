@@ -451,6 +451,17 @@ impl NetNs {
         NetNs { name }
     }
 
+    /// Moves this thread into the namespace and returns a runtime whose threads all live
+    /// there, so that the server and every client it starts are inside.
+    pub fn runtime(&self) -> tokio::runtime::Runtime {
+        self.enter();
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
     /// Moves this thread into the namespace and brings up its loopback device.
     pub fn enter(&self) {
         use std::os::fd::AsRawFd;

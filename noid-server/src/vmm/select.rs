@@ -103,6 +103,8 @@ pub fn build(config: &Config, decision: &Decision) -> Result<Arc<dyn Vmm>, VmmEr
                     uid: f.uid,
                     gid: f.gid,
                     chroot_base: config.chroot_base(),
+                    cgroups: f.cgroups.clone(),
+                    cgroup_version: f.cgroup_version,
                 }),
             })?)
         }

@@ -18,6 +18,10 @@ pub struct JailerConfig {
     pub uid: u32,
     pub gid: u32,
     pub chroot_base: PathBuf,
+    /// Cgroup settings the jailer applies to each VM (`--cgroup`, e.g. `cpu.max=100000
+    /// 100000`), on this cgroup version.
+    pub cgroups: Vec<String>,
+    pub cgroup_version: u8,
 }
 
 /// The directory Firecracker runs in, and how it names the boot files.
@@ -131,8 +135,13 @@ impl RunDir {
                     j.gid.to_string().into(),
                     "--chroot-base-dir".into(),
                     j.chroot_base.clone().into(),
-                    "--".into(),
+                    "--cgroup-version".into(),
+                    j.cgroup_version.to_string().into(),
                 ];
+                for c in &j.cgroups {
+                    a.extend(["--cgroup".into(), c.into()]);
+                }
+                a.push("--".into());
                 a.extend(fc_args);
                 (j.binary.clone().into(), a)
             }
@@ -190,6 +199,8 @@ mod tests {
                 uid: 900,
                 gid: 901,
                 chroot_base: "/srv/jailer".into(),
+                cgroups: vec!["cpu.weight=50".into()],
+                cgroup_version: 2,
             }),
         }
     }
@@ -216,7 +227,8 @@ mod tests {
         assert_eq!(
             args.join(" "),
             "--id 0123456789ab --exec-file /usr/local/bin/firecracker --uid 900 --gid 901 \
-             --chroot-base-dir /srv/jailer -- --api-sock /firecracker.sock"
+             --chroot-base-dir /srv/jailer --cgroup-version 2 --cgroup cpu.weight=50 -- \
+             --api-sock /firecracker.sock"
         );
     }
 }
