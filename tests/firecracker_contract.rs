@@ -96,8 +96,32 @@ fn body<'a>(reqs: &'a [Value], call: &str) -> &'a Value {
 
 #[test]
 fn every_flow_goes_through_the_firecracker_api_as_specified() {
-    let config = setup();
-    let ns = NetNs::new("fc");
+    flows(false);
+}
+
+/// The same under the jailer: the stand-in checks the jailer's arguments, works in the
+/// chroot it names, as the unprivileged user.
+#[test]
+fn every_flow_goes_through_the_jailer_as_specified() {
+    flows(true);
+}
+
+const JAIL_UID: u32 = 65534;
+
+fn flows(jailed: bool) {
+    let mut config = setup();
+    if jailed {
+        let fake = config
+            .lines()
+            .nth(2)
+            .unwrap()
+            .trim_start_matches("binary = ")
+            .to_string();
+        config.push_str(&format!(
+            "jailer = {fake}\nuid = {JAIL_UID}\ngid = {JAIL_UID}\n"
+        ));
+    }
+    let ns = NetNs::new(if jailed { "fcj" } else { "fc" });
     ns.runtime().block_on(async {
         let mut server = Server::start(
             &["alice"],
@@ -105,6 +129,15 @@ fn every_flow_goes_through_the_firecracker_api_as_specified() {
         );
         let mut c = server.client("alice").await;
         let vms = server.data_dir().join("vms");
+        let jails = server.data_dir().join("jail/fake-firecracker");
+        // Where Firecracker runs: the VM's directory, or its jail.
+        let run_dir = |id: &str| {
+            if jailed {
+                jails.join(id).join("root")
+            } else {
+                vms.join(id)
+            }
+        };
 
         // Boot: the pre-boot resources, then InstanceStart, all relative to the VM's directory.
         let a = c
@@ -116,9 +149,12 @@ fn every_flow_goes_through_the_firecracker_api_as_specified() {
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(a.backend, "firecracker");
+        assert_eq!(
+            a.backend,
+            if jailed { "firecracker/jailer" } else { "firecracker" }
+        );
         let a_dir = vms.join(&a.id);
-        let reqs = requests_in(&a_dir);
+        let reqs = requests_in(&run_dir(&a.id));
         assert_eq!(
             calls(&reqs),
             [
@@ -140,10 +176,22 @@ fn every_flow_goes_through_the_firecracker_api_as_specified() {
         assert_eq!(iface["guest_mac"], a.mac.as_str());
         let args = body(&reqs, "PUT /boot-source")["boot_args"].as_str().unwrap().to_string();
         assert!(args.contains(&format!("noid.ip={}/24", a.address)), "{args}");
-        assert!(body(&reqs, "PUT /boot-source")["kernel_image_path"]
+        let kernel = body(&reqs, "PUT /boot-source")["kernel_image_path"]
             .as_str()
             .unwrap()
-            .ends_with("/vmlinux"));
+            .to_string();
+        if jailed {
+            // Inside the jail, by relative name; the disk belongs to the jail's user, the
+            // TAP too.
+            assert_eq!(kernel, "vmlinux");
+            use std::os::unix::fs::MetadataExt;
+            let disk = std::fs::metadata(run_dir(&a.id).join("rootfs.ext4")).unwrap();
+            assert_eq!(disk.uid(), JAIL_UID);
+            let tap = ns.ip(&["-d", "-o", "link", "show", "dev", &format!("nt{}", a.id)]);
+            assert!(tap.contains(" user nobody ") || tap.contains(&format!(" user {JAIL_UID} ")), "{tap}");
+        } else {
+            assert!(kernel.starts_with('/') && kernel.ends_with("/vmlinux"), "{kernel}");
+        }
 
         // The agent answers through the hybrid vsock socket; the console reaches the log.
         assert_eq!(sh(&mut c, "a", "echo hello from a").await, "hello from a\n");
@@ -159,7 +207,7 @@ fn every_flow_goes_through_the_firecracker_api_as_specified() {
             .await
             .unwrap()
             .into_inner();
-        let reqs = requests_in(&a_dir);
+        let reqs = requests_in(&run_dir(&a.id));
         assert_eq!(
             calls(&reqs)[7..],
             ["PATCH /vm", "PUT /snapshot/create", "PATCH /vm"]
@@ -173,7 +221,7 @@ fn every_flow_goes_through_the_firecracker_api_as_specified() {
 
         // Restore in place: a fresh process loads the snapshot with the VM's own TAP and
         // socket, resumes, and the agent's post-restore step runs.
-        let before = requests_in(&a_dir).len();
+        let before = requests_in(&run_dir(&a.id)).len();
         let restored = c
             .restore(RestoreRequest {
                 checkpoint_id: ck.id.clone(),
@@ -183,7 +231,7 @@ fn every_flow_goes_through_the_firecracker_api_as_specified() {
             .unwrap()
             .into_inner();
         assert_ne!(restored.vmm_pid, a.vmm_pid);
-        let reqs = requests_in(&a_dir);
+        let reqs = requests_in(&run_dir(&a.id));
         assert_eq!(calls(&reqs[before..]), ["PUT /snapshot/load", "GET /"]);
         let load = &reqs[before]["body"];
         assert_eq!(load["mem_backend"]["backend_type"], "File");
@@ -206,16 +254,18 @@ fn every_flow_goes_through_the_firecracker_api_as_specified() {
             .unwrap()
             .into_inner();
         let b_dir = vms.join(&b.id);
-        let reqs = requests_in(&b_dir);
+        let reqs = requests_in(&run_dir(&b.id));
         assert_eq!(calls(&reqs), ["PUT /snapshot/load", "GET /"]);
         assert_eq!(
             reqs[0]["body"]["network_overrides"],
             json!([{"iface_id": "eth0", "host_dev_name": format!("nt{}", b.id)}])
         );
-        assert_eq!(
-            reqs[0]["body"]["mem_backend"]["backend_path"],
+        let memory = if jailed {
+            "memory".to_string()
+        } else {
             ck_dir.join("memory").display().to_string()
-        );
+        };
+        assert_eq!(reqs[0]["body"]["mem_backend"]["backend_path"], memory);
         assert!(b_dir.join("rootfs.ext4").is_file());
         assert_eq!(sh(&mut c, "b", "echo fork").await, "fork\n");
         let fc_log = std::fs::read_to_string(b_dir.join("firecracker.log")).unwrap();
@@ -269,19 +319,19 @@ fn every_flow_goes_through_the_firecracker_api_as_specified() {
                 .await
                 .unwrap();
         }
-        for dir in [&a_dir, &b_dir] {
-            assert!(!dir.exists());
-            assert_eq!(
-                common::processes_mentioning(&dir.display().to_string()),
-                Vec::<u32>::new()
-            );
+        for (dir, id) in [(&a_dir, &a.id), (&b_dir, &b.id)] {
+            assert!(!dir.exists() && !jails.join(id).exists());
+            assert_eq!(common::processes_mentioning(id), Vec::<u32>::new());
         }
         c.delete_checkpoint(DeleteCheckpointRequest { id: ck.id })
             .await
             .unwrap();
-        for dir in [&a_dir, &b_dir] {
-            assert_eq!(rejected(&requests_in(dir)), Vec::<String>::new());
+        for id in [&a.id, &b.id] {
+            assert_eq!(rejected(&requests_in(&run_dir(id))), Vec::<String>::new());
         }
+        // No jail outlives its VM (the refused boot's included).
+        let left: Vec<_> = std::fs::read_dir(&jails).into_iter().flatten().collect();
+        assert!(left.is_empty(), "jails left: {left:?}");
     });
 }
 

@@ -8,6 +8,12 @@
 //! reads back (opening the drive path relative to its working directory, as Firecracker
 //! does).
 //!
+//! Run with the jailer's arguments (`--id ... --exec-file ... --uid ... --gid ...
+//! --chroot-base-dir ... -- <firecracker args>`) it also stands in for the jailer: it checks
+//! them, makes and enters `<base>/<exec name>/<id>/root`, drops to the uid and gid, and from
+//! then on resolves absolute paths inside that root (it does not chroot: it is not a static
+//! binary).
+//!
 //! Environment: FAKE_FC_LOG (JSON lines, one per request), FAKE_FC_AGENT (the agent binary).
 
 #[path = "spec.rs"]
@@ -16,7 +22,7 @@ mod spec;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -42,21 +48,105 @@ struct Vm {
 
 type Shared = Arc<Mutex<Vm>>;
 
+/// The request log, opened before the jailer part drops privileges.
+static LOG: OnceLock<Mutex<std::fs::File>> = OnceLock::new();
+/// Under the jailer: the root that absolute paths are inside of.
+static ROOT: OnceLock<PathBuf> = OnceLock::new();
+
 fn log(entry: Value) {
-    if let Ok(path) = std::env::var("FAKE_FC_LOG") {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = writeln!(f, "{entry}");
+    if let Some(f) = LOG.get() {
+        let _ = writeln!(f.lock().unwrap(), "{entry}");
+    }
+}
+
+/// The jailer's part: checks its arguments, enters the VM's root, drops privileges, and
+/// returns Firecracker's arguments.
+fn jail(args: &[String]) -> Result<Vec<String>, String> {
+    let split = args
+        .iter()
+        .position(|a| a == "--")
+        .ok_or("jailer: Firecracker's arguments must follow --")?;
+    let (jailer, firecracker) = (&args[..split], &args[split + 1..]);
+    let known = [
+        "--id",
+        "--exec-file",
+        "--uid",
+        "--gid",
+        "--chroot-base-dir",
+        "--cgroup-version",
+        "--cgroup",
+    ];
+    let mut i = 0;
+    while i < jailer.len() {
+        if !known.contains(&jailer[i].as_str()) || i + 1 >= jailer.len() {
+            return Err(format!("jailer: unexpected argument {:?}", jailer[i]));
+        }
+        i += 2;
+    }
+    let get = |name: &str| {
+        jailer
+            .iter()
+            .position(|a| a == name)
+            .map(|i| jailer[i + 1].clone())
+            .ok_or(format!("jailer: {name} is required"))
+    };
+    let id = get("--id")?;
+    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(format!("jailer: invalid --id {id:?}"));
+    }
+    let exec = PathBuf::from(get("--exec-file")?);
+    let exec_name = exec
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    if !exec.is_file() || !exec_name.contains("firecracker") {
+        return Err(format!(
+            "jailer: --exec-file {exec:?} is not a firecracker binary"
+        ));
+    }
+    let uid: u32 = get("--uid")?.parse().map_err(|_| "jailer: bad --uid")?;
+    let gid: u32 = get("--gid")?.parse().map_err(|_| "jailer: bad --gid")?;
+    if let Ok(v) = get("--cgroup-version") {
+        if v != "1" && v != "2" {
+            return Err(format!("jailer: --cgroup-version {v}"));
         }
     }
+    let root = PathBuf::from(get("--chroot-base-dir")?)
+        .join(exec_name)
+        .join(&id)
+        .join("root");
+    std::fs::create_dir_all(&root).map_err(|e| format!("jailer: {root:?}: {e}"))?;
+    std::env::set_current_dir(&root).map_err(|e| format!("jailer: {root:?}: {e}"))?;
+    // Firecracker works as the jail's user from here. The real ids stay root's so that the
+    // "guest" agent, which in a real VM is no process of the host's, can run as root.
+    // SAFETY: setresgid/setresuid with plain integers; gid first, while still privileged.
+    if unsafe { libc::setresgid(0, gid, 0) } != 0 || unsafe { libc::setresuid(0, uid, 0) } != 0 {
+        return Err(format!("jailer: cannot become {uid}:{gid}"));
+    }
+    ROOT.set(root).unwrap();
+    Ok(firecracker.to_vec())
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if let Ok(path) = std::env::var("FAKE_FC_LOG") {
+        if let Ok(f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = LOG.set(Mutex::new(f));
+        }
+    }
+    if args.iter().any(|a| a == "--exec-file") {
+        args = jail(&args).unwrap_or_else(|e| {
+            eprintln!("{e}");
+            std::process::exit(1)
+        });
+    }
     if args.iter().any(|a| a == "--version") {
         println!("Firecracker v{}", spec::Spec::v1_16_1().version());
         return;
@@ -76,6 +166,7 @@ async fn main() {
         state: "Not started",
         ..Vm::default()
     }));
+    let api_sock = host_path(&api_sock);
     let _ = std::fs::remove_file(&api_sock);
     let listener = UnixListener::bind(&api_sock).expect("bind the API socket");
     let spec = Arc::new(spec::Spec::v1_16_1());
@@ -167,8 +258,12 @@ fn bad(msg: impl Into<String>) -> (StatusCode, String) {
 }
 
 /// Firecracker resolves relative paths against its working directory (the jail's root).
+/// Under the jailer, absolute paths are inside its root.
 fn host_path(p: &str) -> PathBuf {
-    Path::new(p).to_path_buf()
+    match (ROOT.get(), p.strip_prefix('/')) {
+        (Some(root), Some(inside)) => root.join(inside),
+        _ => Path::new(p).to_path_buf(),
+    }
 }
 
 async fn apply(method: &str, path: &str, body: &Value, vm: &Shared) -> Answer {
@@ -276,11 +371,21 @@ async fn start_guest(vm: &Shared, uds_path: &str) -> Result<(), (StatusCode, Str
         .join(format!("guest-agent-{}.sock", std::process::id()));
     let mut cmd = tokio::process::Command::new(agent_bin);
     cmd.arg("--listen-unix").arg(&agent_sock).kill_on_drop(true);
+    // SAFETY: setresuid/setresgid with plain integers between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setresuid(0, 0, 0);
+            libc::setresgid(0, 0, 0);
+            // Its socket is then open to the jailed user that proxies to it.
+            libc::umask(0);
+            Ok(())
+        })
+    };
     let child = cmd.spawn().map_err(|e| bad(format!("guest agent: {e}")))?;
     vm.lock().unwrap().agent = Some(child);
-    let _ = std::fs::remove_file(uds_path);
-    let listener =
-        UnixListener::bind(uds_path).map_err(|e| bad(format!("vsock {uds_path}: {e}")))?;
+    let _ = std::fs::remove_file(host_path(uds_path));
+    let listener = UnixListener::bind(host_path(uds_path))
+        .map_err(|e| bad(format!("vsock {uds_path}: {e}")))?;
     let vm = vm.clone();
     tokio::spawn(async move {
         let mut next_port = 1_073_741_824u64;

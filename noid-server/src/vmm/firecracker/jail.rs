@@ -1,7 +1,8 @@
 //! Where a VM's Firecracker runs and what it sees there. Without the jailer that is the VM's
 //! own directory, with the kernel and initrd named by absolute path. Under the jailer it is
-//! the chroot `<chroot_base>/<exec name>/<vm id>/root`, holding hard links to the VM's disk
-//! and checkpoint files (copies where a hard link cannot be made) owned by the jail's user.
+//! the chroot `<chroot_base>/<exec name>/<vm id>/root`, holding hard links to the boot files,
+//! the VM's disk (owned by the jail's user) and checkpoint files (copies where a hard link
+//! cannot be made). Firecracker only reads all but the disk.
 
 use std::ffi::OsString;
 use std::io;
@@ -84,8 +85,10 @@ impl RunDir {
             (&spec.rootfs, ROOTFS),
         ] {
             link_or_copy(from, &self.root.join(name))?;
-            chown(self.root.join(name), Some(j.uid), Some(j.gid))?;
         }
+        // Firecracker writes only the disk; the rest it reads, and a hard link shares the
+        // owner with the image's file, which must stay as it is.
+        chown(self.root.join(ROOTFS), Some(j.uid), Some(j.gid))?;
         if let Some(n) = &spec.net {
             crate::network::tap::set_owner(&n.tap, j.uid, j.gid)?;
         }
@@ -98,13 +101,12 @@ impl RunDir {
         state_dir: &Path,
         config: &FirecrackerConfig,
     ) -> Result<(String, String), VmmError> {
-        let Some(j) = &config.jailer else {
+        if config.jailer.is_none() {
             let abs = |n: &str| state_dir.join(n).display().to_string();
             return Ok((abs(VMSTATE_FILE), abs(MEMORY_FILE)));
         };
         for name in [VMSTATE_FILE, MEMORY_FILE] {
             link_or_copy(&state_dir.join(name), &self.root.join(name))?;
-            chown(self.root.join(name), Some(j.uid), Some(j.gid))?;
         }
         Ok((VMSTATE_FILE.into(), MEMORY_FILE.into()))
     }
