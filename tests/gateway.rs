@@ -184,6 +184,47 @@ async fn rest_and_websocket_gateway() {
         (400, Some("INVALID_ARGUMENT"))
     );
 
+    // Files: upload with a mode, download the same bytes; a missing file is a 404.
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let url = |q: &str| format!("{}/vms/web/files?{q}", api.base);
+    let resp = api
+        .http
+        .put(url("path=/root/blob&mode=700"))
+        .bearer_auth(&api.token)
+        .body(payload.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let (_, r) = api
+        .call(
+            Method::POST,
+            "/vms/web/exec",
+            Some(json!({"command": ["stat", "-c", "%a %s", "/root/blob"]})),
+        )
+        .await;
+    assert_eq!(r["stdout"], "700 200000\n");
+    let resp = api
+        .http
+        .get(url("path=/root/blob"))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.bytes().await.unwrap() == payload);
+    let (status, r) = api
+        .call(Method::GET, "/vms/web/files?path=/nope", None)
+        .await;
+    assert_eq!((status, r["code"].as_str()), (404, Some("NOT_FOUND")));
+    let (status, r) = api
+        .call(Method::PUT, "/vms/web/files?path=/root/x&mode=9z", None)
+        .await;
+    assert_eq!(
+        (status, r["code"].as_str()),
+        (400, Some("INVALID_ARGUMENT"))
+    );
+
     // Checkpoints and restore.
     let ckpts = api.metric("noid_checkpoint_duration_seconds_count").await;
     let (status, ck) = api
@@ -269,6 +310,7 @@ async fn rest_and_websocket_gateway() {
         "/vms",
         "/vms/{name}",
         "/vms/{name}/exec",
+        "/vms/{name}/files",
         "/vms/{name}/checkpoints",
         "/vms/{name}/restore",
         "/console/{name}",

@@ -5,6 +5,7 @@
 mod checkpoints;
 mod config;
 mod console;
+mod copy;
 mod exec;
 mod output;
 mod terminal;
@@ -92,6 +93,9 @@ enum Command {
         #[arg(long, value_name = "N")]
         tail: Option<u32>,
     },
+    /// Copy a file into or out of a VM: noid cp LOCAL VM:/PATH, noid cp VM:/PATH LOCAL
+    /// (`:/PATH` is in the active VM; `-` is stdin or stdout).
+    Cp { src: String, dst: String },
     /// Print a shell completion script: noid completions bash > /etc/bash_completion.d/noid
     Completions { shell: clap_complete::Shell },
     /// Publish guest ports on the host.
@@ -381,6 +385,7 @@ async fn run(cli: Cli) -> Result<i32> {
             let vm = config::resolve_vm(name)?;
             console::logs(&mut connect().await?, vm, follow, tail).await?
         }
+        Command::Cp { src, dst } => copy::run(&mut connect().await?, &src, &dst, json).await?,
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "noid", &mut std::io::stdout());

@@ -31,10 +31,6 @@ impl GrpcApi {
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-fn later(what: &str, issue: &str) -> Status {
-    CoreError::Unimplemented(format!("{what} is not implemented yet (planned: {issue})")).into()
-}
-
 fn port(n: u32) -> Result<u16, Status> {
     u16::try_from(n)
         .ok()
@@ -310,8 +306,54 @@ impl Noid for GrpcApi {
         &self,
         req: Request<Streaming<pb::CopyInRequest>>,
     ) -> Result<Response<pb::CopyInResponse>, Status> {
-        self.user(&req)?;
-        Err(later("CopyIn", "a later issue"))
+        let user = self.user(&req)?;
+        let mut inbound = req.into_inner();
+        let header = match inbound.message().await? {
+            Some(pb::CopyInRequest {
+                msg: Some(pb::copy_in_request::Msg::Header(h)),
+            }) => h,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message of a CopyIn stream must be `header`",
+                ))
+            }
+        };
+        // Only a stream that ends with `end` is a complete upload; anything else abandons it.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            loop {
+                let item = match inbound.message().await {
+                    Ok(Some(pb::CopyInRequest {
+                        msg: Some(pb::copy_in_request::Msg::Data(d)),
+                    })) => Ok(d),
+                    Ok(Some(pb::CopyInRequest {
+                        msg: Some(pb::copy_in_request::Msg::End(true)),
+                    })) => return,
+                    Ok(Some(_)) => Err(CoreError::InvalidArgument(
+                        "a CopyIn stream is one header, data, then end".into(),
+                    )),
+                    Ok(None) => Err(CoreError::Unavailable(
+                        "the upload stopped before its end message; nothing was written".into(),
+                    )),
+                    Err(e) => Err(CoreError::Unavailable(format!(
+                        "the upload broke off ({}); nothing was written",
+                        e.message()
+                    ))),
+                };
+                let stop = item.is_err();
+                if tx.send(item).await.is_err() || stop {
+                    return;
+                }
+            }
+        });
+        let data = tokio_stream::wrappers::ReceiverStream::new(rx);
+        let bytes = self
+            .core
+            .copy_in(&user, &header.vm, &header.path, header.mode, data)
+            .await?;
+        Ok(Response::new(pb::CopyInResponse {
+            bytes_written: bytes,
+        }))
     }
 
     type CopyOutStream = BoxStream<pb::FileChunk>;
@@ -320,7 +362,10 @@ impl Noid for GrpcApi {
         &self,
         req: Request<pb::CopyOutRequest>,
     ) -> Result<Response<Self::CopyOutStream>, Status> {
-        self.user(&req)?;
-        Err(later("CopyOut", "a later issue"))
+        let user = self.user(&req)?;
+        let r = req.get_ref();
+        let chunks = self.core.copy_out(&user, &r.vm, &r.path).await?;
+        let out = chunks.map(|c| c.map(|data| pb::FileChunk { data }).map_err(Status::from));
+        Ok(Response::new(Box::pin(out)))
     }
 }

@@ -5,4 +5,5 @@ pub mod convert;
 pub mod grpc;
 pub mod openapi;
 pub mod rest;
+mod rest_files;
 pub mod status;

@@ -58,6 +58,10 @@ pub fn document() -> Value {
                         "cwd": {"type": "string"}, "stdin": {"type": "string"},
                         "timeout_secs": {"type": "number"}}}))
             })),
+            "/vms/{name}/files": named(json!({
+                "get": op("Download the file at ?path= (absolute guest path) as application/octet-stream", "200"),
+                "put": op("Upload the request body to ?path= [&mode=644]; the file changes only once the whole body arrived", "201")
+            })),
             "/vms/{name}/checkpoints": named(json!({
                 "get": op("List the VM's checkpoints, newest first", "200"),
                 "post": op("Checkpoint the VM (optional body: {\"label\": ...})", "201")

@@ -24,7 +24,7 @@ use crate::store::{CheckpointRecord, VmRecord, VmState};
 /// Each of stdout and stderr returned by `POST /vms/:name/exec` is cut at this size.
 pub const EXEC_OUTPUT_CAP: usize = 1 << 20;
 
-type Core = Arc<Manager>;
+pub(super) type Core = Arc<Manager>;
 
 pub struct ApiError(CoreError);
 
@@ -64,7 +64,7 @@ impl IntoResponse for ApiError {
 }
 
 /// The authenticated caller: `Authorization: Bearer <token>`, or `?token=` for WebSockets.
-pub struct Caller(User);
+pub struct Caller(pub(super) User);
 
 #[axum::async_trait]
 impl FromRequestParts<Core> for Caller {
@@ -149,6 +149,10 @@ pub fn router(core: Core) -> Router {
         .route("/vms", get(list_vms).post(create_vm))
         .route("/vms/:name", get(get_vm).delete(delete_vm))
         .route("/vms/:name/exec", post(exec))
+        .route(
+            "/vms/:name/files",
+            get(super::rest_files::get_file).put(super::rest_files::put_file),
+        )
         .route(
             "/vms/:name/checkpoints",
             get(list_checkpoints).post(create_checkpoint),

@@ -9,6 +9,7 @@ mod checkpoints;
 mod console;
 pub mod error;
 mod exec;
+mod files;
 mod manifest;
 mod net;
 mod reconcile;

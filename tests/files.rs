@@ -1,0 +1,199 @@
+//! Copying files into and out of a VM, through the CLI and the gRPC API: contents and mode
+//! arrive intact, errors name the problem and change nothing, and an interrupted upload
+//! never replaces the destination.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{sh, Server};
+use futures::StreamExt;
+use noid::v1::{copy_in_request, CopyInHeader, CopyInRequest, CopyOutRequest, CreateVmRequest};
+use rand::RngCore;
+use tonic::Code;
+
+fn header(path: &str) -> CopyInRequest {
+    CopyInRequest {
+        msg: Some(copy_in_request::Msg::Header(CopyInHeader {
+            vm: "box".into(),
+            path: path.into(),
+            mode: 0,
+        })),
+    }
+}
+
+fn data(d: &[u8]) -> CopyInRequest {
+    CopyInRequest {
+        msg: Some(copy_in_request::Msg::Data(d.to_vec())),
+    }
+}
+
+fn end() -> CopyInRequest {
+    CopyInRequest {
+        msg: Some(copy_in_request::Msg::End(true)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_go_in_and_out_intact_and_failures_change_nothing() {
+    let server = Server::start(&["alice"], "");
+    let mut c = server.client("alice").await;
+    c.create_vm(CreateVmRequest {
+        name: "box".into(),
+        cpus: 0,
+        memory_mib: 0,
+    })
+    .await
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+
+    // In through the CLI: 1 MiB of random bytes, with the local file's mode.
+    let mut bytes = vec![0u8; 1 << 20];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let local = work.path().join("data.bin");
+    std::fs::write(&local, &bytes).unwrap();
+    std::fs::set_permissions(&local, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let out = server.run("alice", &["cp", local.to_str().unwrap(), "box:/root/"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Copied 1.0 MiB to box:/root/data.bin"));
+    let inside = sh(
+        &mut c,
+        "box",
+        "stat -c %a /root/data.bin; wc -c < /root/data.bin",
+    )
+    .await;
+    assert_eq!(inside, "750\n1048576\n");
+
+    // Out through the CLI, into a directory; the bytes are the same.
+    let back = work.path().join("back");
+    std::fs::create_dir(&back).unwrap();
+    let out = server.run(
+        "alice",
+        &["cp", "box:/root/data.bin", back.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read(back.join("data.bin")).unwrap() == bytes);
+
+    // stdin and stdout.
+    let mut child = server
+        .cli("alice")
+        .args(["cp", "-", "box:/tmp/note"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"a note\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let out = server.run("alice", &["cp", "box:/tmp/note", "-"]);
+    assert_eq!(out.stdout, b"a note\n");
+
+    // A missing file: one clear line, NOT_FOUND, and no local file.
+    let out = server.run("alice", &["cp", "box:/nope", back.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("box:/nope") && err.contains("No such file"),
+        "{err}"
+    );
+    assert!(!back.join("nope").exists());
+    let e = c
+        .copy_out(CopyOutRequest {
+            vm: "box".into(),
+            path: "/nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+
+    // Bad paths and a missing directory are refused; nothing is created.
+    for (path, code) in [
+        ("root/x", Code::InvalidArgument),
+        ("/missing-dir/x", Code::NotFound),
+    ] {
+        let e = c
+            .copy_in(futures::stream::iter([header(path), data(b"x"), end()]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), code, "{path}: {}", e.message());
+    }
+    let e = c
+        .copy_in(futures::stream::iter([
+            header("/root/x"),
+            header("/root/y"),
+        ]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert_eq!(sh(&mut c, "box", "ls /root").await, "data.bin\n");
+
+    // An upload that stops without its end message, or is cut off half-way (the client goes
+    // away), leaves the old file as it was and no temporary file.
+    sh(&mut c, "box", "echo old > /root/keep").await;
+    let e = c
+        .copy_in(futures::stream::iter([header("/root/keep"), data(b"new")]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{}", e.message());
+    assert!(
+        e.message().contains("nothing was written"),
+        "{}",
+        e.message()
+    );
+    let mut uploader = c.clone();
+    let upload = tokio::spawn(async move {
+        let first = futures::stream::iter([header("/root/keep"), data(&[b'n'; 100_000])]);
+        uploader
+            .copy_in(first.chain(futures::stream::pending()))
+            .await
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    upload.abort();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ls = sh(&mut c, "box", "ls -a /root").await;
+        if !ls.contains("noid-tmp") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "temporary file left: {ls}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(sh(&mut c, "box", "cat /root/keep").await, "old\n");
+
+    // The same file through the API, in chunks.
+    let chunks: Vec<_> = std::iter::once(header("/root/keep"))
+        .chain(bytes.chunks(100_000).map(data))
+        .chain([end()])
+        .collect();
+    let n = c
+        .copy_in(futures::stream::iter(chunks))
+        .await
+        .unwrap()
+        .into_inner()
+        .bytes_written;
+    assert_eq!(n, bytes.len() as u64);
+    let mut got = Vec::new();
+    let mut s = c
+        .copy_out(CopyOutRequest {
+            vm: "box".into(),
+            path: "/root/keep".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(chunk) = s.next().await {
+        got.extend(chunk.unwrap().data);
+    }
+    assert!(got == bytes);
+}
