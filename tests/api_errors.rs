@@ -227,15 +227,15 @@ async fn bad_input_auth_and_isolation() {
     let e = exec(&mut alice, "web", &[], None, None).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
 
-    // RPCs of later features say so.
-    let e = alice
+    // Files are as private as the VM: bob cannot read alice's.
+    let e = bob
         .copy_out(CopyOutRequest {
             vm: "web".into(),
             path: "/etc/hostname".into(),
         })
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Code::Unimplemented);
+    assert_eq!(e.code(), Code::NotFound);
 
     // A token rotated while the server runs stops working at once.
     let out = std::process::Command::new(common::bin("noid-server"))

@@ -84,7 +84,12 @@ pub fn run(config: &Config) -> Vec<Finding> {
         "firecracker",
         crate::vmm::firecracker::version_of(&fc.binary)
             .map(|v| format!("{v} ({})", fc.binary.display()))
-            .ok_or_else(|| format!("{} not found", fc.binary.display())),
+            .ok_or_else(|| {
+                format!(
+                    "{} not found (deploy/install-firecracker.sh installs it)",
+                    fc.binary.display()
+                )
+            }),
     ));
     if let Some(jailer) = &fc.jailer {
         out.push(find(

@@ -281,6 +281,22 @@ impl Drop for Server {
         // NOID_TEST_LOGS=1 shows the log of passing tests too (with --nocapture).
         if std::thread::panicking() || std::env::var_os("NOID_TEST_LOGS").is_some() {
             eprintln!("--- server log ---\n{}", self.log());
+            for vm in std::fs::read_dir(self.data_dir().join("vms"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let log =
+                    std::fs::read_to_string(vm.path().join("console.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!(
+                    "--- console of VM {} (last lines) ---",
+                    vm.file_name().to_string_lossy()
+                );
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
         }
     }
 }

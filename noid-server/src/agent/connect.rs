@@ -20,12 +20,15 @@ use tokio::net::UnixStream;
 
 use crate::vmm::AgentEndpoint;
 
-/// How long to wait for the greeting on successive attempts.
-const GREETING_WAITS: [Duration; 4] = [
+/// How long to wait for the greeting on successive attempts. A guest starved of CPU (many
+/// TCG guests on few cores) can take seconds to answer, so the waits keep growing.
+const GREETING_WAITS: [Duration; 6] = [
     Duration::from_millis(200),
     Duration::from_millis(500),
     Duration::from_secs(1),
     Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
 ];
 
 /// An HTTP/2 frame header: length (3 bytes), type, flags, stream id (4 bytes).
@@ -133,8 +136,12 @@ pub async fn connect(endpoint: &AgentEndpoint) -> io::Result<Greeted> {
             // Bytes of a stale session (its GOAWAY, say), or the peer hung up: start over.
             Ok(Ok(_)) | Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(20)).await,
             // No greeting: the guest is still booting, or a stale session holds the port.
-            // Hanging up ends that session.
-            Err(_) => {}
+            // Hanging up ends that session, if the guest sees the hang-up: stay away a
+            // while, or a quick reconnect hides it and the stale session lives on.
+            Err(_) => {
+                drop(stream);
+                tokio::time::sleep(wait / 2).await;
+            }
         }
     }
 }

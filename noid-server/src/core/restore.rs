@@ -235,7 +235,21 @@ impl Manager {
                 vm.name.clone(),
                 self.guest_net(vm),
             );
-            let attempt = tokio::time::timeout(Duration::from_secs(3), call).await;
+            // One call for all the time that is left: the connector keeps retrying with
+            // growing waits, which a guest short of CPU needs (cutting attempts short would
+            // start it over at its shortest wait each time).
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_secs(1));
+            let vmm_exited = async {
+                while vm.process.is_some_and(|p| self.vmm.is_running(&p)) {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            };
+            let attempt = tokio::select! {
+                a = tokio::time::timeout(left, call) => a,
+                () = vmm_exited => return Err(self.restored_vm_stopped(vm)),
+            };
             tracing::debug!("post-restore attempt on {}: {attempt:?}", vm.name);
             match attempt {
                 Ok(Ok(())) => return Ok(()),
@@ -254,13 +268,17 @@ impl Manager {
                 )));
             }
             if !vm.process.is_some_and(|p| self.vmm.is_running(&p)) {
-                return Err(CoreError::Internal(format!(
-                    "the restored VM {} stopped; console: {}",
-                    vm.name,
-                    super::vms::console_tail(&self.layout.vm(&vm.id))
-                )));
+                return Err(self.restored_vm_stopped(vm));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    fn restored_vm_stopped(&self, vm: &VmRecord) -> CoreError {
+        CoreError::Internal(format!(
+            "the restored VM {} stopped; console: {}",
+            vm.name,
+            super::vms::console_tail(&self.layout.vm(&vm.id))
+        ))
     }
 }
