@@ -1,6 +1,7 @@
 //! Benchmark of the core path on this machine (not a test: it prints numbers, asserts none).
 //! Cold create until the agent answers, and the `exec -- true` round trip over the Rust client
-//! (gRPC stream to the guest and back) and through the CLI (process start included).
+//! (gRPC stream to the guest and back) and through the CLI (process start included), and file
+//! copy throughput in and out (`noid cp`).
 //!
 //! Run: cargo build --release --workspace && cargo bench --bench core
 
@@ -91,6 +92,40 @@ async fn main() {
         assert!(out.status.success());
     }
     summary("exec true (noid CLI process)", cli);
+
+    // 64 MiB through `noid cp`, each way, three times.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("blob");
+    let size = 64u64 << 20;
+    std::fs::write(&file, vec![0x5au8; size as usize]).unwrap();
+    let guest = format!("{vm}:/root/blob");
+    for (label, args) in [
+        (
+            "cp 64 MiB into the VM",
+            [file.to_str().unwrap(), guest.as_str()],
+        ),
+        (
+            "cp 64 MiB out of the VM",
+            [guest.as_str(), dir.path().to_str().unwrap()],
+        ),
+    ] {
+        let mut rates = Vec::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            let out = server.run("bench", &["cp", args[0], args[1]]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            rates.push(size as f64 / 1048576.0 / t.elapsed().as_secs_f64());
+        }
+        rates.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "{label:<34} n=3    median {:>6.1} MiB/s (min {:.1}, max {:.1})",
+            rates[1], rates[0], rates[2]
+        );
+    }
 
     client
         .delete_vm(DeleteVmRequest { name: vm.into() })
