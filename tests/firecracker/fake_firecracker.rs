@@ -194,6 +194,8 @@ async fn main() {
     if let Some(mut a) = agent {
         let _ = a.kill().await;
     }
+    // Exit now: the runtime would otherwise wait for the blocking stdin read forever.
+    std::process::exit(0);
 }
 
 /// The guest's serial console: whatever is typed comes back, like a shell's echo.
@@ -378,6 +380,8 @@ async fn start_guest(vm: &Shared, uds_path: &str) -> Result<(), (StatusCode, Str
             libc::setresgid(0, 0, 0);
             // Its socket is then open to the jailed user that proxies to it.
             libc::umask(0);
+            // The "guest" ends with its VMM, even one killed with SIGKILL.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
             Ok(())
         })
     };
