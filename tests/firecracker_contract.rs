@@ -27,8 +27,8 @@ fn request_log() -> PathBuf {
     std::env::temp_dir().join(format!("noid-fake-firecracker-{}.log", std::process::id()))
 }
 
-/// Builds the stand-in if needed and points the servers this binary starts at it.
-fn setup() -> String {
+/// Builds the stand-in if needed, sets its environment, and returns its path.
+fn setup() -> PathBuf {
     static ONCE: Once = Once::new();
     let target = common::bin("noid-server").parent().unwrap().to_path_buf();
     let fake = target.join("examples/fake-firecracker");
@@ -46,10 +46,7 @@ fn setup() -> String {
         std::env::remove_var("NOID_VMM");
         std::env::set_var("FAKE_FC_AGENT", common::bin("noid-agent"));
     });
-    format!(
-        "vmm = \"firecracker\"\n[firecracker]\nbinary = \"{}\"\n",
-        fake.display()
-    )
+    fake
 }
 
 /// The requests the stand-in saw whose working directory is `dir`.
@@ -109,16 +106,12 @@ fn every_flow_goes_through_the_jailer_as_specified() {
 const JAIL_UID: u32 = 65534;
 
 fn flows(jailed: bool) {
-    let mut config = setup();
+    // The stand-in plays both Firecracker and, under the jailer, the jailer.
+    let fake = setup().display().to_string();
+    let mut config = format!("vmm = \"firecracker\"\n[firecracker]\nbinary = \"{fake}\"\n");
     if jailed {
-        let fake = config
-            .lines()
-            .nth(2)
-            .unwrap()
-            .trim_start_matches("binary = ")
-            .to_string();
         config.push_str(&format!(
-            "jailer = {fake}\nuid = {JAIL_UID}\ngid = {JAIL_UID}\n"
+            "jailer = \"{fake}\"\nuid = {JAIL_UID}\ngid = {JAIL_UID}\n"
         ));
     }
     let ns = NetNs::new(if jailed { "fcj" } else { "fc" });

@@ -24,6 +24,23 @@ pub fn identify(pid: u32) -> Option<ProcessId> {
     stat(pid).map(|(_, start_time)| ProcessId { pid, start_time })
 }
 
+/// The pid in a pid file, if there is one.
+pub fn read_pid_file(path: &std::path::Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The running process named by the pid file of a VM whose directory is `dir`. The pid file
+/// may be stale: only a process whose command line names `dir` is the VM's.
+pub fn find_by_pid_file(pid_file: &std::path::Path, dir: &std::path::Path) -> Option<ProcessId> {
+    let pid = read_pid_file(pid_file)?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    String::from_utf8_lossy(&cmdline)
+        .contains(&dir.display().to_string())
+        .then(|| identify(pid))
+        .flatten()
+        .filter(is_alive)
+}
+
 /// Whether the process still runs (a zombie does not count). A zombie that is our child (the
 /// server is a child subreaper, so daemonized VMMs it started are) is reaped on the way.
 pub fn is_alive(p: &ProcessId) -> bool {

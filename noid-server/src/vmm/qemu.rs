@@ -254,20 +254,7 @@ impl Vmm for QemuVmm {
     }
 
     fn find_process(&self, dir: &Path) -> Option<ProcessId> {
-        let pid: u32 = std::fs::read_to_string(dir.join(PID_FILE))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        // The pid file may be stale: only a QEMU whose command line names this directory is
-        // this VM's.
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let needle = dir.display().to_string();
-        String::from_utf8_lossy(&cmdline)
-            .contains(&needle)
-            .then(|| process::identify(pid))
-            .flatten()
-            .filter(process::is_alive)
+        process::find_by_pid_file(&dir.join(PID_FILE), dir)
     }
 
     fn console_socket(&self, dir: &Path) -> PathBuf {

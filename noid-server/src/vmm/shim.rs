@@ -10,7 +10,7 @@ use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -184,11 +184,6 @@ pub fn spawn(args: &ShimArgs) -> io::Result<u32> {
     };
     let child = cmd.spawn()?;
     Ok(child.id())
-}
-
-/// The pid written by a shim into `pid_file`, if any.
-pub fn read_pid(pid_file: &Path) -> Option<u32> {
-    std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()
 }
 
 #[cfg(test)]

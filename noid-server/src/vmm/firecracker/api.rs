@@ -28,23 +28,21 @@ impl Api {
     }
 
     pub async fn put<T: Serialize>(&self, path: &str, body: &T) -> Result<(), VmmError> {
-        self.call(
-            Method::PUT,
-            path,
-            Some(serde_json::to_vec(body).expect("serializable")),
-        )
-        .await
-        .map(|_| ())
+        self.send(Method::PUT, path, body).await
     }
 
     pub async fn patch<T: Serialize>(&self, path: &str, body: &T) -> Result<(), VmmError> {
-        self.call(
-            Method::PATCH,
-            path,
-            Some(serde_json::to_vec(body).expect("serializable")),
-        )
-        .await
-        .map(|_| ())
+        self.send(Method::PATCH, path, body).await
+    }
+
+    async fn send<T: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &T,
+    ) -> Result<(), VmmError> {
+        let json = serde_json::to_vec(body).expect("request bodies serialize");
+        self.call(method, path, Some(json)).await.map(|_| ())
     }
 
     pub async fn get(&self, path: &str) -> Result<serde_json::Value, VmmError> {

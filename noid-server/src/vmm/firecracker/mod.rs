@@ -243,14 +243,9 @@ impl Vmm for FirecrackerVmm {
         }
     }
 
+    /// The shim's command line names the VM's directory (its console socket is there).
     fn find_process(&self, dir: &Path) -> Option<ProcessId> {
-        let pid = shim::read_pid(&dir.join(SHIM_PID))?;
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        String::from_utf8_lossy(&cmdline)
-            .contains(&dir.display().to_string())
-            .then(|| process::identify(pid))
-            .flatten()
-            .filter(process::is_alive)
+        process::find_by_pid_file(&dir.join(SHIM_PID), dir)
     }
 
     async fn pause(&self, dir: &Path) -> Result<(), VmmError> {
