@@ -22,9 +22,17 @@ use noid::v1::{
 use serde_json::{json, Value};
 use tonic::Code;
 
+/// Where the stand-in's request logs go: the build's target directory, not the host's /tmp.
+fn log_dir() -> PathBuf {
+    common::bin("noid-server")
+        .parent()
+        .unwrap()
+        .join("fake-firecracker-logs")
+}
+
 /// The stand-in's request log (shared by every process of this test binary's servers).
 fn request_log() -> PathBuf {
-    std::env::temp_dir().join(format!("noid-fake-firecracker-{}.log", std::process::id()))
+    log_dir().join(format!("{}.log", std::process::id()))
 }
 
 /// Builds the stand-in if needed, sets its environment, and returns its path.
@@ -33,14 +41,16 @@ fn setup() -> PathBuf {
     let target = common::bin("noid-server").parent().unwrap().to_path_buf();
     let fake = target.join("examples/fake-firecracker");
     ONCE.call_once(|| {
-        if !fake.exists() {
-            let ok = std::process::Command::new(env!("CARGO"))
-                .args(["build", "--example", "fake-firecracker"])
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "cargo build --example fake-firecracker");
-        }
+        // Always through cargo: a stand-in left from an older build would test old code.
+        let ok = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--example", "fake-firecracker"])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "cargo build --example fake-firecracker");
+        // Logs of earlier runs are of no use to this one.
+        let _ = std::fs::remove_dir_all(log_dir());
+        std::fs::create_dir_all(log_dir()).unwrap();
         std::env::set_var("FAKE_FC_LOG", request_log());
         // The config below chooses the VMM, whatever the suite runs with.
         std::env::remove_var("NOID_VMM");
@@ -49,12 +59,14 @@ fn setup() -> PathBuf {
     fake
 }
 
-/// The requests the stand-in saw whose working directory is `dir`.
+/// The requests the stand-in saw whose working directory is `dir`. A last line without its
+/// newline is still being written by a stand-in of the other test, and is left out.
 fn requests_in(dir: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(request_log())
-        .unwrap_or_default()
+    let log = std::fs::read_to_string(request_log()).unwrap_or_default();
+    let finished = &log[..log.rfind('\n').map_or(0, |i| i + 1)];
+    finished
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("log line {l}: {e}")))
         .filter(|r| r["cwd"].as_str() == Some(&dir.display().to_string()))
         .collect()
 }

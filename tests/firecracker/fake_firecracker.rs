@@ -53,9 +53,12 @@ static LOG: OnceLock<Mutex<std::fs::File>> = OnceLock::new();
 /// Under the jailer: the root that absolute paths are inside of.
 static ROOT: OnceLock<PathBuf> = OnceLock::new();
 
+/// Appends one line with a single `write`: other stand-ins (tests run in parallel) append to
+/// the same file, and a line written in pieces would interleave with theirs.
 fn log(entry: Value) {
     if let Some(f) = LOG.get() {
-        let _ = writeln!(f.lock().unwrap(), "{entry}");
+        let line = format!("{entry}\n");
+        let _ = f.lock().unwrap().write_all(line.as_bytes());
     }
 }
 
