@@ -13,6 +13,13 @@ use crate::checksum;
 use crate::storage::{clone_file, sync_dir, sync_file};
 use crate::store::{CheckpointRecord, VmRecord, VmState};
 
+/// What `save_vm` wrote: the manifest's file entries and the sizes.
+pub(super) struct SavedVm {
+    pub files: Vec<FileEntry>,
+    pub memory_bytes: u64,
+    pub disk_bytes: u64,
+}
+
 fn not_found(id: &str) -> CoreError {
     CoreError::NotFound(format!("checkpoint {id:?} not found"))
 }
@@ -86,6 +93,49 @@ impl Manager {
         label: &str,
         staging: &std::path::Path,
     ) -> Result<CheckpointRecord> {
+        let saved = self.save_vm(vm, staging).await?;
+        let record = CheckpointRecord {
+            id: id.to_string(),
+            owner: vm.owner.clone(),
+            vm_id: vm.id.clone(),
+            vm_name: vm.name.clone(),
+            label: label.to_string(),
+            created_at: now_secs(),
+            backend: self.vmm.backend(),
+            backend_version: self.vmm.version(),
+            image_id: vm.image_id.clone(),
+            kernel_release: vm.kernel_release.clone(),
+            cpus: vm.cpus,
+            memory_mib: vm.memory_mib,
+            memory_bytes: saved.memory_bytes,
+            disk_bytes: saved.disk_bytes,
+            parent: vm.parent_checkpoint.clone(),
+        };
+        Manifest::new(record.clone(), saved.files)
+            .write(staging)
+            .map_err(|e| io_error("writing the manifest", e))?;
+        sync_dir(staging).map_err(|e| io_error("syncing the checkpoint", e))?;
+        let final_dir = self.layout.checkpoint(&vm.id, id);
+        std::fs::rename(staging, &final_dir).map_err(|e| io_error("renaming the checkpoint", e))?;
+        if let Some(parent) = final_dir.parent() {
+            sync_dir(parent).map_err(|e| io_error("syncing the checkpoint", e))?;
+        }
+        if let Err(e) = self.store.put_checkpoint(&record) {
+            let _ = std::fs::remove_dir_all(&final_dir);
+            return Err(e.into());
+        }
+        Ok(record)
+    }
+
+    /// Freezes the running VM into `staging`: memory and device state, a copy of its disk,
+    /// all fsynced, with each file's size and checksum for a manifest. The VM runs again
+    /// afterwards whatever happened. The caller holds the VM's lock and removes `staging` on
+    /// failure.
+    pub(super) async fn save_vm(
+        &self,
+        vm: &VmRecord,
+        staging: &std::path::Path,
+    ) -> Result<SavedVm> {
         let dir = self.layout.vm(&vm.id);
         // The checkpoint holds an agent that waits for a host (not one in a session with us):
         // make sure it answers, hang up, and let no one connect until the VM runs again.
@@ -144,6 +194,7 @@ impl Manager {
             .await
             .map_err(|e| CoreError::Internal(e.to_string()))?
             .map_err(|e| io_error("checksumming the disk copy", e))?;
+        tracing::debug!("{}: disk digest done", staging.display());
         let mut files: Vec<FileEntry> = state
             .iter()
             .map(|f| FileEntry {
@@ -159,38 +210,11 @@ impl Manager {
             method: Method::DiskBlocksSha256,
             checksum: digest,
         });
-        let record = CheckpointRecord {
-            id: id.to_string(),
-            owner: vm.owner.clone(),
-            vm_id: vm.id.clone(),
-            vm_name: vm.name.clone(),
-            label: label.to_string(),
-            created_at: now_secs(),
-            backend: self.vmm.backend(),
-            backend_version: self.vmm.version(),
-            image_id: vm.image_id.clone(),
-            kernel_release: vm.kernel_release.clone(),
-            cpus: vm.cpus,
-            memory_mib: vm.memory_mib,
+        Ok(SavedVm {
+            files,
             memory_bytes: state.iter().map(|f| f.bytes).sum(),
             disk_bytes,
-            parent: vm.parent_checkpoint.clone(),
-        };
-        tracing::debug!("checkpoint {id}: disk digest done");
-        Manifest::new(record.clone(), files)
-            .write(staging)
-            .map_err(|e| io_error("writing the manifest", e))?;
-        sync_dir(staging).map_err(|e| io_error("syncing the checkpoint", e))?;
-        let final_dir = self.layout.checkpoint(&vm.id, id);
-        std::fs::rename(staging, &final_dir).map_err(|e| io_error("renaming the checkpoint", e))?;
-        if let Some(parent) = final_dir.parent() {
-            sync_dir(parent).map_err(|e| io_error("syncing the checkpoint", e))?;
-        }
-        if let Err(e) = self.store.put_checkpoint(&record) {
-            let _ = std::fs::remove_dir_all(&final_dir);
-            return Err(e.into());
-        }
-        Ok(record)
+        })
     }
 
     /// The caller's checkpoint `id`; another user's is NOT_FOUND.
