@@ -2,9 +2,10 @@
 //! cannot run. The real server (vmm = "firecracker") drives a stand-in Firecracker
 //! (`tests/firecracker/fake_firecracker.rs`) that checks every request against the v1.16.1
 //! OpenAPI spec and the documented order of calls, answers as the spec says, and runs a real
-//! agent behind a hybrid-vsock socket. Every flow — boot, exec, console, checkpoint, restore
-//! in place, fork, delete, server restart — must pass through it without one rejected
-//! request, in the order and with the relative paths the backend promises.
+//! agent behind a hybrid-vsock socket. Every flow — boot, the boot snapshot, a VM started from
+//! it, exec, console, checkpoint, restore in place, fork, delete, server restart — must pass
+//! through it without one rejected request, in the order and with the relative paths the
+//! backend promises.
 
 mod common;
 
@@ -160,6 +161,7 @@ fn flows(jailed: bool) {
         );
         let a_dir = vms.join(&a.id);
         let reqs = requests_in(&run_dir(&a.id));
+        // The first VM of its size is then frozen once into the boot snapshot.
         assert_eq!(
             calls(&reqs),
             [
@@ -169,7 +171,10 @@ fn flows(jailed: bool) {
                 "PUT /network-interfaces/eth0",
                 "PUT /vsock",
                 "PUT /entropy",
-                "PUT /actions"
+                "PUT /actions",
+                "PATCH /vm",
+                "PUT /snapshot/create",
+                "PATCH /vm"
             ]
         );
         assert_eq!(rejected(&reqs), Vec::<String>::new());
@@ -203,6 +208,50 @@ fn flows(jailed: bool) {
         let out = server.run("alice", &["logs", "a"]);
         assert!(String::from_utf8_lossy(&out.stdout).contains("fake-firecracker: guest booted"));
 
+        // The next VM of that size starts from the boot snapshot: a fresh process loads it
+        // with the new VM's own TAP and socket.
+        let snapshots: Vec<_> = std::fs::read_dir(server.data_dir().join("boot-snapshots"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+        let snap = &snapshots[0];
+        assert!(snap.join("vmstate").is_file() && snap.join("memory").is_file());
+        let w = c
+            .create_vm(CreateVmRequest {
+                name: "w".into(),
+                cpus: 2,
+                memory_mib: 256,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let reqs = requests_in(&run_dir(&w.id));
+        assert_eq!(calls(&reqs), ["PUT /snapshot/load", "GET /"]);
+        assert_eq!(
+            reqs[0]["body"]["network_overrides"],
+            json!([{"iface_id": "eth0", "host_dev_name": format!("nt{}", w.id)}])
+        );
+        assert_eq!(reqs[0]["body"]["vsock_override"], json!({"uds_path": "vsock.sock"}));
+        let memory = if jailed {
+            "memory".to_string()
+        } else {
+            snap.join("memory").display().to_string()
+        };
+        assert_eq!(reqs[0]["body"]["mem_backend"]["backend_path"], memory);
+        assert_eq!(sh(&mut c, "w", "echo warm").await, "warm\n");
+        let fc_log = std::fs::read_to_string(vms.join(&w.id).join("firecracker.log")).unwrap();
+        assert!(
+            fc_log.contains(&format!("post-restore for w at {}/24", w.address)),
+            "{fc_log}"
+        );
+        c.delete_vm(DeleteVmRequest { name: "w".into() })
+            .await
+            .unwrap();
+        assert_eq!(common::processes_mentioning(&w.id), Vec::<u32>::new());
+        assert_eq!(rejected(&requests_in(&run_dir(&w.id))), Vec::<String>::new());
+
         // Checkpoint: pause, snapshot/create (full), resume; the source keeps answering.
         let ck = c
             .create_checkpoint(CreateCheckpointRequest {
@@ -214,12 +263,12 @@ fn flows(jailed: bool) {
             .into_inner();
         let reqs = requests_in(&run_dir(&a.id));
         assert_eq!(
-            calls(&reqs)[7..],
+            calls(&reqs)[10..],
             ["PATCH /vm", "PUT /snapshot/create", "PATCH /vm"]
         );
-        assert_eq!(reqs[7]["body"], json!({"state": "Paused"}));
-        assert_eq!(reqs[8]["body"]["snapshot_type"], "Full");
-        assert_eq!(reqs[9]["body"], json!({"state": "Resumed"}));
+        assert_eq!(reqs[10]["body"], json!({"state": "Paused"}));
+        assert_eq!(reqs[11]["body"]["snapshot_type"], "Full");
+        assert_eq!(reqs[12]["body"], json!({"state": "Resumed"}));
         assert_eq!(sh(&mut c, "a", "echo still here").await, "still here\n");
         let ck_dir = server.data_dir().join("checkpoints").join(&a.id).join(&ck.id);
         assert!(ck_dir.join("vmstate").is_file() && ck_dir.join("memory").is_file());

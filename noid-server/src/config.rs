@@ -83,6 +83,9 @@ pub struct VmLimits {
     pub shutdown_timeout_secs: u64,
     /// Console output kept per VM: the current log and one rotated log of this size each.
     pub console_log_bytes: u64,
+    /// Start new VMs from a snapshot of a freshly booted VM of the same size instead of
+    /// booting them (the first VM of each size boots and makes it).
+    pub boot_snapshots: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -152,6 +155,7 @@ impl Default for VmLimits {
             boot_timeout_secs: 60,
             shutdown_timeout_secs: 3,
             console_log_bytes: 1 << 20,
+            boot_snapshots: true,
         }
     }
 }

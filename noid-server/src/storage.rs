@@ -53,8 +53,27 @@ impl Layout {
         self.checkpoints().join(vm_id).join(format!(".del-{id}"))
     }
 
+    /// Snapshots of freshly booted VMs that new VMs start from, by shape key.
+    pub fn boot_snapshots(&self) -> PathBuf {
+        self.root.join("boot-snapshots")
+    }
+
+    pub fn boot_snapshot(&self, key: &str) -> PathBuf {
+        debug_assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
+        self.boot_snapshots().join(key)
+    }
+
+    pub fn boot_snapshot_staging(&self, key: &str) -> PathBuf {
+        self.boot_snapshots().join(format!(".tmp-{key}"))
+    }
+
+    pub fn boot_snapshot_doomed(&self, key: &str) -> PathBuf {
+        self.boot_snapshots().join(format!(".del-{key}"))
+    }
+
     pub fn create_dirs(&self) -> io::Result<()> {
         std::fs::create_dir_all(self.vms())?;
+        std::fs::create_dir_all(self.boot_snapshots())?;
         std::fs::create_dir_all(self.checkpoints())?;
         std::fs::create_dir_all(self.db())
     }

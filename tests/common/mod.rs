@@ -178,6 +178,13 @@ impl Server {
         self.launch();
     }
 
+    /// Stops the server and starts it again with other extra config lines.
+    pub fn restart_with(&mut self, extra_config: &str) {
+        self.stop_server();
+        self.extra_config = extra_config.to_string();
+        self.launch();
+    }
+
     /// Kills the server with SIGKILL (a crash) and starts it again on the same data directory.
     pub fn crash_and_restart(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -3,8 +3,10 @@
 //!
 //! Long flows (create, delete) are ordered steps with an undo each (`rollback`); they run in
 //! their own task so a client that disconnects cannot leave one half done, and their progress
-//! is in the store so a restarted server finishes or undoes them (`reconcile`).
+//! is in the store so a restarted server finishes or undoes them (`reconcile`). New VMs start
+//! from a boot snapshot of their shape where there is one (`boot_snapshots`).
 
+mod boot_snapshots;
 mod checkpoints;
 mod console;
 pub mod error;
@@ -46,6 +48,7 @@ pub struct Manager {
     agents: Mutex<HashMap<String, GuestAgent>>,
     /// Serializes the flows that change one VM (checkpoint, restore, delete), by VM id.
     vm_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    boot_snapshots: boot_snapshots::BootSnapshots,
 }
 
 impl Manager {
@@ -70,6 +73,7 @@ impl Manager {
             metrics: Default::default(),
             agents: Mutex::new(HashMap::new()),
             vm_locks: Mutex::new(HashMap::new()),
+            boot_snapshots: Default::default(),
         });
         manager.reconcile().await?;
         Ok(manager)

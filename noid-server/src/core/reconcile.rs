@@ -55,6 +55,7 @@ impl Manager {
             }
         }
         self.reconcile_checkpoints()?;
+        self.reconcile_boot_snapshots();
         self.reconcile_network().await?;
         if let Ok(entries) = std::fs::read_dir(self.layout.vms()) {
             for e in entries.flatten() {

@@ -15,7 +15,6 @@ use super::vms::{new_id, now_secs};
 use super::{CoreError, CreateVm, Manager, Result, User};
 use crate::storage::clone_file;
 use crate::store::{CheckpointRecord, VmRecord, VmState};
-use crate::vmm::BootSpec;
 
 impl Manager {
     /// Restores checkpoint `id` in place, or as a new VM called `new_name`.
@@ -81,21 +80,6 @@ impl Manager {
         })?;
         tracing::debug!("checkpoint {} verified", ckpt.id);
         Ok(dir)
-    }
-
-    fn boot_spec(&self, vm: &VmRecord) -> BootSpec {
-        let dir = self.layout.vm(&vm.id);
-        BootSpec {
-            rootfs: dir.join(DISK_FILE),
-            dir,
-            kernel: self.image.kernel(),
-            kernel_elf: self.image.kernel_elf(),
-            initrd: self.image.initrd(),
-            cpus: vm.cpus,
-            memory_mib: vm.memory_mib,
-            hostname: vm.name.clone(),
-            net: self.guest_net(vm),
-        }
     }
 
     async fn fork(&self, user: &User, ckpt: &CheckpointRecord, name: &str) -> Result<VmRecord> {
@@ -219,7 +203,7 @@ impl Manager {
     }
 
     /// Reconnects to the restored guest's agent and runs its post-restore step.
-    async fn after_restore(&self, vm: &VmRecord) -> Result<()> {
+    pub(super) async fn after_restore(&self, vm: &VmRecord) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(self.limits.boot_timeout_secs);
         let mut entropy = vec![0u8; 64];
         rand::rngs::OsRng.fill_bytes(&mut entropy);

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 
 use super::error::io_error;
+use super::manifest::DISK_FILE;
 use super::rollback::{Rollback, Undo};
 use super::{CoreError, CreateVm, Manager, Result, User};
 use crate::storage::clone_file;
@@ -32,6 +33,22 @@ pub(super) fn console_tail(dir: &std::path::Path) -> String {
     let text = String::from_utf8_lossy(&text[text.len().saturating_sub(2048)..]).into_owned();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(5)..].join(" | ")
+}
+
+/// How a new VM came up.
+#[derive(Debug, Clone, Copy)]
+enum Start {
+    Booted,
+    FromBootSnapshot,
+}
+
+impl Start {
+    fn as_str(self) -> &'static str {
+        match self {
+            Start::Booted => "booted",
+            Start::FromBootSnapshot => "from the boot snapshot",
+        }
+    }
 }
 
 impl Manager {
@@ -92,7 +109,7 @@ impl Manager {
             let mut record = record;
             let started = Instant::now();
             match this.create_steps(&mut record, &mut undo).await {
-                Ok(()) => {
+                Ok(how) => {
                     let secs = started.elapsed().as_secs_f64();
                     this.metrics.vm_created(secs);
                     let addr = record
@@ -100,11 +117,10 @@ impl Manager {
                         .as_ref()
                         .map(|n| n.ip.to_string())
                         .unwrap_or_else(|| "no network".into());
-                    tracing::info!("VM created: {} ({addr})", record.name);
-                    tracing::debug!(
-                        "VM {} ({}) took {secs:.2}s to create",
+                    tracing::info!(
+                        "VM created: {} ({addr}, {}, {secs:.2}s)",
                         record.name,
-                        record.id
+                        how.as_str()
                     );
                     Ok(record)
                 }
@@ -119,35 +135,55 @@ impl Manager {
         .map_err(|e| CoreError::Internal(format!("create task: {e}")))?
     }
 
-    async fn create_steps(&self, record: &mut VmRecord, undo: &mut Rollback) -> Result<()> {
+    /// Starts the VM, from the boot snapshot of its shape or by booting it; returns which.
+    async fn create_steps(&self, record: &mut VmRecord, undo: &mut Rollback) -> Result<Start> {
         self.attach_network(record, undo).await?;
-        self.connect_network(record).await?;
-        let dir = self.layout.vm(&record.id);
-        std::fs::create_dir(&dir).map_err(|e| io_error("creating the VM directory", e))?;
-        undo.push(Undo::RemoveDir(dir.clone()));
-        let rootfs = dir.join("rootfs.ext4");
-        clone_file(&self.image.rootfs(), &rootfs)
-            .map_err(|e| io_error("copying the root disk", e))?;
-        let spec = BootSpec {
-            dir: dir.clone(),
+        let how = if self.start_from_boot_snapshot(record).await? {
+            undo.push(Undo::RemoveDir(self.layout.vm(&record.id)));
+            if let Some(p) = record.process {
+                undo.push(Undo::StopVmm(p));
+            }
+            Start::FromBootSnapshot
+        } else {
+            self.boot(record, undo).await?;
+            self.make_boot_snapshot(record).await;
+            Start::Booted
+        };
+        record.state = VmState::Running;
+        self.store.update_vm(record)?;
+        Ok(how)
+    }
+
+    /// What the VMM needs to boot the VM, or to restore a snapshot into it.
+    pub(super) fn boot_spec(&self, vm: &VmRecord) -> BootSpec {
+        let dir = self.layout.vm(&vm.id);
+        BootSpec {
+            rootfs: dir.join(DISK_FILE),
+            dir,
             kernel: self.image.kernel(),
             kernel_elf: self.image.kernel_elf(),
             initrd: self.image.initrd(),
-            rootfs,
-            cpus: record.cpus,
-            memory_mib: record.memory_mib,
-            hostname: record.name.clone(),
-            net: self.guest_net(record),
-        };
+            cpus: vm.cpus,
+            memory_mib: vm.memory_mib,
+            hostname: vm.name.clone(),
+            net: self.guest_net(vm),
+        }
+    }
+
+    /// Boots the VM's kernel and waits for its agent.
+    async fn boot(&self, record: &mut VmRecord, undo: &mut Rollback) -> Result<()> {
+        self.connect_network(record).await?;
+        let spec = self.boot_spec(record);
+        std::fs::create_dir(&spec.dir).map_err(|e| io_error("creating the VM directory", e))?;
+        undo.push(Undo::RemoveDir(spec.dir.clone()));
+        clone_file(&self.image.rootfs(), &spec.rootfs)
+            .map_err(|e| io_error("copying the root disk", e))?;
         let process = self.vmm.start(&spec).await?;
         undo.push(Undo::StopVmm(process));
         self.watch_console(record);
         record.process = Some(process);
         self.store.update_vm(record)?;
-        self.wait_for_agent(record).await?;
-        record.state = VmState::Running;
-        self.store.update_vm(record)?;
-        Ok(())
+        self.wait_for_agent(record).await
     }
 
     /// Waits until the guest agent answers, the VMM dies, or the boot timeout passes.

@@ -1,0 +1,252 @@
+//! Boot snapshots: a new VM starts from a snapshot of a freshly booted VM of the same shape
+//! (image, VMM and its version, cpus, memory, network on or off) instead of booting a kernel.
+//! The first create of each shape boots and, before it returns, freezes its still untouched
+//! VM into `boot-snapshots/<key>/`; later creates restore that snapshot like a fork (own disk
+//! copy, MAC, address, hostname, clock and fresh entropy from the agent's post-restore step).
+//!
+//! A boot snapshot is a cache: it holds nothing of any user's, is rebuilt when missing, and
+//! a damaged or unusable one is removed and the create boots instead. `[vm] boot_snapshots =
+//! false` turns it off.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use super::error::io_error;
+use super::manifest::{Manifest, DISK_FILE};
+use super::rollback::{Rollback, Undo};
+use super::vms::now_secs;
+use super::{CoreError, Manager, Result};
+use crate::storage::{clone_file, sync_dir};
+use crate::store::{CheckpointRecord, VmRecord};
+
+/// Bump when what a boot snapshot holds changes meaning: older ones are then never used.
+const FORMAT: &str = "1";
+/// The console output of the boot that a snapshot froze, kept with it.
+const BOOT_LOG: &str = "boot.log";
+
+/// Which boot snapshots exist in usable form and which are being made, in this process.
+#[derive(Default)]
+pub(super) struct BootSnapshots {
+    /// Checked against their manifest since this server started.
+    verified: Mutex<HashSet<String>>,
+    /// Being written by a create right now; other creates of that shape boot meanwhile.
+    building: Mutex<HashSet<String>>,
+}
+
+impl Manager {
+    /// The snapshot key of a VM shape: everything a restore must match.
+    fn boot_snapshot_key(&self, cpus: u32, memory_mib: u32) -> String {
+        let shape = format!(
+            "{FORMAT}\n{}\n{}\n{}\n{}\n{}\n{}",
+            self.image.manifest.id,
+            self.vmm.backend(),
+            self.vmm.version(),
+            cpus,
+            memory_mib,
+            self.network.is_some()
+        );
+        hex::encode(&Sha256::digest(shape.as_bytes())[..8])
+    }
+
+    /// Starts the new VM `vm` (record made, network attached) from the boot snapshot of its
+    /// shape, if there is one. `Ok(false)`: there is none (or it proved unusable and is gone,
+    /// and nothing of the attempt is left): the caller boots the VM instead.
+    pub(super) async fn start_from_boot_snapshot(&self, vm: &mut VmRecord) -> Result<bool> {
+        if !self.limits.boot_snapshots {
+            return Ok(false);
+        }
+        let key = self.boot_snapshot_key(vm.cpus, vm.memory_mib);
+        let snap = self.layout.boot_snapshot(&key);
+        if !snap.join(super::manifest::MANIFEST).is_file() {
+            return Ok(false);
+        }
+        let started = Instant::now();
+        let mut undo = Rollback::default();
+        match self.restore_boot_snapshot(vm, &key, &snap, &mut undo).await {
+            Ok(()) => {
+                tracing::debug!(
+                    "VM {} started from boot snapshot {key} in {:?}",
+                    vm.name,
+                    started.elapsed()
+                );
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "VM {} could not start from boot snapshot {key} ({e}): removing it and \
+                     booting instead",
+                    vm.name
+                );
+                undo.run(self).await;
+                vm.process = None;
+                self.store.update_vm(vm)?;
+                self.remove_boot_snapshot(&key);
+                Ok(false)
+            }
+        }
+    }
+
+    async fn restore_boot_snapshot(
+        &self,
+        vm: &mut VmRecord,
+        key: &str,
+        snap: &Path,
+        undo: &mut Rollback,
+    ) -> Result<()> {
+        self.verify_boot_snapshot(key, snap).await?;
+        let spec = self.boot_spec(vm);
+        std::fs::create_dir(&spec.dir).map_err(|e| io_error("creating the VM directory", e))?;
+        undo.push(Undo::RemoveDir(spec.dir.clone()));
+        clone_file(&snap.join(DISK_FILE), &spec.rootfs)
+            .map_err(|e| io_error("copying the disk", e))?;
+        // The console history starts with the boot this VM's memory went through.
+        if let Ok(mut log) = std::fs::read(snap.join(BOOT_LOG)) {
+            log.extend_from_slice(b"\r\n[noid: started from a boot snapshot of this image]\r\n");
+            let _ = std::fs::write(spec.dir.join(crate::console::LOG), log);
+        }
+        let process = self.vmm.restore(&spec, snap).await?;
+        undo.push(Undo::StopVmm(process));
+        self.watch_console(vm);
+        vm.process = Some(process);
+        self.store.update_vm(vm)?;
+        self.after_restore(vm).await?;
+        self.connect_network(vm).await
+    }
+
+    /// Checks the snapshot's files against its manifest, once per server run: the files are
+    /// written once and never changed.
+    async fn verify_boot_snapshot(&self, key: &str, snap: &Path) -> Result<()> {
+        if self.boot_snapshots.verified.lock().unwrap().contains(key) {
+            return Ok(());
+        }
+        let dir = snap.to_path_buf();
+        tokio::task::spawn_blocking(move || Manifest::read(&dir)?.verify(&dir))
+            .await
+            .map_err(|e| CoreError::Internal(e.to_string()))?
+            .map_err(|why| CoreError::FailedPrecondition(format!("damaged: {why}")))?;
+        self.boot_snapshots
+            .verified
+            .lock()
+            .unwrap()
+            .insert(key.to_string());
+        Ok(())
+    }
+
+    /// Freezes the just-booted VM `vm` (nothing has run in it yet) as the boot snapshot of
+    /// its shape, unless there is one or another create is making it. Failures are logged
+    /// and leave nothing: the VM runs on either way.
+    pub(super) async fn make_boot_snapshot(&self, vm: &VmRecord) {
+        if !self.limits.boot_snapshots {
+            return;
+        }
+        let key = self.boot_snapshot_key(vm.cpus, vm.memory_mib);
+        let snap = self.layout.boot_snapshot(&key);
+        if snap.is_dir()
+            || !self
+                .boot_snapshots
+                .building
+                .lock()
+                .unwrap()
+                .insert(key.clone())
+        {
+            return;
+        }
+        let started = Instant::now();
+        let staging = self.layout.boot_snapshot_staging(&key);
+        let _ = std::fs::remove_dir_all(&staging);
+        match self.write_boot_snapshot(vm, &key, &staging, &snap).await {
+            Ok(()) => tracing::info!(
+                "boot snapshot {key} made ({} cpus, {} MiB, {:.2}s): VMs of this size now \
+                 start from it",
+                vm.cpus,
+                vm.memory_mib,
+                started.elapsed().as_secs_f64()
+            ),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                tracing::warn!("no boot snapshot for VMs like {}: {e}", vm.name);
+            }
+        }
+        self.boot_snapshots.building.lock().unwrap().remove(&key);
+    }
+
+    async fn write_boot_snapshot(
+        &self,
+        vm: &VmRecord,
+        key: &str,
+        staging: &Path,
+        snap: &Path,
+    ) -> Result<()> {
+        let saved = self.save_vm(vm, staging).await?;
+        let boot_log = crate::console::history(&self.layout.vm(&vm.id));
+        std::fs::write(staging.join(BOOT_LOG), boot_log)
+            .map_err(|e| io_error("writing the boot log", e))?;
+        let record = CheckpointRecord {
+            id: key.to_string(),
+            owner: String::new(),
+            vm_id: String::new(),
+            vm_name: String::new(),
+            label: "boot snapshot".into(),
+            created_at: now_secs(),
+            backend: self.vmm.backend(),
+            backend_version: self.vmm.version(),
+            image_id: vm.image_id.clone(),
+            kernel_release: vm.kernel_release.clone(),
+            cpus: vm.cpus,
+            memory_mib: vm.memory_mib,
+            memory_bytes: saved.memory_bytes,
+            disk_bytes: saved.disk_bytes,
+            parent: None,
+        };
+        Manifest::new(record, saved.files)
+            .write(staging)
+            .map_err(|e| io_error("writing the manifest", e))?;
+        sync_dir(staging).map_err(|e| io_error("syncing the boot snapshot", e))?;
+        std::fs::rename(staging, snap).map_err(|e| io_error("renaming the boot snapshot", e))?;
+        sync_dir(&self.layout.boot_snapshots())
+            .map_err(|e| io_error("syncing the boot snapshot", e))?;
+        self.boot_snapshots
+            .verified
+            .lock()
+            .unwrap()
+            .insert(key.to_string());
+        Ok(())
+    }
+
+    /// Removes a boot snapshot. VMs restored from it keep running: a VMM that maps its memory
+    /// file holds the file itself, not its name.
+    fn remove_boot_snapshot(&self, key: &str) {
+        self.boot_snapshots.verified.lock().unwrap().remove(key);
+        let snap = self.layout.boot_snapshot(key);
+        let doomed = self.layout.boot_snapshot_doomed(key);
+        if std::fs::rename(&snap, &doomed).is_ok() {
+            let _ = std::fs::remove_dir_all(&doomed);
+        }
+    }
+
+    /// At start: removes unfinished snapshots and those no create can use any more (another
+    /// image, VMM version or network setting, or an older format: the name is no longer the
+    /// key of the shape it holds); with boot snapshots off, all of them.
+    pub(super) fn reconcile_boot_snapshots(&self) {
+        for entry in std::fs::read_dir(self.layout.boot_snapshots())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path: PathBuf = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let keep = self.limits.boot_snapshots
+                && Manifest::read(&path).is_ok_and(|m| {
+                    name == self.boot_snapshot_key(m.checkpoint.cpus, m.checkpoint.memory_mib)
+                });
+            if !keep {
+                tracing::info!("removing boot snapshot {}", path.display());
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Boot snapshots with real VMs: the first VM of a size boots and leaves a snapshot of its
+//! freshly booted self; the next ones start from it, each its own machine (hostname, entropy,
+//! clock, disk, boot log), untouched by what the first VM did since. A damaged snapshot is
+//! removed and the create boots instead; switching the feature off removes them all.
+
+mod common;
+
+use common::{sh, Server};
+use noid::v1::{CreateCheckpointRequest, CreateVmRequest, RestoreRequest};
+
+fn create(name: &str, memory_mib: u32) -> CreateVmRequest {
+    CreateVmRequest {
+        name: name.into(),
+        cpus: 0,
+        memory_mib,
+    }
+}
+
+/// The boot snapshot directories: complete ones (with a manifest) only.
+fn snapshots(server: &Server) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<_> = std::fs::read_dir(server.data_dir().join("boot-snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("manifest.json").is_file())
+        .collect();
+    out.sort();
+    out
+}
+
+fn created_lines(server: &Server, how: &str) -> usize {
+    server
+        .log()
+        .lines()
+        .filter(|l| l.contains("VM created:") && l.contains(how))
+        .count()
+}
+
+fn host_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_vms_start_from_a_boot_snapshot_of_their_size() {
+    let mut server = Server::start(&["alice", "bob"], "");
+    let mut alice = server.client("alice").await;
+    alice.create_vm(create("first", 0)).await.unwrap();
+    assert_eq!(created_lines(&server, "booted"), 1, "{}", server.log());
+    assert_eq!(snapshots(&server).len(), 1, "{}", server.log());
+    // What the first VM does from now on is its own.
+    sh(&mut alice, "first", "echo mine > /root/first-only").await;
+
+    // Two VMs at once, of two users, from the snapshot.
+    let mut bob = server.client("bob").await;
+    let (a, b) = tokio::join!(
+        alice.create_vm(create("second", 0)),
+        bob.create_vm(create("third", 0))
+    );
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(
+        created_lines(&server, "from the boot snapshot"),
+        2,
+        "{}",
+        server.log()
+    );
+    let mut seen = Vec::new();
+    for (client, name) in [(&mut alice, "second"), (&mut bob, "third")] {
+        let out = sh(
+            client,
+            name,
+            "hostname; date +%s; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'; echo; \
+             ls /root",
+        )
+        .await;
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], name, "{out}");
+        let clock: i64 = lines[1].parse().unwrap();
+        assert!((clock - host_now()).abs() <= 2, "{name}'s clock: {out}");
+        seen.push(lines[2].to_string());
+        assert!(
+            !out.contains("first-only"),
+            "{name} sees the first VM's file"
+        );
+        // The console history starts with the boot its memory went through.
+        let logs = server.run(
+            if name == "second" { "alice" } else { "bob" },
+            &["logs", name],
+        );
+        let text = String::from_utf8_lossy(&logs.stdout);
+        assert!(text.contains("noid-agent"), "{name}'s logs: {text}");
+        assert!(text.contains("started from a boot snapshot"), "{text}");
+    }
+    assert_ne!(
+        seen[0], seen[1],
+        "two VMs from one snapshot share their entropy"
+    );
+    assert_eq!(
+        sh(&mut alice, "first", "cat /root/first-only").await,
+        "mine\n"
+    );
+
+    // A VM from the snapshot checkpoints and forks like any other.
+    let ckpt = alice
+        .create_checkpoint(CreateCheckpointRequest {
+            vm: "second".into(),
+            label: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    alice
+        .restore(RestoreRequest {
+            checkpoint_id: ckpt.id,
+            new_name: "second-fork".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        sh(&mut alice, "second-fork", "hostname").await,
+        "second-fork\n"
+    );
+
+    // Another size gets a snapshot of its own.
+    alice.create_vm(create("bigger", 320)).await.unwrap();
+    assert_eq!(created_lines(&server, "booted"), 2);
+    assert_eq!(snapshots(&server).len(), 2);
+
+    // A damaged snapshot (checked once per server run) is removed; the create boots instead
+    // and makes a new one.
+    let snap = snapshots(&server)
+        .into_iter()
+        .find(|p| {
+            let m = std::fs::read_to_string(p.join("manifest.json")).unwrap();
+            m.contains("\"memory_mib\": 256")
+        })
+        .unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(snap.join("manifest.json")).unwrap())
+            .unwrap();
+    let memory = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .find(|n| *n != "rootfs.ext4")
+        .unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(snap.join(memory))
+        .unwrap();
+    f.set_len(f.metadata().unwrap().len() / 2).unwrap();
+    server.restart();
+    let mut alice = server.client("alice").await;
+    alice.create_vm(create("fourth", 0)).await.unwrap();
+    assert!(server.log().contains("removing it and booting instead"));
+    assert_eq!(created_lines(&server, "booted"), 3, "{}", server.log());
+    assert_eq!(sh(&mut alice, "fourth", "hostname").await, "fourth\n");
+    assert_eq!(snapshots(&server).len(), 2, "the snapshot is made again");
+
+    // Off: the snapshots go, and every create boots.
+    server.restart_with("[vm]\nboot_snapshots = false\n");
+    let mut alice = server.client("alice").await;
+    assert!(snapshots(&server).is_empty());
+    alice.create_vm(create("fifth", 0)).await.unwrap();
+    assert_eq!(created_lines(&server, "booted"), 4);
+    assert!(snapshots(&server).is_empty());
+    assert_eq!(sh(&mut alice, "fifth", "hostname").await, "fifth\n");
+}
