@@ -1,5 +1,5 @@
 //! Benchmark of the core path on this machine (not a test: it prints numbers, asserts none).
-//! Cold create until the agent answers, and the `exec -- true` round trip over the Rust client
+//! Create until the agent answers (booting, and from the boot snapshot), and the `exec -- true` round trip over the Rust client
 //! (gRPC stream to the guest and back) and through the CLI (process start included), and file
 //! copy throughput in and out (`noid cp`).
 //!
@@ -28,6 +28,30 @@ fn summary(name: &str, mut samples: Vec<Duration>) {
     );
 }
 
+async fn create(client: &mut noid::client::Client, name: &str) {
+    client
+        .create_vm(CreateVmRequest {
+            name: name.into(),
+            cpus: 0,
+            memory_mib: 0,
+        })
+        .await
+        .unwrap();
+}
+
+/// `n` creates one after the other, each deleted after it answered; their durations.
+async fn create_delete(client: &mut noid::client::Client, prefix: &str, n: usize) -> Vec<Duration> {
+    let mut samples = Vec::new();
+    for i in 0..n {
+        let name = format!("{prefix}-{i}");
+        let t = Instant::now();
+        create(client, &name).await;
+        samples.push(t.elapsed());
+        client.delete_vm(DeleteVmRequest { name }).await.unwrap();
+    }
+    samples
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let server = common::Server::start(&["bench"], "");
@@ -48,26 +72,36 @@ async fn main() {
             .unwrap_or(0)
     );
 
-    let mut creates = Vec::new();
-    for i in 0..5 {
-        let name = format!("cold-{i}");
-        let t = Instant::now();
-        client
-            .create_vm(CreateVmRequest {
-                name: name.clone(),
-                cpus: 0,
-                memory_mib: 0,
-            })
-            .await
-            .unwrap();
-        creates.push(t.elapsed());
-        if i < 4 {
-            client.delete_vm(DeleteVmRequest { name }).await.unwrap();
-        }
+    // Every create boots: the snapshot-less path.
+    {
+        let cold = common::Server::start(&["bench"], "[vm]\nboot_snapshots = false\n");
+        let mut c = cold.client("bench").await;
+        summary(
+            "create, booting (no snapshot)",
+            create_delete(&mut c, "cold", 5).await,
+        );
     }
-    summary("create until agent answers", creates);
 
-    let vm = "cold-4";
+    let t = Instant::now();
+    create(&mut client, "first").await;
+    summary("first create (boot + snapshot)", vec![t.elapsed()]);
+    summary(
+        "create from the boot snapshot",
+        create_delete(&mut client, "warm", 10).await,
+    );
+    let t = Instant::now();
+    let names: Vec<String> = (0..5).map(|i| format!("five-{i}")).collect();
+    futures::future::join_all(names.iter().map(|n| {
+        let mut c = client.clone();
+        async move { create(&mut c, n).await }
+    }))
+    .await;
+    summary("5 concurrent creates, all ready", vec![t.elapsed()]);
+    for name in names {
+        client.delete_vm(DeleteVmRequest { name }).await.unwrap();
+    }
+
+    let vm = "first";
     for _ in 0..10 {
         common::exec(&mut client, vm, &["true"], None, None)
             .await
