@@ -1,7 +1,8 @@
 //! Boot snapshots with real VMs: the first VM of a size boots and leaves a snapshot of its
 //! freshly booted self; the next ones start from it, each its own machine (hostname, entropy,
-//! clock, disk, boot log), untouched by what the first VM did since. A damaged snapshot is
-//! removed and the create boots instead; switching the feature off removes them all.
+//! clock, disk, boot log), untouched by what the first VM did since. A damaged snapshot, or
+//! one the VMM fails to restore, is removed and the create boots instead; switching the
+//! feature off removes them all.
 
 mod common;
 
@@ -161,12 +162,50 @@ async fn new_vms_start_from_a_boot_snapshot_of_their_size() {
     assert_eq!(sh(&mut alice, "fourth", "hostname").await, "fourth\n");
     assert_eq!(snapshots(&server).len(), 2, "the snapshot is made again");
 
+    // One whose files match their manifest but that the VMM cannot restore (here: memory
+    // overwritten and the manifest made to agree) goes the same way.
+    let snap = snapshots(&server)
+        .into_iter()
+        .find(|p| {
+            let m = std::fs::read_to_string(p.join("manifest.json")).unwrap();
+            m.contains("\"memory_mib\": 256")
+        })
+        .unwrap();
+    let len = std::fs::metadata(snap.join(memory)).unwrap().len();
+    std::fs::write(snap.join(memory), vec![0x5a; len as usize]).unwrap();
+    let sum = std::process::Command::new("sha256sum")
+        .arg(snap.join(memory))
+        .output()
+        .unwrap();
+    let sum = String::from_utf8(sum.stdout).unwrap();
+    let sum = sum.split_whitespace().next().unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(snap.join("manifest.json")).unwrap())
+            .unwrap();
+    for f in manifest["files"].as_array_mut().unwrap() {
+        if f["name"] == memory {
+            f["checksum"] = sum.into();
+        }
+    }
+    std::fs::write(snap.join("manifest.json"), manifest.to_string()).unwrap();
+    server.restart();
+    let mut alice = server.client("alice").await;
+    alice.create_vm(create("fourth-b", 0)).await.unwrap();
+    assert_eq!(created_lines(&server, "booted"), 4, "{}", server.log());
+    assert_eq!(sh(&mut alice, "fourth-b", "hostname").await, "fourth-b\n");
+    let logs = server.run("alice", &["logs", "fourth-b"]);
+    assert!(
+        !String::from_utf8_lossy(&logs.stdout).contains("started from a boot snapshot"),
+        "the failed restore's console history went with it"
+    );
+    assert_eq!(snapshots(&server).len(), 2, "the snapshot is made again");
+
     // Off: the snapshots go, and every create boots.
     server.restart_with("[vm]\nboot_snapshots = false\n");
     let mut alice = server.client("alice").await;
     assert!(snapshots(&server).is_empty());
     alice.create_vm(create("fifth", 0)).await.unwrap();
-    assert_eq!(created_lines(&server, "booted"), 4);
+    assert_eq!(created_lines(&server, "booted"), 5);
     assert!(snapshots(&server).is_empty());
     assert_eq!(sh(&mut alice, "fifth", "hostname").await, "fifth\n");
 }

@@ -82,6 +82,9 @@ impl Manager {
                     vm.name
                 );
                 undo.run(self).await;
+                // The boot starts with fresh channels to the guest, not the failed restore's.
+                self.consoles.forget(&vm.id);
+                self.forget_agent(&vm.id);
                 vm.process = None;
                 self.store.update_vm(vm)?;
                 self.remove_boot_snapshot(&key);
