@@ -1,7 +1,9 @@
 //! The `noid` library: the generated API (control plane and guest agent), validation of names,
-//! and the client helpers that the CLI, the tests and Rust programs share.
+//! the client helpers that the CLI, the tests and Rust programs share, and how the server and
+//! the agent gather output into messages.
 
 pub mod client;
+pub mod coalesce;
 pub mod names;
 
 /// The control-plane API (`proto/noid/v1`).

@@ -177,18 +177,26 @@ async fn console_and_logs() {
     tmux(&["kill-session", "-t", &session]);
     assert_eq!(sh(&mut c, "tty", "echo alive").await, "alive\n");
 
-    // A guest flooding its console: the log on disk stays within its bound.
+    // A guest flooding its console: the log on disk stays within its bound. The follow and
+    // console streams above, unread meanwhile, share this client's connection: the flood
+    // reaches them in messages big enough that HTTP/2's budget for unread small frames holds
+    // (it closed the whole connection when every line was a message of its own).
     sh(
         &mut c,
         "tty",
-        "i=0; while [ $i -lt 3000 ]; do echo flood-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done > /dev/ttyS0",
+        "i=0; while [ $i -lt 10000 ]; do echo flood-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done > /dev/ttyS0",
     )
     .await;
+    read_until(&mut follow, "flood-9999", |m| m.unwrap().data).await;
+    assert_eq!(
+        sh(&mut c, "tty", "echo connection-alive").await,
+        "connection-alive\n"
+    );
     let dir = server.data_dir().join("vms").join(&vm.id);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let h = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
-        if h.contains("flood-2999") {
+        if h.contains("flood-9999") {
             break;
         }
         assert!(

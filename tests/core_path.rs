@@ -8,6 +8,7 @@ use std::io::Write;
 use std::process::Stdio;
 
 use common::{exec, pid_alive, Server};
+use futures::StreamExt;
 use noid::v1::{GetVmRequest, ListVmsRequest};
 
 fn text(b: &[u8]) -> String {
@@ -175,6 +176,56 @@ async fn create_exec_restart_destroy() {
         assert_eq!(text(&r.stderr), format!("task-{i}\n"));
         assert_eq!(r.code, i % 4);
     }
+
+    // A reader that falls behind: a command prints 20000 short lines while nobody reads its
+    // stream. Other calls on the same connection and VM go on working meanwhile, and the
+    // output then arrives whole and in order.
+    let mut c = client.clone();
+    let start = noid::v1::ExecStart {
+        vm: "box".into(),
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            "i=0; while [ $i -lt 20000 ]; do echo $i; i=$((i+1)); done; touch /run/printed".into(),
+        ],
+        ..Default::default()
+    };
+    let msgs = vec![noid::v1::ExecRequest {
+        msg: Some(noid::v1::exec_request::Msg::Start(start)),
+    }];
+    let mut unread = c
+        .exec(futures::stream::iter(msgs))
+        .await
+        .unwrap()
+        .into_inner();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let r = exec(&mut c, "box", &["test", "-e", "/run/printed"], None, None)
+            .await
+            .expect("another exec while one stream goes unread");
+        if r.code == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the printing never ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let mut out = Vec::new();
+    while let Some(m) = unread.next().await {
+        match m.unwrap().msg {
+            Some(noid::v1::exec_response::Msg::Stdout(d)) => out.extend(d),
+            Some(noid::v1::exec_response::Msg::Exit(x)) => {
+                assert_eq!(x.code, 0);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let lines: Vec<&str> = std::str::from_utf8(&out).unwrap().lines().collect();
+    assert_eq!(lines.len(), 20000);
+    assert_eq!(lines[19999], "19999");
 
     // A TTY exec sees a terminal of the requested size.
     let mut c = client.clone();

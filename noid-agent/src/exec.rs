@@ -13,7 +13,7 @@ use std::time::Duration;
 use noid::agent::v1::{
     exec_request, exec_response, ExecExit, ExecRequest, ExecResponse, ExecStart,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
@@ -205,7 +205,7 @@ async fn pump_output(mut r: Box<dyn AsyncRead + Send + Unpin>, stderr: bool, rep
     let mut buf = vec![0u8; CHUNK];
     let mut listening = true;
     loop {
-        match r.read(&mut buf).await {
+        match noid::coalesce::read_coalesced(&mut r, &mut buf, noid::coalesce::LINGER).await {
             Ok(0) | Err(_) => return,
             Ok(n) if listening => {
                 let data = buf[..n].to_vec();

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use noid::coalesce::{read_coalesced, LINGER};
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::sync::{broadcast, mpsc};
 
@@ -131,10 +132,12 @@ async fn follow(
             }
         };
         let (mut r, mut w) = stream.into_split();
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            tokio::select! {
-                n = r.read(&mut buf) => match n {
+        // Reading and typing run side by side; a read is never cut short (it may hold a
+        // burst of output gathered into one message).
+        let reading = async {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                match read_coalesced(&mut r, &mut buf, LINGER).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         if let Err(e) = log.append(&buf[..n]) {
@@ -142,13 +145,21 @@ async fn follow(
                         }
                         let _ = output.send(buf[..n].to_vec());
                     }
-                },
-                Some(data) = input.recv() => {
-                    if w.write_all(&data).await.is_err() {
-                        break;
-                    }
                 }
             }
+        };
+        let typing = async {
+            while let Some(data) = input.recv().await {
+                if w.write_all(&data).await.is_err() {
+                    return;
+                }
+            }
+            // No one can type any more: keep reading.
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            () = reading => {}
+            () = typing => {}
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
