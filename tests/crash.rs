@@ -39,7 +39,8 @@ async fn crash_mid_create_and_after_done() {
         .unwrap()
         .into_inner();
 
-    // Half done at the crash: a VM whose QEMU runs but whose guest has not answered yet.
+    // Half done at the crash: a VM whose QEMU runs but whose guest has not answered yet (of
+    // a size that has no boot snapshot yet, so that it boots, which takes seconds).
     let vms = server.data_dir().join("vms");
     let before: Vec<_> = std::fs::read_dir(&vms)
         .unwrap()
@@ -48,7 +49,7 @@ async fn crash_mid_create_and_after_done() {
         .collect();
     let mut creating = server
         .cli("alice")
-        .args(["create", "half"])
+        .args(["create", "half", "--mem", "192"])
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -92,6 +93,14 @@ async fn crash_mid_create_and_after_done() {
         0,
         "its QEMU still runs"
     );
+    // Only complete boot snapshots remain (the one "kept" made); none of the crashed size.
+    let snapshots: Vec<String> = std::fs::read_dir(server.data_dir().join("boot-snapshots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    assert!(!snapshots[0].starts_with('.'), "{snapshots:?}");
 
     // What was done survives: the VM runs with its file, the checkpoint is listed and restores.
     let r = exec(&mut c, "kept", &["cat", "/root/f"], None, None)
