@@ -114,7 +114,7 @@ async fn main() {
     );
     println!(
         "{:<42} {:>7.1} ms",
-        "cold create until agent answers",
+        "first create (boots, makes boot snapshot)",
         ms(cold)
     );
 
