@@ -153,11 +153,16 @@ impl Manager {
             std::fs::create_dir_all(staging).map_err(|e| io_error("creating the checkpoint", e))?;
             self.vmm.pause(&dir).await?;
             let paused = Instant::now();
+            // Memory and disk are written side by side: the guest is paused for the longer
+            // of the two, not their sum.
+            let (src, dst) = (dir.join(DISK_FILE), staging.join(DISK_FILE));
+            let copy = tokio::task::spawn_blocking(move || clone_file(&src, &dst));
+            let (state, copied) = tokio::join!(self.vmm.save_state(&dir, staging), copy);
             let saved = async {
-                let state = self.vmm.save_state(&dir, staging).await?;
-                clone_file(&dir.join(DISK_FILE), &staging.join(DISK_FILE))
+                copied
+                    .map_err(|e| CoreError::Internal(e.to_string()))?
                     .map_err(|e| io_error("copying the disk", e))?;
-                Ok::<_, CoreError>(state)
+                Ok::<_, CoreError>(state?)
             }
             .await;
             // The guest runs again whatever happened above.
@@ -177,21 +182,22 @@ impl Manager {
             .chain([DISK_FILE.into()])
             .collect();
         let dir_to_sync = staging.to_path_buf();
-        tokio::task::spawn_blocking(move || {
+        let sync = tokio::task::spawn_blocking(move || {
             names
                 .iter()
                 .try_for_each(|n| sync_file(&dir_to_sync.join(n)))
-        })
-        .await
-        .map_err(|e| CoreError::Internal(e.to_string()))?
-        .map_err(|e| io_error("syncing the checkpoint files", e))?;
-
+        });
         let disk_path = staging.join(DISK_FILE);
         let disk_bytes = std::fs::metadata(&disk_path)
             .map_err(|e| io_error("reading the disk copy", e))?
             .len();
-        let digest = tokio::task::spawn_blocking(move || checksum::disk_digest(&disk_path))
-            .await
+        // The disk's checksum is computed while the files go to disk.
+        let digest = tokio::task::spawn_blocking(move || checksum::disk_digest(&disk_path));
+        let (synced, digest) = tokio::join!(sync, digest);
+        synced
+            .map_err(|e| CoreError::Internal(e.to_string()))?
+            .map_err(|e| io_error("syncing the checkpoint files", e))?;
+        let digest = digest
             .map_err(|e| CoreError::Internal(e.to_string()))?
             .map_err(|e| io_error("checksumming the disk copy", e))?;
         tracing::debug!("{}: disk digest done", staging.display());
