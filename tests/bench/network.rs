@@ -139,5 +139,9 @@ fn main() {
         got as f64 / 1048576.0 / secs,
         got >> 20
     );
+    drop(conn);
     drop(server);
+    // The guest's sender may still be waiting; do not wait for it.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    drop(ns);
 }

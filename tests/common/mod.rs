@@ -509,8 +509,17 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
+        let out = Command::new("ip")
             .args(["netns", "del", &self.name])
-            .status();
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!(
+                "ip netns del {}: {}",
+                self.name,
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => eprintln!("ip netns del {}: {e}", self.name),
+        }
     }
 }
