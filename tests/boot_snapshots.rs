@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{sh, Server};
+use common::{host_now, sh, Server};
 use noid::v1::{CreateCheckpointRequest, CreateVmRequest, RestoreRequest};
 
 fn create(name: &str, memory_mib: u32) -> CreateVmRequest {
@@ -29,19 +29,23 @@ fn snapshots(server: &Server) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// The boot snapshot of VMs with `memory_mib` of memory.
+fn snapshot_of_size(server: &Server, memory_mib: u32) -> std::path::PathBuf {
+    snapshots(server)
+        .into_iter()
+        .find(|p| {
+            let m = std::fs::read_to_string(p.join("manifest.json")).unwrap();
+            m.contains(&format!("\"memory_mib\": {memory_mib}"))
+        })
+        .unwrap()
+}
+
 fn created_lines(server: &Server, how: &str) -> usize {
     server
         .log()
         .lines()
         .filter(|l| l.contains("VM created:") && l.contains(how))
         .count()
-}
-
-fn host_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,13 +136,7 @@ async fn new_vms_start_from_a_boot_snapshot_of_their_size() {
 
     // A damaged snapshot (checked once per server run) is removed; the create boots instead
     // and makes a new one.
-    let snap = snapshots(&server)
-        .into_iter()
-        .find(|p| {
-            let m = std::fs::read_to_string(p.join("manifest.json")).unwrap();
-            m.contains("\"memory_mib\": 256")
-        })
-        .unwrap();
+    let snap = snapshot_of_size(&server, 256);
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(snap.join("manifest.json")).unwrap())
             .unwrap();
@@ -164,13 +162,7 @@ async fn new_vms_start_from_a_boot_snapshot_of_their_size() {
 
     // One whose files match their manifest but that the VMM cannot restore (here: memory
     // overwritten and the manifest made to agree) goes the same way.
-    let snap = snapshots(&server)
-        .into_iter()
-        .find(|p| {
-            let m = std::fs::read_to_string(p.join("manifest.json")).unwrap();
-            m.contains("\"memory_mib\": 256")
-        })
-        .unwrap();
+    let snap = snapshot_of_size(&server, 256);
     let len = std::fs::metadata(snap.join(memory)).unwrap().len();
     std::fs::write(snap.join(memory), vec![0x5a; len as usize]).unwrap();
     let sum = std::process::Command::new("sha256sum")

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{exec, sh, Mount, Server};
+use common::{exec, host_now, sh, Mount, Server};
 use noid::v1::{
     CreateCheckpointRequest, CreateVmRequest, DeleteCheckpointRequest, DeleteVmRequest,
     GetCheckpointRequest, ListCheckpointsRequest, ListVmsRequest, RestoreRequest,
@@ -37,13 +37,6 @@ fn restore(id: &str, new_name: &str) -> RestoreRequest {
 
 async fn count(c: &mut noid::client::Client, vm: &str) -> u64 {
     sh(c, vm, "cat /run/count").await.trim().parse().unwrap()
-}
-
-fn host_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

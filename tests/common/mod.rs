@@ -250,6 +250,14 @@ impl Server {
     }
 }
 
+/// The host's clock, in seconds since the epoch (to compare with a guest's `date +%s`).
+pub fn host_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
 /// Whether a process runs (not a zombie).
 pub fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

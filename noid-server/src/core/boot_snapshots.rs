@@ -18,9 +18,8 @@ use sha2::{Digest, Sha256};
 use super::error::io_error;
 use super::manifest::{Manifest, DISK_FILE};
 use super::rollback::{Rollback, Undo};
-use super::vms::now_secs;
 use super::{CoreError, Manager, Result};
-use crate::storage::{clone_file, sync_dir};
+use crate::storage::clone_file;
 use crate::store::{CheckpointRecord, VmRecord};
 
 /// Bump when what a boot snapshot holds changes meaning: older ones are then never used.
@@ -131,11 +130,7 @@ impl Manager {
             .await
             .map_err(|e| CoreError::Internal(e.to_string()))?
             .map_err(|why| CoreError::FailedPrecondition(format!("damaged: {why}")))?;
-        self.boot_snapshots
-            .verified
-            .lock()
-            .unwrap()
-            .insert(key.to_string());
+        self.mark_verified(key);
         Ok(())
     }
 
@@ -188,36 +183,27 @@ impl Manager {
         let boot_log = crate::console::history(&self.layout.vm(&vm.id));
         std::fs::write(staging.join(BOOT_LOG), boot_log)
             .map_err(|e| io_error("writing the boot log", e))?;
+        // Nobody's: no owner, no VM, no parent.
         let record = CheckpointRecord {
-            id: key.to_string(),
             owner: String::new(),
             vm_id: String::new(),
             vm_name: String::new(),
-            label: "boot snapshot".into(),
-            created_at: now_secs(),
-            backend: self.vmm.backend(),
-            backend_version: self.vmm.version(),
-            image_id: vm.image_id.clone(),
-            kernel_release: vm.kernel_release.clone(),
-            cpus: vm.cpus,
-            memory_mib: vm.memory_mib,
-            memory_bytes: saved.memory_bytes,
-            disk_bytes: saved.disk_bytes,
             parent: None,
+            ..self.checkpoint_record(vm, &saved, key, "boot snapshot")
         };
         Manifest::new(record, saved.files)
-            .write(staging)
-            .map_err(|e| io_error("writing the manifest", e))?;
-        sync_dir(staging).map_err(|e| io_error("syncing the boot snapshot", e))?;
-        std::fs::rename(staging, snap).map_err(|e| io_error("renaming the boot snapshot", e))?;
-        sync_dir(&self.layout.boot_snapshots())
-            .map_err(|e| io_error("syncing the boot snapshot", e))?;
+            .publish(staging, snap)
+            .map_err(|e| io_error("writing the boot snapshot", e))?;
+        self.mark_verified(key);
+        Ok(())
+    }
+
+    fn mark_verified(&self, key: &str) {
         self.boot_snapshots
             .verified
             .lock()
             .unwrap()
             .insert(key.to_string());
-        Ok(())
     }
 
     /// Removes a boot snapshot. VMs restored from it keep running: a VMM that maps its memory

@@ -10,7 +10,7 @@ use super::manifest::{FileEntry, Manifest, Method, DISK_FILE};
 use super::vms::{new_id, now_secs};
 use super::{CoreError, Manager, Result, User};
 use crate::checksum;
-use crate::storage::{clone_file, sync_dir, sync_file};
+use crate::storage::{clone_file, sync_file};
 use crate::store::{CheckpointRecord, VmRecord, VmState};
 
 /// What `save_vm` wrote: the manifest's file entries and the sizes.
@@ -94,7 +94,27 @@ impl Manager {
         staging: &std::path::Path,
     ) -> Result<CheckpointRecord> {
         let saved = self.save_vm(vm, staging).await?;
-        let record = CheckpointRecord {
+        let record = self.checkpoint_record(vm, &saved, id, label);
+        let final_dir = self.layout.checkpoint(&vm.id, id);
+        Manifest::new(record.clone(), saved.files)
+            .publish(staging, &final_dir)
+            .map_err(|e| io_error("writing the checkpoint", e))?;
+        if let Err(e) = self.store.put_checkpoint(&record) {
+            let _ = std::fs::remove_dir_all(&final_dir);
+            return Err(e.into());
+        }
+        Ok(record)
+    }
+
+    /// The record of a checkpoint of `vm` whose files `save_vm` wrote.
+    pub(super) fn checkpoint_record(
+        &self,
+        vm: &VmRecord,
+        saved: &SavedVm,
+        id: &str,
+        label: &str,
+    ) -> CheckpointRecord {
+        CheckpointRecord {
             id: id.to_string(),
             owner: vm.owner.clone(),
             vm_id: vm.id.clone(),
@@ -110,21 +130,7 @@ impl Manager {
             memory_bytes: saved.memory_bytes,
             disk_bytes: saved.disk_bytes,
             parent: vm.parent_checkpoint.clone(),
-        };
-        Manifest::new(record.clone(), saved.files)
-            .write(staging)
-            .map_err(|e| io_error("writing the manifest", e))?;
-        sync_dir(staging).map_err(|e| io_error("syncing the checkpoint", e))?;
-        let final_dir = self.layout.checkpoint(&vm.id, id);
-        std::fs::rename(staging, &final_dir).map_err(|e| io_error("renaming the checkpoint", e))?;
-        if let Some(parent) = final_dir.parent() {
-            sync_dir(parent).map_err(|e| io_error("syncing the checkpoint", e))?;
         }
-        if let Err(e) = self.store.put_checkpoint(&record) {
-            let _ = std::fs::remove_dir_all(&final_dir);
-            return Err(e.into());
-        }
-        Ok(record)
     }
 
     /// Freezes the running VM into `staging`: memory and device state, a copy of its disk,

@@ -57,6 +57,19 @@ impl Manifest {
         std::fs::rename(&tmp, dir.join(MANIFEST))
     }
 
+    /// Writes the manifest into `staging`, which holds the files it names (already
+    /// fsynced), and renames `staging` to `final_dir`, durably: a crash leaves either the
+    /// complete directory or the staging one.
+    pub fn publish(&self, staging: &Path, final_dir: &Path) -> std::io::Result<()> {
+        self.write(staging)?;
+        crate::storage::sync_dir(staging)?;
+        std::fs::rename(staging, final_dir)?;
+        match final_dir.parent() {
+            Some(parent) => crate::storage::sync_dir(parent),
+            None => Ok(()),
+        }
+    }
+
     pub fn read(dir: &Path) -> Result<Self, String> {
         let bytes = std::fs::read(dir.join(MANIFEST)).map_err(|e| format!("{MANIFEST}: {e}"))?;
         let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| format!("{MANIFEST}: {e}"))?;
