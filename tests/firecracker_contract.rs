@@ -136,6 +136,15 @@ fn flows(jailed: bool) {
         let mut c = server.client("alice").await;
         let vms = server.data_dir().join("vms");
         let jails = server.data_dir().join("jail/fake-firecracker");
+        // Where a restored Firecracker is told its memory file is: inside its jail (a hard
+        // link), or in the snapshot's directory.
+        let memory_path = |dir: &std::path::Path| {
+            if jailed {
+                "memory".to_string()
+            } else {
+                dir.join("memory").display().to_string()
+            }
+        };
         // Where Firecracker runs: the VM's directory, or its jail.
         let run_dir = |id: &str| {
             if jailed {
@@ -234,12 +243,7 @@ fn flows(jailed: bool) {
             json!([{"iface_id": "eth0", "host_dev_name": format!("nt{}", w.id)}])
         );
         assert_eq!(reqs[0]["body"]["vsock_override"], json!({"uds_path": "vsock.sock"}));
-        let memory = if jailed {
-            "memory".to_string()
-        } else {
-            snap.join("memory").display().to_string()
-        };
-        assert_eq!(reqs[0]["body"]["mem_backend"]["backend_path"], memory);
+        assert_eq!(reqs[0]["body"]["mem_backend"]["backend_path"], memory_path(snap.as_path()));
         assert_eq!(sh(&mut c, "w", "echo warm").await, "warm\n");
         let fc_log = std::fs::read_to_string(vms.join(&w.id).join("firecracker.log")).unwrap();
         assert!(
@@ -314,12 +318,7 @@ fn flows(jailed: bool) {
             reqs[0]["body"]["network_overrides"],
             json!([{"iface_id": "eth0", "host_dev_name": format!("nt{}", b.id)}])
         );
-        let memory = if jailed {
-            "memory".to_string()
-        } else {
-            ck_dir.join("memory").display().to_string()
-        };
-        assert_eq!(reqs[0]["body"]["mem_backend"]["backend_path"], memory);
+        assert_eq!(reqs[0]["body"]["mem_backend"]["backend_path"], memory_path(ck_dir.as_path()));
         assert!(b_dir.join("rootfs.ext4").is_file());
         assert_eq!(sh(&mut c, "b", "echo fork").await, "fork\n");
         let fc_log = std::fs::read_to_string(b_dir.join("firecracker.log")).unwrap();

@@ -125,10 +125,8 @@ impl Manager {
         if self.boot_snapshots.verified.lock().unwrap().contains(key) {
             return Ok(());
         }
-        let dir = snap.to_path_buf();
-        tokio::task::spawn_blocking(move || Manifest::read(&dir)?.verify(&dir))
+        Manifest::check_dir(snap)
             .await
-            .map_err(|e| CoreError::Internal(e.to_string()))?
             .map_err(|why| CoreError::FailedPrecondition(format!("damaged: {why}")))?;
         self.mark_verified(key);
         Ok(())

@@ -135,8 +135,8 @@ impl Manager {
 
     /// Freezes the running VM into `staging`: memory and device state, a copy of its disk,
     /// all fsynced, with each file's size and checksum for a manifest. The VM runs again
-    /// afterwards whatever happened. The caller holds the VM's lock and removes `staging` on
-    /// failure.
+    /// afterwards whatever happened. The caller holds the VM's lock (or is still creating the
+    /// VM, which no other flow touches then) and removes `staging` on failure.
     pub(super) async fn save_vm(
         &self,
         vm: &VmRecord,

@@ -82,6 +82,15 @@ impl Manifest {
         Ok(m)
     }
 
+    /// Reads the manifest in `dir` and checks the files against it, off the async threads
+    /// (it reads every byte). The error says what is wrong.
+    pub async fn check_dir(dir: &Path) -> Result<(), String> {
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || Self::read(&dir)?.verify(&dir))
+            .await
+            .map_err(|e| format!("checking the files: {e}"))?
+    }
+
     /// Checks every file's size and checksum; the error names the first file that differs.
     pub fn verify(&self, dir: &Path) -> Result<(), String> {
         for f in &self.files {

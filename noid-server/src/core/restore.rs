@@ -71,11 +71,7 @@ impl Manager {
     /// Checks the checkpoint's files against its manifest.
     async fn verify_checkpoint(&self, ckpt: &CheckpointRecord) -> Result<std::path::PathBuf> {
         let dir = self.layout.checkpoint(&ckpt.vm_id, &ckpt.id);
-        let d = dir.clone();
-        let checked = tokio::task::spawn_blocking(move || Manifest::read(&d)?.verify(&d))
-            .await
-            .map_err(|e| CoreError::Internal(e.to_string()))?;
-        checked.map_err(|why| {
+        Manifest::check_dir(&dir).await.map_err(|why| {
             CoreError::FailedPrecondition(format!("checkpoint {} is damaged: {why}", ckpt.id))
         })?;
         tracing::debug!("checkpoint {} verified", ckpt.id);
