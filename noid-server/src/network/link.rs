@@ -49,7 +49,19 @@ pub async fn names(handle: &Handle) -> Result<Vec<String>, NetError> {
     Ok(out)
 }
 
-/// Creates the bridge if needed, gives it the gateway address, and brings it up.
+/// The bridge's own MAC: fixed (derived from its name), locally administered. A bridge with
+/// no address of its own takes the lowest of its ports', so each new TAP could change the
+/// gateway's MAC under the guests' ARP caches.
+pub fn bridge_mac(name: &str) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(format!("noid bridge {name}").as_bytes());
+    let mut mac = vec![0x02];
+    mac.extend_from_slice(&hash[..5]);
+    mac
+}
+
+/// Creates the bridge if needed, gives it its fixed MAC and the gateway address, and brings
+/// it up.
 pub async fn ensure_bridge(handle: &Handle, name: &str, cidr: &Cidr) -> Result<u32, NetError> {
     let idx = match index(handle, name).await? {
         Some(i) => i,
@@ -84,7 +96,12 @@ pub async fn ensure_bridge(handle: &Handle, name: &str, cidr: &Cidr) -> Result<u
     }
     handle
         .link()
-        .set(LinkUnspec::new_with_index(idx).up().build())
+        .set(
+            LinkUnspec::new_with_index(idx)
+                .address(bridge_mac(name))
+                .up()
+                .build(),
+        )
         .execute()
         .await
         .map_err(nl("bringing the bridge up"))?;
