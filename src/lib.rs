@@ -5,6 +5,7 @@
 pub mod client;
 pub mod coalesce;
 pub mod names;
+pub mod netpolicy;
 
 /// The control-plane API (`proto/noid/v1`).
 pub mod v1 {

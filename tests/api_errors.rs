@@ -15,6 +15,7 @@ fn create(name: &str) -> CreateVmRequest {
         name: name.into(),
         cpus: 0,
         memory_mib: 0,
+        ..Default::default()
     }
 }
 
@@ -131,6 +132,7 @@ async fn bad_input_auth_and_isolation() {
             name: "big".into(),
             cpus: 3,
             memory_mib: 0,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -142,6 +144,7 @@ async fn bad_input_auth_and_isolation() {
                 name: "big".into(),
                 cpus: 1,
                 memory_mib: mem,
+                ..Default::default()
             })
             .await
             .unwrap_err();
@@ -238,19 +241,15 @@ async fn bad_input_auth_and_isolation() {
     assert_eq!(e.code(), Code::NotFound);
 
     // A token rotated while the server runs stops working at once.
-    let out = std::process::Command::new(common::bin("noid-server"))
-        .args(["rotate-token", "bob", "--data-dir"])
-        .arg(server.data_dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let data = server.data_dir();
+    let new_token = common::server_command([
+        "rotate-token".as_ref(),
+        "bob".as_ref(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+    ]);
     let e = bob.list_vms(ListVmsRequest {}).await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
-    let new_token = String::from_utf8(out.stdout).unwrap();
     let mut bob2 = noid::client::connect(&server.url, Some(new_token.trim()))
         .await
         .unwrap();

@@ -14,6 +14,7 @@ fn create(name: &str, memory_mib: u32) -> CreateVmRequest {
         name: name.into(),
         cpus: 0,
         memory_mib,
+        ..Default::default()
     }
 }
 
@@ -121,6 +122,7 @@ async fn new_vms_start_from_a_boot_snapshot_of_their_size() {
         .restore(RestoreRequest {
             checkpoint_id: ckpt.id,
             new_name: "second-fork".into(),
+            ..Default::default()
         })
         .await
         .unwrap();

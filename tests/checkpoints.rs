@@ -18,6 +18,7 @@ fn create(name: &str) -> CreateVmRequest {
         name: name.into(),
         cpus: 0,
         memory_mib: 0,
+        ..Default::default()
     }
 }
 
@@ -32,6 +33,7 @@ fn restore(id: &str, new_name: &str) -> RestoreRequest {
     RestoreRequest {
         checkpoint_id: id.into(),
         new_name: new_name.into(),
+        ..Default::default()
     }
 }
 

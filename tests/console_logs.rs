@@ -53,6 +53,7 @@ async fn console_and_logs() {
             name: "tty".into(),
             cpus: 0,
             memory_mib: 0,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -18,6 +18,7 @@ async fn crash_mid_create_and_after_done() {
         name: "kept".into(),
         cpus: 0,
         memory_mib: 0,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -118,6 +119,7 @@ async fn crash_mid_create_and_after_done() {
     c.restore(noid::v1::RestoreRequest {
         checkpoint_id: ckpt.id,
         new_name: "after".into(),
+        ..Default::default()
     })
     .await
     .unwrap();

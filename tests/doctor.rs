@@ -5,18 +5,20 @@ mod common;
 #[test]
 fn doctor_reports_the_host() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(common::bin("noid-server"))
-        .args(["doctor", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    for what in ["qemu", "firecracker", "kvm", "vmm", "data dir", "image"] {
+    let text = common::server_command([
+        "doctor".as_ref(),
+        "--data-dir".as_ref(),
+        dir.path().as_os_str(),
+    ]);
+    for what in [
+        "qemu",
+        "firecracker",
+        "kvm",
+        "vmm",
+        "data dir",
+        "image",
+        "firewall",
+    ] {
         let line = text
             .lines()
             .find(|l| l[3..].starts_with(what))
@@ -30,4 +32,9 @@ fn doctor_reports_the_host() {
         "{text}"
     );
     assert!(text.contains(&dir.path().display().to_string()), "{text}");
+    // nft checked noid's rules against this kernel.
+    assert!(
+        text.contains("ok firewall     isolation rules accepted"),
+        "{text}"
+    );
 }

@@ -45,6 +45,7 @@ async fn files_go_in_and_out_intact_and_failures_change_nothing() {
         name: "box".into(),
         cpus: 0,
         memory_mib: 0,
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -160,6 +160,7 @@ fn flows(jailed: bool) {
                 name: "a".into(),
                 cpus: 2,
                 memory_mib: 256,
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -232,6 +233,7 @@ fn flows(jailed: bool) {
                 name: "w".into(),
                 cpus: 2,
                 memory_mib: 256,
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -284,6 +286,7 @@ fn flows(jailed: bool) {
             .restore(RestoreRequest {
                 checkpoint_id: ck.id.clone(),
                 new_name: String::new(),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -307,6 +310,7 @@ fn flows(jailed: bool) {
             .restore(RestoreRequest {
                 checkpoint_id: ck.id.clone(),
                 new_name: "b".into(),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -352,6 +356,7 @@ fn flows(jailed: bool) {
                 name: "fail-boot".into(),
                 cpus: 0,
                 memory_mib: 0,
+                ..Default::default()
             })
             .await
             .unwrap_err();

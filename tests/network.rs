@@ -24,6 +24,7 @@ fn create(name: &str) -> CreateVmRequest {
         name: name.into(),
         cpus: 0,
         memory_mib: 0,
+        ..Default::default()
     }
 }
 
@@ -99,19 +100,19 @@ fn guests_talk_publish_ports_fork_and_clean_up() {
         )
         .await;
         assert!(http_get(&format!("{}:8000", a.address)).contains("hello-from-a"));
-        let out = server.run("alice", &["port", "add", "a", "18000:8000"]);
+        let out = server.run("alice", &["port", "add", "a", "20800:8000"]);
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(http_get(&format!("{HOST_ADDR}:18000")).contains("hello-from-a"));
+        assert!(http_get(&format!("{HOST_ADDR}:20800")).contains("hello-from-a"));
         let out = server.run("alice", &["info", "a"]);
-        assert!(String::from_utf8_lossy(&out.stdout).contains("18000->8000"));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("20800->8000"));
         let e = c
             .add_port(AddPortRequest {
                 vm: "b".into(),
-                host_port: 18000,
+                host_port: 20800,
                 guest_port: 80,
             })
             .await
@@ -136,6 +137,7 @@ fn guests_talk_publish_ports_fork_and_clean_up() {
             .restore(RestoreRequest {
                 checkpoint_id: ck.id,
                 new_name: "a-fork".into(),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -157,7 +159,7 @@ fn guests_talk_publish_ports_fork_and_clean_up() {
             .unwrap()
             .into_inner();
         assert_eq!(again.address, a.address);
-        assert!(http_get(&format!("{HOST_ADDR}:18000")).contains("hello-from-a"));
+        assert!(http_get(&format!("{HOST_ADDR}:20800")).contains("hello-from-a"));
         sh(
             &mut c,
             "b",
@@ -168,16 +170,16 @@ fn guests_talk_publish_ports_fork_and_clean_up() {
         // Destroy removes the TAP, the lease and the port rule.
         let tap_a = format!("nt{}", a.id);
         assert!(taps(&ns).contains(&tap_a));
-        assert!(nft_table("noid0").contains("dport 18000"));
+        assert!(nft_table("noid0").contains("dport 20800"));
         for vm in ["a", "a-fork"] {
             c.delete_vm(DeleteVmRequest { name: vm.into() })
                 .await
                 .unwrap();
         }
         assert!(!taps(&ns).contains(&tap_a));
-        assert!(!nft_table("noid0").contains("dport 18000"));
+        assert!(!nft_table("noid0").contains("dport 20800"));
         assert!(TcpStream::connect_timeout(
-            &format!("{HOST_ADDR}:18000").parse().unwrap(),
+            &format!("{HOST_ADDR}:20800").parse().unwrap(),
             Duration::from_secs(2)
         )
         .is_err());
@@ -192,7 +194,7 @@ fn guests_talk_publish_ports_fork_and_clean_up() {
             );
             c.add_port(AddPortRequest {
                 vm: names[0].clone(),
-                host_port: 19000 + round,
+                host_port: 21000 + round,
                 guest_port: 80,
             })
             .await
@@ -204,7 +206,7 @@ fn guests_talk_publish_ports_fork_and_clean_up() {
         }
         assert_eq!(taps(&ns), [format!("nt{}", b.id)]);
         assert!(
-            !nft_table("noid0").contains("dport"),
+            !nft_table("noid0").contains("dnat to"),
             "{}",
             nft_table("noid0")
         );

@@ -112,6 +112,7 @@ pub async fn restore(
     client: &mut noid::client::Client,
     id: String,
     new_name: Option<String>,
+    network_policy: Option<noid::v1::NetworkPolicy>,
     json: bool,
 ) -> Result<()> {
     if let Some(n) = &new_name {
@@ -127,6 +128,7 @@ pub async fn restore(
         .restore(RestoreRequest {
             checkpoint_id: id.clone(),
             new_name: new_name.clone().unwrap_or_default(),
+            network_policy,
         })
         .await;
     if let Some(s) = spinner {

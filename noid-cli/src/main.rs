@@ -7,6 +7,7 @@ mod config;
 mod console;
 mod copy;
 mod exec;
+mod net;
 mod output;
 mod terminal;
 
@@ -48,6 +49,8 @@ enum Command {
         /// Memory in MiB [default: the server's]
         #[arg(long)]
         mem: Option<u32>,
+        #[command(flatten)]
+        policy: net::PolicyArgs,
     },
     /// List your VMs.
     #[command(alias = "ls")]
@@ -80,7 +83,13 @@ enum Command {
         /// Fork: create a new VM with this name from the checkpoint.
         #[arg(long = "as", value_name = "NEW_NAME")]
         new_name: Option<String>,
+        /// Network policy flags replace the VM's policy (default: a fork gets its source's)
+        #[command(flatten)]
+        policy: net::PolicyArgs,
     },
+    /// Show a VM's network policy, or change it: noid net [VM] [--egress allow|deny]
+    /// [--allow RULE]... [--deny RULE]... [--remove RULE]... [--clear] [--peers allow|deny]
+    Net(net::NetArgs),
     /// Attach to the VM's serial console (detach: Ctrl-Q).
     Console { name: Option<String> },
     /// Print the VM's console output since boot.
@@ -259,7 +268,12 @@ async fn run(cli: Cli) -> Result<i32> {
                 println!("{user} at {url}");
             }
         }
-        Command::Create { name, cpus, mem } => {
+        Command::Create {
+            name,
+            cpus,
+            mem,
+            policy,
+        } => {
             noid::names::validate_name("VM", &name)?;
             let mut client = connect().await?;
             let started = Instant::now();
@@ -269,6 +283,7 @@ async fn run(cli: Cli) -> Result<i32> {
                     name: name.clone(),
                     cpus: cpus.unwrap_or(0),
                     memory_mib: mem.unwrap_or(0),
+                    network_policy: policy.to_proto(),
                 })
                 .await;
             if let Some(s) = spinner {
@@ -374,8 +389,17 @@ async fn run(cli: Cli) -> Result<i32> {
             checkpoints::create(&mut connect().await?, vm, label, json).await?
         }
         Command::Checkpoints { vm } => checkpoints::list(&mut connect().await?, vm, json).await?,
-        Command::Restore { id, new_name } => {
-            checkpoints::restore(&mut connect().await?, id, new_name, json).await?
+        Command::Restore {
+            id,
+            new_name,
+            policy,
+        } => {
+            checkpoints::restore(&mut connect().await?, id, new_name, policy.to_proto(), json)
+                .await?
+        }
+        Command::Net(args) => {
+            let vm = config::resolve_vm(args.vm.clone())?;
+            net::run(&mut connect().await?, vm, args, json).await?
         }
         Command::Console { name } => {
             let vm = config::resolve_vm(name)?;

@@ -29,6 +29,7 @@ pub fn vm_json(vm: &Vm) -> Value {
         "vmm_pid": vm.vmm_pid,
         "mac": vm.mac,
         "ports": vm.ports.iter().map(|p| json!({"host_port": p.host_port, "guest_port": p.guest_port})).collect::<Vec<_>>(),
+        "network_policy": vm.network_policy.as_ref().map(crate::net::policy_json),
     })
 }
 
@@ -115,6 +116,7 @@ pub fn vm_details(vm: &Vm) {
         ("address", or_dash(&vm.address)),
         ("mac", or_dash(&vm.mac)),
         ("ports", ports(vm)),
+        ("network", crate::net::summary(vm)),
         ("backend", vm.backend.clone()),
         ("image", vm.image_id.clone()),
         ("kernel", vm.kernel_release.clone()),

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use noid::netpolicy::{Egress, NetPolicy, Rule};
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -53,8 +54,26 @@ pub struct NetworkConfig {
     pub cidr: String,
     /// Masquerade guest traffic leaving through the host's other interfaces.
     pub nat: bool,
-    /// Name servers written to the guests' /etc/resolv.conf.
+    /// Name servers written to the guests' /etc/resolv.conf (reachable on port 53 even
+    /// inside `blocked`; a VM's own egress policy still applies).
     pub dns: Vec<String>,
+    /// Filter VMs' traffic: tenants apart, no spoofing, the host closed, egress policies.
+    /// false: no filtering at all (a single-user host that trusts its VMs).
+    pub isolation: bool,
+    /// Networks no VM may reach, whatever its own policy: link-local and cloud metadata
+    /// (169.254.0.0/16) and private networks.
+    pub blocked: Vec<String>,
+    /// Ports on the gateway address that VMs may reach, as "udp:53" or "tcp:8080" (a resolver
+    /// or proxy the operator runs there). Ping of the gateway is always answered.
+    pub host_services: Vec<String>,
+    /// Host ports that `noid port add` may publish, "FIRST-LAST".
+    pub publish_ports: String,
+    /// Allow publish_ports to reach below 1024.
+    pub privileged_ports: bool,
+    /// Host addresses on which published ports answer; empty: all of the host's addresses.
+    pub publish_addresses: Vec<String>,
+    /// The policy of VMs created without one.
+    pub policy: PolicyConfig,
 }
 
 impl Default for NetworkConfig {
@@ -65,7 +84,113 @@ impl Default for NetworkConfig {
             cidr: "172.16.0.0/24".into(),
             nat: true,
             dns: vec!["1.1.1.1".into(), "8.8.8.8".into()],
+            isolation: true,
+            blocked: [
+                "169.254.0.0/16",
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "100.64.0.0/10",
+            ]
+            .map(String::from)
+            .to_vec(),
+            host_services: Vec::new(),
+            publish_ports: "20000-29999".into(),
+            privileged_ports: false,
+            publish_addresses: Vec::new(),
+            policy: PolicyConfig::default(),
         }
+    }
+}
+
+/// `[network.policy]`: a VM's network policy (see `noid::netpolicy`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub egress: Egress,
+    pub allow: Vec<Rule>,
+    pub deny: Vec<Rule>,
+    pub isolated: bool,
+}
+
+impl PolicyConfig {
+    pub fn to_policy(&self) -> NetPolicy {
+        NetPolicy {
+            egress: self.egress,
+            allow: self.allow.clone(),
+            deny: self.deny.clone(),
+            isolated: self.isolated,
+        }
+    }
+}
+
+impl NetworkConfig {
+    /// The host ports users may publish, first and last.
+    pub fn publish_range(&self) -> Result<(u16, u16), ConfigError> {
+        let bad = || {
+            ConfigError::Invalid(format!(
+                "network.publish_ports {:?} must be FIRST-LAST, ports 1-65535",
+                self.publish_ports
+            ))
+        };
+        let (lo, hi) = self.publish_ports.split_once('-').ok_or_else(bad)?;
+        let port = |p: &str| p.trim().parse::<u16>().ok().filter(|p| *p > 0);
+        match (port(lo), port(hi)) {
+            (Some(lo), Some(hi)) if lo <= hi => Ok((lo, hi)),
+            _ => Err(bad()),
+        }
+    }
+
+    /// The settings noid's firewall rules are made with.
+    pub fn firewall(&self) -> Result<crate::network::Settings, ConfigError> {
+        let cidr = self
+            .cidr
+            .parse()
+            .map_err(|e| ConfigError::Invalid(format!("network.cidr: {e}")))?;
+        let blocked = self
+            .blocked
+            .iter()
+            .map(|b| {
+                b.parse::<ipnet::Ipv4Net>()
+                    .ok()
+                    .filter(|n| n.trunc() == *n)
+                    .ok_or_else(|| {
+                        ConfigError::Invalid(format!(
+                            "network.blocked {b:?} is not an IPv4 network such as 10.0.0.0/8"
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let host_services = self
+            .host_services
+            .iter()
+            .map(|h| {
+                h.parse()
+                    .map_err(|e| ConfigError::Invalid(format!("network.host_services: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let publish_addresses = self
+            .publish_addresses
+            .iter()
+            .map(|a| {
+                a.parse().map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "network.publish_addresses {a:?} is not an IPv4 address"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let dns = self.dns.iter().filter_map(|d| d.parse().ok()).collect();
+        Ok(crate::network::Settings {
+            bridge: self.bridge.clone(),
+            cidr,
+            nat: self.nat,
+            isolation: self.isolation,
+            blocked,
+            host_services,
+            publish_addresses,
+            dns,
+        })
     }
 }
 
@@ -212,9 +337,20 @@ impl Config {
                 v.default_memory_mib, v.min_memory_mib, v.max_memory_mib
             )));
         }
-        if let Err(e) = self.network.cidr.parse::<crate::network::Cidr>() {
-            return Err(ConfigError::Invalid(format!("network.cidr: {e}")));
+        self.network.firewall()?;
+        let (lo, _) = self.network.publish_range()?;
+        if lo < 1024 && !self.network.privileged_ports {
+            return Err(ConfigError::Invalid(format!(
+                "network.publish_ports {:?} reaches below 1024: set network.privileged_ports = \
+                 true to let users publish privileged ports",
+                self.network.publish_ports
+            )));
         }
+        self.network
+            .policy
+            .to_policy()
+            .check()
+            .map_err(|e| ConfigError::Invalid(format!("network.policy: {e}")))?;
         let bridge = &self.network.bridge;
         if bridge.is_empty()
             || bridge.len() > 15
@@ -280,6 +416,54 @@ mod tests {
         assert_eq!(example.network.cidr, d.network.cidr);
         assert_eq!(example.vmm, d.vmm);
         assert_eq!(example.firecracker.uid, d.firecracker.uid);
+        let (e, d) = (&example.network, &d.network);
+        assert_eq!(e.blocked, d.blocked);
+        assert_eq!(e.publish_ports, d.publish_ports);
+        assert_eq!(e.host_services, d.host_services);
+        assert_eq!(
+            (e.isolation, e.privileged_ports),
+            (d.isolation, d.privileged_ports)
+        );
+        assert_eq!(e.policy.to_policy(), d.policy.to_policy());
+    }
+
+    #[test]
+    fn network_settings_are_checked() {
+        let invalid = |toml: &str, why: &str| {
+            let c: Config = toml::from_str(toml).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(why), "{toml}: {e}");
+        };
+        invalid(
+            "[network]\nblocked = [\"10.0.0.1/8\"]",
+            "network.blocked \"10.0.0.1/8\"",
+        );
+        invalid(
+            "[network]\nhost_services = [\"53\"]",
+            "network.host_services",
+        );
+        invalid("[network]\npublish_ports = \"30000-20000\"", "FIRST-LAST");
+        invalid(
+            "[network]\npublish_ports = \"80-90\"",
+            "privileged_ports = true",
+        );
+        invalid(
+            "[network]\npublish_addresses = [\"x\"]",
+            "network.publish_addresses",
+        );
+        let ok: Config = toml::from_str(
+            "[network]\npublish_ports = \"80-90\"\nprivileged_ports = true\n\
+             [network.policy]\negress = \"deny\"\nallow = [\"198.51.100.0/24:443\"]\n",
+        )
+        .unwrap();
+        ok.validate().unwrap();
+        assert_eq!(ok.network.publish_range().unwrap(), (80, 90));
+        assert_eq!(
+            ok.network.policy.to_policy().summary(),
+            "egress deny, allow 198.51.100.0/24:443, own VMs reachable"
+        );
+        let bad_rule = toml::from_str::<Config>("[network.policy]\nallow = [\"example.org\"]");
+        assert!(bad_rule.unwrap_err().to_string().contains("expected CIDR"));
     }
 
     #[test]

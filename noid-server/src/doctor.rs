@@ -155,6 +155,7 @@ pub fn run(config: &Config) -> Vec<Finding> {
             "nftables",
             version_of("nft", "--version").map_err(|_| "nft not found: install nftables".into()),
         ));
+        out.push(firewall(&config.network));
     } else {
         out.push(Finding {
             what: "network",
@@ -163,4 +164,28 @@ pub fn run(config: &Config) -> Vec<Finding> {
         });
     }
     out
+}
+
+/// Whether the kernel accepts noid's rules (bridge and ip tables), checked by `nft -c`.
+fn firewall(network: &crate::config::NetworkConfig) -> Finding {
+    let result = network
+        .firewall()
+        .map_err(|e| e.to_string())
+        .and_then(|settings| {
+            crate::network::nft::check(&crate::network::firewall::example(&settings))
+                .map_err(|e| format!("the kernel refuses noid's rules: {e}"))
+        });
+    Finding {
+        what: "firewall",
+        ok: result.is_ok(),
+        detail: match result {
+            Ok(()) if network.isolation => {
+                "isolation rules accepted (bridge and ip tables)".to_string()
+            }
+            Ok(()) => {
+                "NAT rules accepted; isolation is off (network.isolation = false)".to_string()
+            }
+            Err(e) => e,
+        },
+    }
 }

@@ -148,13 +148,22 @@ async fn serve(config: Config) -> Result<()> {
     let vmm = select::build(&config, &decision)?;
     let network: Option<Arc<dyn noid_server::network::Network>> = if config.network.enabled {
         let n = &config.network;
-        let cidr = n.cidr.parse()?;
+        if !n.isolation {
+            tracing::warn!(
+                "network.isolation is off: VMs of all users reach each other, the host and any \
+                 address, and no egress policy applies"
+            );
+        }
         Some(Arc::new(
-            noid_server::network::LinuxNetwork::setup(&n.bridge, cidr, n.nat, n.dns.clone())
-                .await?,
+            noid_server::network::LinuxNetwork::setup(n.firewall()?, n.dns.clone()).await?,
         ))
     } else {
         None
+    };
+    let net_options = noid_server::core::NetOptions {
+        default_policy: config.network.policy.to_policy(),
+        publish_range: config.network.publish_range()?,
+        own_ports: vec![config.listen.port(), config.http_listen.port()],
     };
     let core = Manager::open(
         config.vm.clone(),
@@ -163,6 +172,7 @@ async fn serve(config: Config) -> Result<()> {
         store,
         vmm,
         network,
+        net_options,
     )
     .await
     .context("reconciling state")?;
@@ -368,12 +378,12 @@ async fn run(cli: Cli) -> Result<()> {
                 );
             }
             let bridge = &config.network.bridge;
-            noid_server::network::nft::remove(bridge)?;
+            noid_server::network::nft::remove(bridge).await?;
             let handle = noid_server::network::link::connect()?;
             noid_server::network::link::delete(&handle, bridge).await?;
             println!(
-                "removed nftables table ip {} and bridge {bridge}",
-                noid_server::network::nft::table(bridge)
+                "removed nftables tables bridge and ip {} and bridge {bridge}",
+                noid_server::network::firewall::table(bridge)
             );
             Ok(())
         }

@@ -102,6 +102,7 @@ async fn main() {
             name: "src".into(),
             cpus: 0,
             memory_mib: 0,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -165,6 +166,7 @@ async fn main() {
         c.restore(RestoreRequest {
             checkpoint_id: ck.id.clone(),
             new_name: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -179,6 +181,7 @@ async fn main() {
         c.restore(RestoreRequest {
             checkpoint_id: ck.id.clone(),
             new_name: name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -197,6 +200,7 @@ async fn main() {
                 c.restore(RestoreRequest {
                     checkpoint_id: id,
                     new_name: format!("par-{i}"),
+                    ..Default::default()
                 })
                 .await
                 .unwrap();

@@ -34,6 +34,7 @@ async fn create(client: &mut noid::client::Client, name: &str) {
             name: name.into(),
             cpus: 0,
             memory_mib: 0,
+            ..Default::default()
         })
         .await
         .unwrap();

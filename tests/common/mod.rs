@@ -174,13 +174,13 @@ impl Server {
 
     /// Stops the server (SIGTERM) and starts it again on the same data directory.
     pub fn restart(&mut self) {
-        self.stop_server();
+        self.stop();
         self.launch();
     }
 
     /// Stops the server and starts it again with other extra config lines.
     pub fn restart_with(&mut self, extra_config: &str) {
-        self.stop_server();
+        self.stop();
         self.extra_config = extra_config.to_string();
         self.launch();
     }
@@ -194,7 +194,8 @@ impl Server {
         self.launch();
     }
 
-    fn stop_server(&mut self) {
+    /// Stops the server (SIGTERM); its VMs keep running.
+    pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // SAFETY: signals the server process we spawned and still own.
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -250,6 +251,24 @@ impl Server {
     }
 }
 
+/// Runs `noid-server ARGS` (an admin command), checks that it succeeded, returns its stdout.
+pub fn server_command<I, S>(args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = Command::new(bin("noid-server"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The host's clock, in seconds since the epoch (to compare with a guest's `date +%s`).
 pub fn host_now() -> i64 {
     std::time::SystemTime::now()
@@ -288,7 +307,7 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
 impl Drop for Server {
     fn drop(&mut self) {
         let pids = self.vmm_pids();
-        self.stop_server();
+        self.stop();
         for pid in pids {
             // SAFETY: kills a VMM this test's server started (pid from its own pid file).
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
@@ -495,12 +514,17 @@ impl NetNs {
 
     /// Moves this thread into the namespace and brings up its loopback device.
     pub fn enter(&self) {
+        Self::enter_named(&self.name);
+        self.ip(&["link", "set", "lo", "up"]);
+    }
+
+    /// Moves this thread into the namespace called `name` (e.g. from a thread of its own).
+    pub fn enter_named(name: &str) {
         use std::os::fd::AsRawFd;
-        let f = std::fs::File::open(format!("/run/netns/{}", self.name)).unwrap();
+        let f = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
         // SAFETY: setns with a namespace file descriptor we hold open; affects this thread.
         let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
         assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-        self.ip(&["link", "set", "lo", "up"]);
     }
 
     /// Runs `ip ARGS` in the namespace (the calling thread must have entered it).

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use noid::v1 as pb;
 
-use crate::core::{ExecEvent, ExecInput, ExecSpec, TtySize};
+use noid::netpolicy::{Egress, NetPolicy};
+
+use crate::core::{CoreError, ExecEvent, ExecInput, ExecSpec, Manager, TtySize};
 use crate::store::{CheckpointRecord, VmRecord, VmState};
 
 pub fn vm(v: &VmRecord) -> pb::Vm {
@@ -37,7 +39,15 @@ pub fn vm(v: &VmRecord) -> pb::Vm {
                 guest_port: p.guest.into(),
             })
             .collect(),
+        network_policy: v.net.as_ref().map(|n| n.policy.to_proto()),
     }
+}
+
+/// A policy a client sent, checked (rules parsed, the server's default egress when none).
+pub fn parse_net_policy(core: &Manager, p: pb::NetworkPolicy) -> Result<NetPolicy, CoreError> {
+    let egress =
+        Egress::from_proto(p.egress).map_err(|e| CoreError::InvalidArgument(e.to_string()))?;
+    core.parse_policy(egress, &p.allow, &p.deny, p.isolated)
 }
 
 fn size(s: pb::TtySize) -> TtySize {

@@ -95,6 +95,10 @@ impl Noid for GrpcApi {
                     name: r.name,
                     cpus: optional(r.cpus),
                     memory_mib: optional(r.memory_mib),
+                    net_policy: r
+                        .network_policy
+                        .map(|p| convert::parse_net_policy(&self.core, p))
+                        .transpose()?,
                 },
             )
             .await?;
@@ -147,6 +151,20 @@ impl Noid for GrpcApi {
             .core
             .remove_port(&user, &r.vm, port(r.host_port)?)
             .await?;
+        Ok(Response::new(convert::vm(&vm)))
+    }
+
+    async fn set_network_policy(
+        &self,
+        req: Request<pb::SetNetworkPolicyRequest>,
+    ) -> Result<Response<pb::Vm>, Status> {
+        let user = self.user(&req)?;
+        let r = req.into_inner();
+        let policy = r
+            .policy
+            .ok_or_else(|| Status::invalid_argument("policy is missing"))?;
+        let policy = convert::parse_net_policy(&self.core, policy)?;
+        let vm = self.core.set_network_policy(&user, &r.vm, policy).await?;
         Ok(Response::new(convert::vm(&vm)))
     }
 
@@ -298,7 +316,14 @@ impl Noid for GrpcApi {
         let user = self.user(&req)?;
         let r = req.into_inner();
         let new_name = (!r.new_name.is_empty()).then_some(r.new_name.as_str());
-        let vm = self.core.restore(&user, &r.checkpoint_id, new_name).await?;
+        let policy = r
+            .network_policy
+            .map(|p| convert::parse_net_policy(&self.core, p))
+            .transpose()?;
+        let vm = self
+            .core
+            .restore(&user, &r.checkpoint_id, new_name, policy)
+            .await?;
         Ok(Response::new(convert::vm(&vm)))
     }
 

@@ -36,7 +36,12 @@ pub fn document() -> Value {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "Error": {"type": "object", "required": ["error", "code"], "properties": {
-                    "error": {"type": "string"}, "code": {"type": "string"}}}
+                    "error": {"type": "string"}, "code": {"type": "string"}}},
+                "NetworkPolicy": {"type": "object", "additionalProperties": false, "properties": {
+                    "egress": {"type": "string", "enum": ["allow", "deny"], "description": "absent: the server's default"},
+                    "allow": {"type": "array", "items": {"type": "string"}, "description": "CIDR[:PORT[-PORT]]"},
+                    "deny": {"type": "array", "items": {"type": "string"}, "description": "CIDR[:PORT[-PORT]]"},
+                    "isolated": {"type": "boolean", "description": "no traffic with the owner's other VMs"}}}
             }
         },
         "paths": {
@@ -44,7 +49,8 @@ pub fn document() -> Value {
                 "get": op("List your VMs", "200"),
                 "post": with_body(op("Create a VM and wait until it is ready", "201"), json!({
                     "type": "object", "required": ["name"], "properties": {
-                        "name": {"type": "string"}, "cpus": {"type": "integer"}, "memory_mib": {"type": "integer"}}}))
+                        "name": {"type": "string"}, "cpus": {"type": "integer"}, "memory_mib": {"type": "integer"},
+                        "network_policy": {"$ref": "#/components/schemas/NetworkPolicy"}}}))
             },
             "/vms/{name}": named(json!({
                 "get": op("Show a VM", "200"),
@@ -69,7 +75,12 @@ pub fn document() -> Value {
             "/vms/{name}/restore": named(json!({
                 "post": with_body(op("Restore a checkpoint of the VM in place, or as new_name", "200"), json!({
                     "type": "object", "required": ["checkpoint_id"], "properties": {
-                        "checkpoint_id": {"type": "string"}, "new_name": {"type": "string"}}}))
+                        "checkpoint_id": {"type": "string"}, "new_name": {"type": "string"},
+                        "network_policy": {"$ref": "#/components/schemas/NetworkPolicy"}}}))
+            })),
+            "/vms/{name}/network_policy": named(json!({
+                "put": with_body(op("Replace the VM's network policy (applies at once)", "200"),
+                    json!({"$ref": "#/components/schemas/NetworkPolicy"}))
             })),
             "/console/{name}": named(json!({
                 "get": op("WebSocket: the VM's serial console (binary frames both ways); ?token= accepted", "101")

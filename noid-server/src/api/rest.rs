@@ -11,7 +11,7 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -110,7 +110,27 @@ pub fn vm_json(v: &VmRecord) -> Value {
         "ports": v.net.iter().flat_map(|n| &n.ports)
             .map(|p| json!({"host_port": p.host, "guest_port": p.guest})).collect::<Vec<_>>(),
         "parent_checkpoint": v.parent_checkpoint,
+        "network_policy": v.net.as_ref().map(|n| &n.policy),
     })
+}
+
+/// A network policy in a request body; `egress` absent means the server's default.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyBody {
+    egress: Option<noid::netpolicy::Egress>,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
+    #[serde(default)]
+    isolated: bool,
+}
+
+impl PolicyBody {
+    fn parse(self, core: &Manager) -> Result<noid::netpolicy::NetPolicy, CoreError> {
+        core.parse_policy(self.egress, &self.allow, &self.deny, self.isolated)
+    }
 }
 
 pub fn checkpoint_json(c: &CheckpointRecord) -> Value {
@@ -158,6 +178,7 @@ pub fn router(core: Core) -> Router {
             get(list_checkpoints).post(create_checkpoint),
         )
         .route("/vms/:name/restore", post(restore))
+        .route("/vms/:name/network_policy", put(set_network_policy))
         .route("/console/:name", get(console))
         .route("/logs/:name", get(logs))
         .route(
@@ -184,6 +205,7 @@ struct CreateBody {
     name: String,
     cpus: Option<u32>,
     memory_mib: Option<u32>,
+    network_policy: Option<PolicyBody>,
 }
 
 async fn create_vm(
@@ -195,6 +217,7 @@ async fn create_vm(
         name: b.name,
         cpus: b.cpus,
         memory_mib: b.memory_mib,
+        net_policy: b.network_policy.map(|p| p.parse(&core)).transpose()?,
     };
     let vm = core.create_vm(&u, req).await?;
     Ok((StatusCode::CREATED, Json(vm_json(&vm))))
@@ -318,6 +341,7 @@ async fn create_checkpoint(
 struct RestoreBody {
     checkpoint_id: String,
     new_name: Option<String>,
+    network_policy: Option<PolicyBody>,
 }
 
 /// Restores a checkpoint of VM `name`: in place, or as `new_name`.
@@ -335,8 +359,24 @@ async fn restore(
         ))
         .into());
     }
-    let vm = core.restore(&u, &ckpt.id, b.new_name.as_deref()).await?;
+    let policy = b.network_policy.map(|p| p.parse(&core)).transpose()?;
+    let vm = core
+        .restore(&u, &ckpt.id, b.new_name.as_deref(), policy)
+        .await?;
     Ok(Json(vm_json(&vm)))
+}
+
+/// Replaces the VM's network policy.
+async fn set_network_policy(
+    State(core): State<Core>,
+    Caller(u): Caller,
+    Path(name): Path<String>,
+    Json(b): Json<PolicyBody>,
+) -> Result<Json<Value>, ApiError> {
+    let policy = b.parse(&core)?;
+    Ok(Json(vm_json(
+        &core.set_network_policy(&u, &name, policy).await?,
+    )))
 }
 
 async fn console(

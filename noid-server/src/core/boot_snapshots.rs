@@ -187,6 +187,7 @@ impl Manager {
             vm_id: String::new(),
             vm_name: String::new(),
             parent: None,
+            net_policy: None,
             ..self.checkpoint_record(vm, &saved, key, "boot snapshot")
         };
         Manifest::new(record, saved.files)

@@ -130,6 +130,7 @@ impl Manager {
             memory_bytes: saved.memory_bytes,
             disk_bytes: saved.disk_bytes,
             parent: vm.parent_checkpoint.clone(),
+            net_policy: vm.net.as_ref().map(|n| n.policy.clone()),
         }
     }
 

@@ -32,6 +32,7 @@ use crate::store::{Store, VmRecord};
 use crate::vmm::Vmm;
 
 pub use error::{CoreError, Result};
+pub use net::NetOptions;
 pub use types::*;
 
 pub struct Manager {
@@ -44,6 +45,10 @@ pub struct Manager {
     pub metrics: crate::metrics::Metrics,
     /// Guest networking; None when disabled.
     network: Option<Arc<dyn Network>>,
+    net_options: NetOptions,
+    /// Held while the host's rules are rebuilt, and while a published port is checked and
+    /// taken: rules are always made from the latest records.
+    firewall_lock: tokio::sync::Mutex<()>,
     /// One agent channel per VM id, made on first use.
     agents: Mutex<HashMap<String, GuestAgent>>,
     /// Serializes the flows that change one VM (checkpoint, restore, delete), by VM id.
@@ -60,6 +65,7 @@ impl Manager {
         store: Arc<dyn Store>,
         vmm: Arc<dyn Vmm>,
         network: Option<Arc<dyn Network>>,
+        net_options: NetOptions,
     ) -> Result<Arc<Self>> {
         let consoles = crate::console::Consoles::new(limits.console_log_bytes);
         let manager = Arc::new(Self {
@@ -69,6 +75,8 @@ impl Manager {
             store,
             vmm,
             network,
+            net_options,
+            firewall_lock: Default::default(),
             consoles,
             metrics: Default::default(),
             agents: Mutex::new(HashMap::new()),

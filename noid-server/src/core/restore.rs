@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use noid::netpolicy::NetPolicy;
 use rand::RngCore;
 
 use super::error::io_error;
@@ -17,23 +18,35 @@ use crate::storage::clone_file;
 use crate::store::{CheckpointRecord, VmRecord, VmState};
 
 impl Manager {
-    /// Restores checkpoint `id` in place, or as a new VM called `new_name`.
+    /// Restores checkpoint `id` in place, or as a new VM called `new_name`. The VM's network
+    /// policy becomes `policy` when given; otherwise a VM restored in place keeps its own and
+    /// a fork gets the one its source had at the checkpoint.
     pub async fn restore(
         self: &Arc<Self>,
         user: &User,
         id: &str,
         new_name: Option<&str>,
+        policy: Option<NetPolicy>,
     ) -> Result<VmRecord> {
         let ckpt = self.get_checkpoint(user, id)?;
         self.check_compatible(&ckpt)?;
+        let policy = match policy {
+            Some(p) => Some(self.policy_for(Some(p))?),
+            None => None,
+        };
         let this = Arc::clone(self);
         let new_name = new_name.map(str::to_string);
         let user = user.clone();
         tokio::spawn(async move {
             let started = Instant::now();
             let result = match &new_name {
-                Some(name) => this.fork(&user, &ckpt, name).await,
-                None => this.restore_in_place(&user, &ckpt).await,
+                Some(name) => {
+                    let policy = policy
+                        .or_else(|| ckpt.net_policy.clone())
+                        .unwrap_or_else(|| this.net_options.default_policy.clone());
+                    this.fork(&user, &ckpt, name, policy).await
+                }
+                None => this.restore_in_place(&user, &ckpt, policy).await,
             };
             if let Ok(vm) = &result {
                 this.metrics.restored(started.elapsed().as_secs_f64());
@@ -78,12 +91,19 @@ impl Manager {
         Ok(dir)
     }
 
-    async fn fork(&self, user: &User, ckpt: &CheckpointRecord, name: &str) -> Result<VmRecord> {
+    async fn fork(
+        &self,
+        user: &User,
+        ckpt: &CheckpointRecord,
+        name: &str,
+        policy: NetPolicy,
+    ) -> Result<VmRecord> {
         noid::names::validate_name("VM", name)?;
         let (cpus, memory_mib) = self.check_resources(&CreateVm {
             name: name.to_string(),
             cpus: Some(ckpt.cpus),
             memory_mib: Some(ckpt.memory_mib),
+            net_policy: None,
         })?;
         let ckpt_dir = self.verify_checkpoint(ckpt).await?;
         let mut vm = VmRecord {
@@ -105,7 +125,7 @@ impl Manager {
         let mut undo = Rollback::default();
         undo.push(Undo::RemoveRecord(Box::new(vm.clone())));
         let result = async {
-            self.attach_network(&mut vm, &mut undo).await?;
+            self.attach_network(&mut vm, policy, &mut undo).await?;
             let spec = self.boot_spec(&vm);
             std::fs::create_dir(&spec.dir).map_err(|e| io_error("creating the VM directory", e))?;
             undo.push(Undo::RemoveDir(spec.dir.clone()));
@@ -135,7 +155,12 @@ impl Manager {
         }
     }
 
-    async fn restore_in_place(&self, user: &User, ckpt: &CheckpointRecord) -> Result<VmRecord> {
+    async fn restore_in_place(
+        &self,
+        user: &User,
+        ckpt: &CheckpointRecord,
+        policy: Option<NetPolicy>,
+    ) -> Result<VmRecord> {
         let gone = || {
             CoreError::NotFound(format!(
                 "VM {:?} of checkpoint {} no longer exists: restore it as a new VM (--as NAME)",
@@ -195,6 +220,11 @@ impl Manager {
             return Err(e);
         }
         let _ = std::fs::remove_file(&previous);
+        if let (Some(policy), Some(net)) = (policy, vm.net.as_mut()) {
+            net.policy = policy;
+            self.store.update_vm(&vm)?;
+            self.apply_firewall().await?;
+        }
         Ok(vm)
     }
 

@@ -25,7 +25,9 @@ impl Rollback {
 
     /// Runs every undo, newest first. Failures are logged; the rest still run.
     pub async fn run(self, manager: &Manager) {
+        let mut network_changed = false;
         for undo in self.0.into_iter().rev() {
+            network_changed |= matches!(undo, Undo::ReleaseLease(_) | Undo::DeleteTap(_));
             match undo {
                 Undo::StopVmm(p) => {
                     if let Err(e) = manager.vmm.stop(&p, Duration::from_secs(2)).await {
@@ -60,6 +62,12 @@ impl Rollback {
                         tracing::warn!("rollback: removing record of {}: {e}", vm.name);
                     }
                 }
+            }
+        }
+        // The undone VM's rules go with it.
+        if network_changed {
+            if let Err(e) = manager.apply_firewall().await {
+                tracing::warn!("rollback: rebuilding the network rules: {e}");
             }
         }
     }

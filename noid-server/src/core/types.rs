@@ -13,6 +13,8 @@ pub struct CreateVm {
     pub name: String,
     pub cpus: Option<u32>,
     pub memory_mib: Option<u32>,
+    /// None: the server's default policy.
+    pub net_policy: Option<noid::netpolicy::NetPolicy>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

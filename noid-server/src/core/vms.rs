@@ -85,6 +85,7 @@ impl Manager {
     pub async fn create_vm(self: &Arc<Self>, user: &User, req: CreateVm) -> Result<VmRecord> {
         noid::names::validate_name("VM", &req.name)?;
         let (cpus, memory_mib) = self.check_resources(&req)?;
+        let policy = self.policy_for(req.net_policy)?;
         let record = VmRecord {
             id: new_id(),
             name: req.name,
@@ -108,7 +109,7 @@ impl Manager {
             undo.push(Undo::RemoveRecord(Box::new(record.clone())));
             let mut record = record;
             let started = Instant::now();
-            match this.create_steps(&mut record, &mut undo).await {
+            match this.create_steps(&mut record, policy, &mut undo).await {
                 Ok(how) => {
                     let secs = started.elapsed().as_secs_f64();
                     this.metrics.vm_created(secs);
@@ -136,8 +137,13 @@ impl Manager {
     }
 
     /// Starts the VM, from the boot snapshot of its shape or by booting it; returns which.
-    async fn create_steps(&self, record: &mut VmRecord, undo: &mut Rollback) -> Result<Start> {
-        self.attach_network(record, undo).await?;
+    async fn create_steps(
+        &self,
+        record: &mut VmRecord,
+        policy: noid::netpolicy::NetPolicy,
+        undo: &mut Rollback,
+    ) -> Result<Start> {
+        self.attach_network(record, policy, undo).await?;
         let how = if self.start_from_boot_snapshot(record).await? {
             undo.push(Undo::RemoveDir(self.layout.vm(&record.id)));
             if let Some(p) = record.process {
@@ -302,8 +308,8 @@ impl Manager {
             Err(e) => return Err(io_error("removing the VM directory", e)),
         }
         self.store.remove_vm(&vm)?;
-        if vm.net.as_ref().is_some_and(|n| !n.ports.is_empty()) {
-            self.apply_ports()?;
+        if vm.net.is_some() {
+            self.apply_firewall().await?;
         }
         tracing::info!("VM deleted: {} ({})", vm.name, vm.id);
         Ok(())

@@ -1,8 +1,11 @@
 //! Guest networking on the host: an address pool, a bridge with the gateway address, one
-//! persistent TAP per VM on it, and noid's nftables table (NAT, published ports). `Network` is
-//! the port the core uses; `LinuxNetwork` implements it with rtnetlink, /dev/net/tun and nft.
+//! persistent TAP per VM on it, and noid's nftables tables (isolation, egress policies, NAT,
+//! published ports). `Network` is the port the core uses; `LinuxNetwork` implements it with
+//! rtnetlink, /dev/net/tun and nft.
 
+pub mod firewall;
 pub mod link;
+pub mod listeners;
 pub mod nft;
 pub mod pool;
 pub mod tap;
@@ -12,7 +15,7 @@ use std::net::Ipv4Addr;
 use async_trait::async_trait;
 use thiserror::Error;
 
-pub use nft::PortRule;
+pub use firewall::{PortRule, Settings, VmFilter};
 pub use pool::Cidr;
 
 #[derive(Debug, Error)]
@@ -54,8 +57,10 @@ pub trait Network: Send + Sync {
     async fn delete_tap(&self, name: &str) -> Result<(), NetError>;
     /// Names of the TAPs noid made that exist now.
     async fn list_taps(&self) -> Result<Vec<String>, NetError>;
-    /// Replaces the published-port rules.
-    fn apply_ports(&self, ports: &[PortRule]) -> Result<(), NetError>;
+    /// Replaces all of noid's rules with those for these VMs and published ports.
+    async fn apply_rules(&self, vms: &[VmFilter], ports: &[PortRule]) -> Result<(), NetError>;
+    /// Whether a process on the host listens on TCP `port`.
+    fn port_listened(&self, port: u16) -> Result<bool, NetError>;
 }
 
 /// TAP names: a prefix and the VM's id (12 hex digits), 14 bytes: unique, and within IFNAMSIZ.
@@ -81,22 +86,18 @@ pub fn mac_for(vm_id: &str) -> String {
 
 pub struct LinuxNetwork {
     handle: rtnetlink::Handle,
-    bridge: String,
+    settings: Settings,
     bridge_index: u32,
-    cidr: Cidr,
-    nat: bool,
     dns: Vec<String>,
 }
 
 impl LinuxNetwork {
     /// Sets up the host side: checks the pool against the host's routes, creates the bridge,
-    /// turns on IP forwarding and installs noid's nftables table.
-    pub async fn setup(
-        bridge: &str,
-        cidr: Cidr,
-        nat: bool,
-        dns: Vec<String>,
-    ) -> Result<Self, NetError> {
+    /// turns on IP forwarding and installs noid's nftables tables (with no VM in them yet;
+    /// the core applies its VMs' rules when it reconciles).
+    pub async fn setup(settings: Settings, dns: Vec<String>) -> Result<Self, NetError> {
+        let (bridge, cidr) = (settings.bridge.clone(), settings.cidr);
+        let bridge = bridge.as_str();
         let handle = link::connect()?;
         let existing = link::index(&handle, bridge).await?;
         let clashes = link::overlapping_routes(&handle, &cidr, existing).await?;
@@ -111,13 +112,11 @@ impl LinuxNetwork {
             .map_err(|e| NetError::Config(format!("cannot enable IP forwarding: {e}")))?;
         let net = Self {
             handle,
-            bridge: bridge.to_string(),
+            settings,
             bridge_index,
-            cidr,
-            nat,
             dns,
         };
-        net.apply_ports(&[])?;
+        net.apply_rules(&[], &[]).await?;
         Ok(net)
     }
 }
@@ -125,7 +124,7 @@ impl LinuxNetwork {
 #[async_trait]
 impl Network for LinuxNetwork {
     fn cidr(&self) -> Cidr {
-        self.cidr
+        self.settings.cidr
     }
 
     fn dns(&self) -> Vec<String> {
@@ -155,8 +154,13 @@ impl Network for LinuxNetwork {
             .collect())
     }
 
-    fn apply_ports(&self, ports: &[PortRule]) -> Result<(), NetError> {
-        nft::apply(&self.cidr, &self.bridge, self.nat, ports)
+    async fn apply_rules(&self, vms: &[VmFilter], ports: &[PortRule]) -> Result<(), NetError> {
+        nft::load(&firewall::ruleset(&self.settings, vms, ports)).await
+    }
+
+    fn port_listened(&self, port: u16) -> Result<bool, NetError> {
+        listeners::tcp_port_listened(port)
+            .map_err(|e| NetError::Config(format!("cannot read the host's TCP listeners: {e}")))
     }
 }
 

@@ -65,6 +65,9 @@ pub struct VmNet {
     pub tap: String,
     #[serde(default)]
     pub ports: Vec<PortMap>,
+    /// What the VM may reach; records from before policies existed get the open default.
+    #[serde(default)]
+    pub policy: noid::netpolicy::NetPolicy,
 }
 
 /// A published port: TCP to the host's `host` port reaches the guest's `guest` port.
@@ -95,6 +98,9 @@ pub struct CheckpointRecord {
     pub disk_bytes: u64,
     /// The checkpoint the VM was itself restored from, if any.
     pub parent: Option<String>,
+    /// The VM's network policy at the checkpoint: what its forks get unless told otherwise.
+    #[serde(default)]
+    pub net_policy: Option<noid::netpolicy::NetPolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
