@@ -7,6 +7,9 @@ pub mod coalesce;
 pub mod names;
 pub mod netpolicy;
 
+#[cfg(test)]
+mod fuzz;
+
 /// The control-plane API (`proto/noid/v1`).
 pub mod v1 {
     tonic::include_proto!("noid.v1");
@@ -27,4 +30,4 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Version of the agent API; the server refuses agents that speak another.
-pub const AGENT_PROTOCOL: u32 = 1;
+pub const AGENT_PROTOCOL: u32 = 2;

@@ -22,6 +22,19 @@ pub enum NameError {
     BadLabel,
 }
 
+/// A user's string for an error message: at most 40 characters, "…" when cut, so that an
+/// enormous input never becomes an enormous message (or a gRPC header no client can read).
+pub fn shorten(s: &str) -> String {
+    const MAX: usize = 40;
+    if s.chars().count() <= MAX {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(MAX).collect();
+        out.push('…');
+        out
+    }
+}
+
 /// Checks a name against the rule: 1-63 characters of `[a-z0-9-]`, not starting with `-`.
 /// `kind` ("VM", "user") names the thing in the error message.
 pub fn validate_name(kind: &'static str, name: &str) -> Result<(), NameError> {
@@ -31,7 +44,7 @@ pub fn validate_name(kind: &'static str, name: &str) -> Result<(), NameError> {
     if name.len() > MAX_NAME_LEN {
         return Err(NameError::TooLong {
             kind,
-            name: name.chars().take(MAX_NAME_LEN + 1).collect(),
+            name: shorten(name),
         });
     }
     if !name

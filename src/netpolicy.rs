@@ -15,6 +15,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
 
+use crate::names::shorten;
 use crate::v1;
 
 /// Most rules one VM may have (allow and deny together).
@@ -57,7 +58,7 @@ impl FromStr for Egress {
         match s {
             "allow" => Ok(Egress::Allow),
             "deny" => Ok(Egress::Deny),
-            _ => Err(PolicyError::Egress(s.to_string())),
+            _ => Err(PolicyError::Egress(shorten(s))),
         }
     }
 }
@@ -112,7 +113,7 @@ impl FromStr for Rule {
     type Err = PolicyError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let syntax = || PolicyError::Syntax(s.to_string());
+        let syntax = || PolicyError::Syntax(shorten(s));
         let (net, ports) = match s.split_once(':') {
             Some((net, ports)) => (net, Some(ports)),
             None => (s, None),
@@ -124,7 +125,7 @@ impl FromStr for Rule {
         };
         if net.trunc() != net {
             return Err(PolicyError::HostBits {
-                rule: s.to_string(),
+                rule: shorten(s),
                 net: net.to_string(),
                 trunc: net.trunc().to_string(),
             });
@@ -132,7 +133,7 @@ impl FromStr for Rule {
         let ports = match ports {
             None => None,
             Some(p) => {
-                let bad = || PolicyError::Ports(s.to_string());
+                let bad = || PolicyError::Ports(shorten(s));
                 let port = |x: &str| x.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad);
                 let (lo, hi) = match p.split_once('-') {
                     Some((lo, hi)) => (port(lo)?, port(hi)?),

@@ -128,11 +128,11 @@ async fn checkpoint_restore_and_fork() {
         assert_eq!(vm.parent_checkpoint, ckpt.id);
         assert_eq!(sh(&mut c, name, "hostname").await.trim(), name);
         assert_eq!(sh(&mut c, name, "cat /root/file").await, "before\n");
+        // The fork's clock is the host's, not the checkpoint's (seconds behind by now); a
+        // little slack for a loaded host, where the guest's reply itself takes a while.
         let guest_now: i64 = sh(&mut c, name, "date +%s").await.trim().parse().unwrap();
-        assert!(
-            (guest_now - host_now()).abs() <= 2,
-            "{name} clock off: {guest_now}"
-        );
+        let off = guest_now - host_now();
+        assert!(off.abs() <= 4, "{name} clock off by {off} s");
         randoms.push(sh(&mut c, name, "head -c 32 /dev/urandom | od -An -tx1").await);
     }
     randoms.sort();
@@ -304,7 +304,12 @@ fn find_checkpoint_dir(server: &Server, id: &str) -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_disk_during_checkpoint() {
     let mount = Mount::tmpfs("48m");
-    let server = Server::start_in(&["alice"], "", Some(mount.path.join("data")));
+    // (No reserve: admission would refuse the VM on so small a disk.)
+    let server = Server::start_in(
+        &["alice"],
+        "[vm]\ndisk_reserve_mib = 0\n",
+        Some(mount.path.join("data")),
+    );
     let mut c = server.client("alice").await;
     c.create_vm(create("tight")).await.unwrap();
     let e = c

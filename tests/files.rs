@@ -21,6 +21,7 @@ fn header(path: &str) -> CopyInRequest {
             vm: "box".into(),
             path: path.into(),
             mode: 0,
+            ..Default::default()
         })),
     }
 }
@@ -159,15 +160,28 @@ async fn files_go_in_and_out_intact_and_failures_change_nothing() {
             .copy_in(first.chain(futures::stream::pending()))
             .await
     });
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The bytes reached the guest (its temporary file has them) before the client goes.
+    let staged = "ls -a /root | grep -c '^\\.keep\\.noid-' || true";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sh(
+        &mut c,
+        "box",
+        "wc -c /root/.keep.noid-* 2>/dev/null | grep -c 100000 || true",
+    )
+    .await
+    .trim()
+        != "1"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the upload's bytes never reached the guest"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     upload.abort();
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let ls = sh(&mut c, "box", "ls -a /root").await;
-        if !ls.contains("noid-tmp") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "temporary file left: {ls}");
+    while sh(&mut c, "box", staged).await.trim() != "0" {
+        assert!(Instant::now() < deadline, "temporary file left");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(sh(&mut c, "box", "cat /root/keep").await, "old\n");
@@ -197,4 +211,65 @@ async fn files_go_in_and_out_intact_and_failures_change_nothing() {
         got.extend(chunk.unwrap().data);
     }
     assert!(got == bytes);
+
+    // Into an existing directory: the file takes the source's name, as cp does; nothing else
+    // is left there.
+    let note = work.path().join("note.txt");
+    std::fs::write(&note, "to a directory\n").unwrap();
+    let out = server.run("alice", &["cp", note.to_str().unwrap(), "box:/tmp"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("box:/tmp/note.txt"));
+    assert_eq!(
+        sh(&mut c, "box", "cat /tmp/note.txt").await,
+        "to a directory\n"
+    );
+    assert_eq!(
+        sh(&mut c, "box", "ls -a /tmp | grep -c noid || true").await,
+        "0\n"
+    );
+    // Without a name to use (stdin), a directory is refused.
+    let e = c
+        .copy_in(futures::stream::iter([header("/tmp"), data(b"x"), end()]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("Is a directory"), "{}", e.message());
+
+    // Onto a device: written to, not replaced.
+    let out = server.run("alice", &["cp", note.to_str().unwrap(), "box:/dev/null"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        sh(&mut c, "box", "stat -c %F /dev/null").await,
+        "character special file\n"
+    );
+
+    // A copy out of an endless file that its reader abandons stops reading in the guest: the
+    // agent (PID 1) closes the file.
+    let mut endless = c
+        .copy_out(CopyOutRequest {
+            vm: "box".into(),
+            path: "/dev/zero".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for _ in 0..3 {
+        assert!(!endless.next().await.unwrap().unwrap().data.is_empty());
+    }
+    let open_zero = "ls -l /proc/1/fd | grep -c /dev/zero || true";
+    assert_eq!(sh(&mut c, "box", open_zero).await, "1\n");
+    drop(endless);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sh(&mut c, "box", open_zero).await != "0\n" {
+        assert!(Instant::now() < deadline, "the agent still reads /dev/zero");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -251,10 +251,11 @@ fn small_pool_is_exhausted_cleanly_and_overlaps_are_refused() {
         );
 
         // A /29 has five guest addresses: the sixth create is RESOURCE_EXHAUSTED and leaves
-        // no TAP, record or process behind.
+        // no TAP, record or process behind. (Five software-emulated boots at once share two
+        // cores: on a loaded host they take a minute, so the boot timeout is generous.)
         let server = Server::start(
             &["alice"],
-            "[network]\nbridge = \"noidt\"\ncidr = \"172.16.9.0/29\"\n",
+            "[vm]\nboot_timeout_secs = 240\n[network]\nbridge = \"noidt\"\ncidr = \"172.16.9.0/29\"\n",
         );
         let c = server.client("alice").await;
         let creates: Vec<_> = (0..5)

@@ -36,7 +36,7 @@ fn msg(m: exec_response::Msg) -> Result<ExecResponse, Status> {
 }
 
 /// Builds the command from the start message, without spawning it.
-fn build_command(start: &ExecStart) -> Result<Command, Status> {
+pub(crate) fn build_command(start: &ExecStart) -> Result<Command, Status> {
     let (prog, args) = start
         .argv
         .split_first()
@@ -72,6 +72,9 @@ fn spawn_error(prog: &str, e: io::Error) -> Status {
         io::ErrorKind::PermissionDenied => {
             Status::permission_denied(format!("{prog}: permission denied"))
         }
+        _ if e.raw_os_error() == Some(libc::E2BIG) => Status::invalid_argument(format!(
+            "{prog}: the arguments and environment are too long for the guest kernel (E2BIG)"
+        )),
         _ => Status::internal(format!("{prog}: cannot start: {e}")),
     }
 }

@@ -4,12 +4,16 @@
 mod console;
 mod exec;
 mod fdstream;
+mod files;
 mod init;
 mod net;
 mod reaper;
 mod service;
 mod system;
 mod transport;
+
+#[cfg(test)]
+mod fuzz;
 
 use noid::agent::v1::agent_server::AgentServer;
 

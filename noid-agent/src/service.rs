@@ -1,4 +1,4 @@
-//! The agent's gRPC service: thin handlers over `exec`, `system` and `init`.
+//! The agent's gRPC service: thin handlers over `exec`, `files`, `system` and `init`.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -6,15 +6,16 @@ use std::time::Duration;
 use futures::Stream;
 use noid::agent::v1::agent_server::Agent;
 use noid::agent::v1::{
-    exec_request, ExecRequest, ExecResponse, HealthRequest, HealthResponse, PostRestoreRequest,
-    PostRestoreResponse, ShutdownRequest, ShutdownResponse,
+    exec_request, ExecRequest, ExecResponse, FileData, HealthRequest, HealthResponse,
+    PostRestoreRequest, PostRestoreResponse, ReadFileRequest, ShutdownRequest, ShutdownResponse,
+    WriteFileRequest, WriteFileResponse,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::reaper::Reaper;
-use crate::{exec, system};
+use crate::{exec, files, system};
 
 pub struct AgentService {
     reaper: Reaper,
@@ -95,6 +96,25 @@ impl Agent for AgentService {
         crate::console::resize(size.rows, size.cols)
             .map_err(|e| Status::internal(format!("console resize: {e}")))?;
         Ok(Response::new(noid::agent::v1::ResizeConsoleResponse {}))
+    }
+
+    async fn write_file(
+        &self,
+        req: Request<Streaming<WriteFileRequest>>,
+    ) -> Result<Response<WriteFileResponse>, Status> {
+        let (path, bytes) = files::write(req.into_inner()).await?;
+        Ok(Response::new(WriteFileResponse { path, bytes }))
+    }
+
+    type ReadFileStream = Pin<Box<dyn Stream<Item = Result<FileData, Status>> + Send>>;
+
+    async fn read_file(
+        &self,
+        req: Request<ReadFileRequest>,
+    ) -> Result<Response<Self::ReadFileStream>, Status> {
+        let (tx, rx) = mpsc::channel(4);
+        files::read(req.into_inner().path, tx)?;
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn shutdown(

@@ -124,13 +124,27 @@ pub async fn restore(
         None => format!("Restoring checkpoint {id}"),
     };
     let spinner = (!json).then(|| crate::progress(&what));
-    let result = client
-        .restore(RestoreRequest {
-            checkpoint_id: id.clone(),
-            new_name: new_name.clone().unwrap_or_default(),
-            network_policy,
+    let request = RestoreRequest {
+        checkpoint_id: id.clone(),
+        new_name: new_name.clone().unwrap_or_default(),
+        network_policy,
+        // A fork may be retried safely; a restore in place is not retried.
+        request_id: if new_name.is_some() {
+            crate::request_id()
+        } else {
+            String::new()
+        },
+    };
+    let result = if new_name.is_some() {
+        crate::retried(|| {
+            let mut client = client.clone();
+            let request = request.clone();
+            async move { client.restore(request).await }
         })
-        .await;
+        .await
+    } else {
+        client.restore(request).await
+    };
     if let Some(s) = spinner {
         s.finish_and_clear();
     }

@@ -109,11 +109,13 @@ async fn copy_in(
         }
         (Box::new(f), meta.permissions().mode() & 0o7777)
     };
+    let source_name = from
+        .file_name()
+        .filter(|_| !stdin)
+        .map(|n| n.to_string_lossy().into_owned());
     let path = if path.ends_with('/') {
-        let name = from
-            .file_name()
-            .filter(|_| !stdin)
-            .map(|n| n.to_string_lossy().into_owned())
+        let name = source_name
+            .as_deref()
             .context("give the guest file's full path when copying from stdin")?;
         format!("{path}{name}")
     } else {
@@ -124,6 +126,8 @@ async fn copy_in(
             vm: vm.into(),
             path: path.clone(),
             mode,
+            // An existing directory in the guest takes the file under this name.
+            source_name: source_name.unwrap_or_default(),
         })),
     };
     let bar = (!json).then(|| crate::progress(&format!("Copying to {vm}:{path}")));
@@ -158,7 +162,8 @@ async fn copy_in(
         b.finish_and_clear();
     }
     reading.await?.context("reading the local file")?;
-    let bytes = result?.into_inner().bytes_written;
+    let done = result?.into_inner();
+    let (bytes, path) = (done.bytes_written, done.path);
     if json {
         crate::output::print_json(&json!({"vm": vm, "path": path, "bytes": bytes}));
     } else {

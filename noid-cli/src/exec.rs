@@ -43,8 +43,9 @@ fn req(msg: exec_request::Msg) -> ExecRequest {
 pub async fn run(client: &mut noid::client::Client, args: ExecArgs) -> Result<i32> {
     let env = parse_env(&args.env)?;
     let timeout_ms = match args.timeout_secs {
-        Some(s) if !(s > 0.0 && s < 4_000_000.0) => {
-            bail!("--timeout must be a positive number of seconds")
+        // The API counts milliseconds and 0 means none: less than 1 ms would be no limit.
+        Some(s) if !(0.001..4_000_000.0).contains(&s) => {
+            bail!("--timeout must be from 0.001 up to 4000000 seconds, got {s}")
         }
         Some(s) => (s * 1000.0).round() as u32,
         None => 0,

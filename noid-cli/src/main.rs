@@ -60,6 +60,8 @@ enum Command {
     /// Destroy a VM (default: the active one): its process, disk and record.
     #[command(alias = "rm")]
     Destroy { name: Option<String> },
+    /// Let a paused VM (default: the active one) run again.
+    Resume { name: Option<String> },
     /// Make NAME the active VM for this directory (writes ./.noid).
     Use { name: String },
     /// Show the active VM and the file that names it.
@@ -275,17 +277,22 @@ async fn run(cli: Cli) -> Result<i32> {
             policy,
         } => {
             noid::names::validate_name("VM", &name)?;
-            let mut client = connect().await?;
+            let client = connect().await?;
             let started = Instant::now();
             let spinner = (!json).then(|| progress(&format!("Creating VM {name} (booting)")));
-            let result = client
-                .create_vm(CreateVmRequest {
-                    name: name.clone(),
-                    cpus: cpus.unwrap_or(0),
-                    memory_mib: mem.unwrap_or(0),
-                    network_policy: policy.to_proto(),
-                })
-                .await;
+            let request = CreateVmRequest {
+                name: name.clone(),
+                cpus: cpus.unwrap_or(0),
+                memory_mib: mem.unwrap_or(0),
+                network_policy: policy.to_proto(),
+                request_id: request_id(),
+            };
+            let result = retried(|| {
+                let mut client = client.clone();
+                let request = request.clone();
+                async move { client.create_vm(request).await }
+            })
+            .await;
             if let Some(s) = spinner {
                 s.finish_and_clear();
             }
@@ -348,6 +355,20 @@ async fn run(cli: Cli) -> Result<i32> {
                 output::print_json(&json!({"destroyed": name}));
             } else {
                 println!("Destroyed VM {name}");
+            }
+        }
+        Command::Resume { name } => {
+            let name = config::resolve_vm(name)?;
+            let vm = connect()
+                .await?
+                .resume_vm(noid::v1::ResumeVmRequest { name })
+                .await
+                .map_err(status)?
+                .into_inner();
+            if json {
+                output::print_json(&output::vm_json(&vm));
+            } else {
+                println!("VM {} is {}", vm.name, output::state_name(vm.state));
             }
         }
         Command::Use { name } => {
@@ -474,6 +495,33 @@ async fn run(cli: Cli) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// A random id for a request that creates something, so that a retry of it is safe.
+fn request_id() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 12];
+    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs `call` again (at most twice more) when the server could not be reached or the
+/// connection broke: safe for calls that carry a request id.
+async fn retried<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Err(s) if s.code() == tonic::Code::Unavailable && attempt < 2 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// A spinner on stderr with elapsed time, only when stderr is a terminal.

@@ -7,7 +7,9 @@ pub fn state_name(state: i32) -> &'static str {
     match VmState::try_from(state).unwrap_or(VmState::Unspecified) {
         VmState::Creating => "creating",
         VmState::Running => "running",
+        VmState::Paused => "paused",
         VmState::Stopped => "stopped",
+        VmState::Restoring => "restoring",
         VmState::Deleting => "deleting",
         VmState::Unspecified => "unknown",
     }
@@ -30,6 +32,7 @@ pub fn vm_json(vm: &Vm) -> Value {
         "mac": vm.mac,
         "ports": vm.ports.iter().map(|p| json!({"host_port": p.host_port, "guest_port": p.guest_port})).collect::<Vec<_>>(),
         "network_policy": vm.network_policy.as_ref().map(crate::net::policy_json),
+        "state_reason": vm.state_reason,
     })
 }
 
@@ -109,7 +112,14 @@ pub fn vm_details(vm: &Vm) {
     };
     let rows = [
         ("name", vm.name.clone()),
-        ("state", state_name(vm.state).to_string()),
+        (
+            "state",
+            if vm.state_reason.is_empty() {
+                state_name(vm.state).to_string()
+            } else {
+                format!("{} ({})", state_name(vm.state), vm.state_reason)
+            },
+        ),
         ("id", vm.id.clone()),
         ("cpus", vm.cpus.to_string()),
         ("memory", format!("{} MiB", vm.memory_mib)),

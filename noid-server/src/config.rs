@@ -33,6 +33,13 @@ pub struct Config {
     pub http_listen: SocketAddr,
     /// Root of all state: `images/`, `vms/`, `checkpoints/`, `db/`.
     pub data_dir: PathBuf,
+    /// API connections open at once; beyond it new ones wait. 0: a quarter of the server's
+    /// open-file limit.
+    pub max_connections: usize,
+    /// Calls open at once on one API connection.
+    pub max_streams_per_connection: u32,
+    /// On SIGTERM, how long open calls (followed logs, consoles, execs) may go on.
+    pub shutdown_grace_secs: u64,
     /// The guest image; default `<data_dir>/images/default`.
     pub image_dir: Option<PathBuf>,
     /// Which VMM runs VMs: "auto" (Firecracker where its binary is found and KVM runs
@@ -42,6 +49,8 @@ pub struct Config {
     pub qemu: QemuConfig,
     pub firecracker: FirecrackerSettings,
     pub network: NetworkConfig,
+    /// Per-user limits; 0 is no limit.
+    pub quota: crate::core::Quota,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -206,8 +215,25 @@ pub struct VmLimits {
     pub boot_timeout_secs: u64,
     /// How long a guest may take to power off on delete before it is terminated.
     pub shutdown_timeout_secs: u64,
+    /// An exec client that reads none of its output for this long no longer holds its
+    /// command back: the output is dropped, and the client is told so at the end.
+    pub exec_stall_secs: u64,
+    /// How long a call to a VM's guest agent (starting a command, a resize, the post-restore
+    /// step) may wait for its answer before it fails with UNAVAILABLE.
+    pub agent_timeout_secs: u64,
     /// Console output kept per VM: the current log and one rotated log of this size each.
     pub console_log_bytes: u64,
+    /// Memory the host keeps for itself: a VM is refused when the host's available memory
+    /// less this would not hold it.
+    pub host_memory_reserve_mib: u64,
+    /// Space the data directory keeps free: a VM is refused when its disk copy would eat
+    /// into it.
+    pub disk_reserve_mib: u64,
+    /// Give each VMM a cgroup of its own (memory: the guest's plus `vmm_overhead_mib`; CPU:
+    /// its vCPUs' worth plus half a CPU for the VMM's own threads; a cap on processes).
+    pub cgroups: bool,
+    /// Memory a VMM may use beyond its guest's, in its cgroup.
+    pub vmm_overhead_mib: u64,
     /// Start new VMs from a snapshot of a freshly booted VM of the same size instead of
     /// booting them (the first VM of each size boots and makes it).
     pub boot_snapshots: bool,
@@ -259,12 +285,16 @@ impl Default for Config {
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
             http_listen: DEFAULT_HTTP_LISTEN.parse().expect("valid default address"),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            max_connections: 0,
+            max_streams_per_connection: 256,
+            shutdown_grace_secs: 5,
             image_dir: None,
             vmm: "auto".into(),
             vm: VmLimits::default(),
             qemu: QemuConfig::default(),
             firecracker: FirecrackerSettings::default(),
             network: NetworkConfig::default(),
+            quota: Default::default(),
         }
     }
 }
@@ -279,7 +309,13 @@ impl Default for VmLimits {
             max_memory_mib: 8192,
             boot_timeout_secs: 60,
             shutdown_timeout_secs: 3,
+            agent_timeout_secs: 15,
+            exec_stall_secs: 30,
             console_log_bytes: 1 << 20,
+            host_memory_reserve_mib: 512,
+            cgroups: true,
+            vmm_overhead_mib: 256,
+            disk_reserve_mib: 256,
             boot_snapshots: true,
         }
     }

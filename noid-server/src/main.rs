@@ -3,19 +3,15 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+
+mod serve;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use noid::v1::noid_server::NoidServer;
 use noid_server::admin;
-use noid_server::api::grpc::GrpcApi;
 use noid_server::config::Config;
-use noid_server::core::Manager;
-use noid_server::image::Image;
 use noid_server::storage::Layout;
 use noid_server::store::{SledStore, Store};
-use noid_server::vmm::select;
 
 #[derive(Parser)]
 #[command(
@@ -107,6 +103,10 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<std::ffi::OsString>,
     },
+    /// Internal: the crash points of the fault tests (debug builds stop at the one that
+    /// NOID_CRASH_AT names).
+    #[command(hide = true)]
+    CrashPoints,
     /// Remove noid's host networking (its nftables table and bridge). Refused while the
     /// server runs or while VMs with a network exist.
     NetworkDown {
@@ -123,135 +123,12 @@ fn load_config(data: &DataDir) -> Result<Config> {
     Ok(config)
 }
 
-fn open_store(data_dir: &Path) -> Result<SledStore> {
+pub(crate) fn open_store(data_dir: &Path) -> Result<SledStore> {
     let layout = Layout::new(data_dir);
     layout
         .create_dirs()
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     Ok(SledStore::open(&layout.db())?)
-}
-
-async fn serve(config: Config) -> Result<()> {
-    config.validate()?;
-    let image = Image::open(&config.image_dir())?;
-    let layout = Layout::new(&config.data_dir);
-    let store: Arc<dyn Store> = Arc::new(open_store(&config.data_dir)?);
-    let admin_socket = admin::socket_path(&config.data_dir);
-    let admin_task = tokio::spawn(admin::serve(admin_socket.clone(), Arc::clone(&store)));
-    let decision = select::decide_here(&config)?;
-    if decision.workable() {
-        tracing::info!("VMM: {}", decision.describe());
-    } else {
-        tracing::warn!("VMM: {}", decision.describe());
-    }
-    noid_server::vmm::process::become_subreaper();
-    let vmm = select::build(&config, &decision)?;
-    let network: Option<Arc<dyn noid_server::network::Network>> = if config.network.enabled {
-        let n = &config.network;
-        if !n.isolation {
-            tracing::warn!(
-                "network.isolation is off: VMs of all users reach each other, the host and any \
-                 address, and no egress policy applies"
-            );
-        }
-        Some(Arc::new(
-            noid_server::network::LinuxNetwork::setup(n.firewall()?, n.dns.clone()).await?,
-        ))
-    } else {
-        None
-    };
-    let net_options = noid_server::core::NetOptions {
-        default_policy: config.network.policy.to_policy(),
-        publish_range: config.network.publish_range()?,
-        own_ports: vec![config.listen.port(), config.http_listen.port()],
-    };
-    let core = Manager::open(
-        config.vm.clone(),
-        layout,
-        image.clone(),
-        store,
-        vmm,
-        network,
-        net_options,
-    )
-    .await
-    .context("reconciling state")?;
-    let info = core.server_info();
-    tracing::info!(
-        "noid-server {} listening on {} ({}, image {} kernel {})",
-        noid::VERSION,
-        config.listen,
-        info.backend,
-        info.image_id,
-        info.kernel_release
-    );
-    let http = tokio::net::TcpListener::bind(config.http_listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.http_listen))?;
-    let gateway = noid_server::api::rest::router(Arc::clone(&core));
-    let (stop_http, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
-    let http_task = tokio::spawn(async move {
-        axum::serve(http, gateway)
-            .with_graceful_shutdown(async {
-                let _ = stop_http_rx.await;
-            })
-            .await
-    });
-    tracing::info!("REST/WebSocket gateway on http://{}", config.http_listen);
-    let counted = Arc::clone(&core);
-    let count_errors = tower::util::MapResponseLayer::new(
-        move |resp: tonic::codegen::http::Response<tonic::body::BoxBody>| {
-            // Errors of unary calls and refused streams come as trailers-only responses.
-            if let Some(code) = resp
-                .headers()
-                .get("grpc-status")
-                .and_then(|v| v.to_str().ok()?.parse::<i32>().ok())
-                .filter(|c| *c != 0)
-            {
-                counted
-                    .metrics
-                    .error(noid_server::metrics::grpc_code_name(code));
-            }
-            resp
-        },
-    );
-    let service = NoidServer::new(GrpcApi::new(core))
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    // Nagle's algorithm would hold small stream messages back by the delayed-ACK time (~40 ms).
-    let incoming = tonic::transport::server::TcpIncoming::from_listener(listener, true, None)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(noid::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let (mut health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<NoidServer<GrpcApi>>().await;
-    tonic::transport::Server::builder()
-        .layer(count_errors)
-        .add_service(service)
-        .add_service(health)
-        .add_service(reflection)
-        .serve_with_incoming_shutdown(incoming, shutdown_signal())
-        .await?;
-    let _ = stop_http.send(());
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), http_task).await;
-    admin_task.abort();
-    let _ = std::fs::remove_file(&admin_socket);
-    tracing::info!("stopped; VMs keep running and are picked up on the next start");
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
 
 /// Runs an admin request on the store directly, or through the running server's admin socket
@@ -314,7 +191,7 @@ async fn run(cli: Cli) -> Result<()> {
             if let Some(v) = vmm {
                 config.vmm = v;
             }
-            serve(config).await
+            serve::serve(config).await
         }
         Command::AddUser { name, data } => {
             let token = admin_token(&data, admin::Request::AddUser { name: name.clone() }).await?;
@@ -360,6 +237,12 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let code = noid_server::vmm::shim::run(&args)?;
             std::process::exit(code)
+        }
+        Command::CrashPoints => {
+            for p in noid_server::core::faults::CRASH_POINTS {
+                println!("{p}");
+            }
+            Ok(())
         }
         Command::NetworkDown { data } => {
             let config = load_config(&data)?;

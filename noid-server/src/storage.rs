@@ -20,6 +20,11 @@ impl Layout {
         }
     }
 
+    /// The data directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub fn db(&self) -> PathBuf {
         self.root.join("db")
     }
@@ -104,6 +109,20 @@ pub fn clone_file(src: &Path, dst: &Path) -> io::Result<CopyKind> {
 }
 
 /// fsyncs a file's data and metadata.
+/// Bytes free for unprivileged writers on the filesystem that holds `path`.
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path with a NUL byte"))?;
+    // SAFETY: statvfs is plain old data; all zeroes is a valid value to be overwritten.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a pointer to a live statvfs for the kernel to fill.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
 pub fn sync_file(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()
 }

@@ -63,6 +63,10 @@ pub struct Server {
     pub tokens: HashMap<String, String>,
     extra_config: String,
     child: Option<Child>,
+    /// Environment of the next launches (e.g. NOID_CRASH_AT).
+    env: Vec<(String, String)>,
+    /// Runs the server through this command (e.g. prlimit with its arguments).
+    wrapper: Vec<String>,
 }
 
 impl Server {
@@ -73,6 +77,16 @@ impl Server {
 
     /// Starts a server whose data directory is `data_dir` (e.g. a small or btrfs mount).
     pub fn start_in(users: &[&str], extra_config: &str, data_dir: Option<PathBuf>) -> Server {
+        Self::start_opts(users, extra_config, data_dir, &[])
+    }
+
+    /// Starts a server through `wrapper` (a command and its arguments, e.g. prlimit's).
+    pub fn start_opts(
+        users: &[&str],
+        extra_config: &str,
+        data_dir: Option<PathBuf>,
+        wrapper: &[&str],
+    ) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("noid-e2e")
             .tempdir()
@@ -104,6 +118,8 @@ impl Server {
             tokens,
             extra_config: extra_config.to_string(),
             child: None,
+            env: Vec::new(),
+            wrapper: wrapper.iter().map(|s| s.to_string()).collect(),
         };
         s.launch();
         s
@@ -149,10 +165,19 @@ impl Server {
             .append(true)
             .open(self.dir.path().join("server.log"))
             .unwrap();
-        let child = Command::new(bin("noid-server"))
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin("noid-server"));
+                c
+            }
+            None => Command::new(bin("noid-server")),
+        };
+        let child = command
             .arg("serve")
             .arg("--config")
             .arg(&config)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -170,6 +195,46 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Sets an environment variable for the next launches (None removes it).
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.env.push((key.into(), v.into()));
+        }
+    }
+
+    /// Starts the server through `wrapper` (a command and its arguments) from the next launch.
+    pub fn set_wrapper(&mut self, wrapper: &[&str]) {
+        self.wrapper = wrapper.iter().map(|s| s.to_string()).collect();
+    }
+
+    /// The running server's process, if any.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Waits for the server to exit on its own (a crash point) and returns how it ended.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the server again after it has exited (or been stopped).
+    pub fn start_again(&mut self) {
+        self.stop();
+        self.launch();
     }
 
     /// Stops the server (SIGTERM) and starts it again on the same data directory.
@@ -304,14 +369,51 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
     pids
 }
 
+/// Where a server on `data_dir` keeps its VMs' cgroups: `noid-<first 4 bytes of the
+/// SHA-256 of the path, hex>` under each hierarchy's root (as `vmm/cgroup.rs` names them).
+pub fn cgroup_parents(data_dir: &Path) -> Vec<PathBuf> {
+    use sha2::Digest;
+    use std::os::unix::ffi::OsStrExt;
+    let hash = sha2::Sha256::digest(data_dir.as_os_str().as_bytes());
+    let name: String = hash[..4].iter().map(|b| format!("{b:02x}")).collect();
+    [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/memory",
+        "/sys/fs/cgroup/cpu",
+        "/sys/fs/cgroup/pids",
+    ]
+    .iter()
+    .map(|root| Path::new(root).join(format!("noid-{name}")))
+    .filter(|p| p.is_dir())
+    .collect()
+}
+
+/// Removes the cgroups of a stopped test server's VMs (their VMMs were killed; an exiting
+/// process keeps its cgroup busy for a moment), so test runs leave none on the host.
+fn remove_cgroups(data_dir: &Path) {
+    for parent in cgroup_parents(data_dir) {
+        let children = std::fs::read_dir(&parent).into_iter().flatten().flatten();
+        for child in children.filter(|e| e.path().is_dir()) {
+            for _ in 0..50 {
+                if std::fs::remove_dir(child.path()).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = std::fs::remove_dir(&parent);
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let pids = self.vmm_pids();
         self.stop();
-        for pid in pids {
+        for pid in &pids {
             // SAFETY: kills a VMM this test's server started (pid from its own pid file).
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
         }
+        remove_cgroups(&self.data_dir());
         // NOID_TEST_LOGS=1 shows the log of passing tests too (with --nocapture).
         if std::thread::panicking() || std::env::var_os("NOID_TEST_LOGS").is_some() {
             eprintln!("--- server log ---\n{}", self.log());

@@ -53,6 +53,23 @@ pub struct AgentHealth {
 pub struct GuestAgent {
     client: AgentClient<Channel>,
     link: Arc<Link>,
+    /// How long a call may wait for the agent's answer (a frozen or overloaded guest).
+    timeout: Duration,
+}
+
+/// `call`, unless the agent does not answer within `timeout`.
+async fn answered<T>(
+    timeout: Duration,
+    call: impl std::future::Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, AgentError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(AgentError::Unreachable(format!(
+            "the guest agent did not answer within {}s (is the VM paused, frozen or short of \
+             CPU?)",
+            timeout.as_secs_f32()
+        ))),
+    }
 }
 
 /// Control over the agent connection underneath the channel: the checkpoint flow closes the
@@ -111,8 +128,9 @@ fn to_event(resp: pb::ExecResponse) -> Option<ExecEvent> {
 }
 
 impl GuestAgent {
-    /// A handle that connects on first use (and again after the connection breaks).
-    pub fn lazy(endpoint: AgentEndpoint) -> Self {
+    /// A handle that connects on first use (and again after the connection breaks); each
+    /// call waits at most `timeout` for the agent's answer.
+    pub fn lazy(endpoint: AgentEndpoint, timeout: Duration) -> Self {
         let link = Arc::new(Link::new());
         let l = Arc::clone(&link);
         let connector = tower::service_fn(move |_: Uri| {
@@ -135,6 +153,7 @@ impl GuestAgent {
                 .max_decoding_message_size(64 << 20)
                 .max_encoding_message_size(64 << 20),
             link,
+            timeout,
         }
     }
 
@@ -155,14 +174,8 @@ impl GuestAgent {
 
     pub async fn health(&self, timeout: Duration) -> Result<AgentHealth, AgentError> {
         let mut client = self.client.clone();
-        let resp = tokio::time::timeout(timeout, client.health(pb::HealthRequest {}))
-            .await
-            .map_err(|_| {
-                AgentError::Unreachable(format!(
-                    "guest agent did not answer within {}s",
-                    timeout.as_secs_f32()
-                ))
-            })??
+        let resp = answered(timeout, client.health(pb::HealthRequest {}))
+            .await?
             .into_inner();
         Ok(AgentHealth {
             version: resp.agent_version,
@@ -196,13 +209,87 @@ impl GuestAgent {
             msg: Some(pb::exec_request::Msg::Start(start)),
         };
         let outbound = futures::stream::once(async move { first }).chain(input.map(to_request));
-        let inbound = self.client.clone().exec(outbound).await?.into_inner();
+        let mut client = self.client.clone();
+        let inbound = answered(self.timeout, client.exec(outbound))
+            .await?
+            .into_inner();
         Ok(inbound.filter_map(|item| async move {
             match item {
                 Ok(resp) => to_event(resp).map(Ok),
                 Err(status) => Some(Err(AgentError::from(status))),
             }
         }))
+    }
+
+    /// Writes `data` to `path` in the guest (into it under `name_in_dir` when it is a
+    /// directory) with `mode`; returns where the file went and its size. When `data` fails,
+    /// the copy is abandoned and nothing in the guest changes; its error is returned.
+    pub async fn write_file<S, E>(
+        &self,
+        path: String,
+        mode: u32,
+        name_in_dir: String,
+        data: S,
+    ) -> Result<Result<(String, u64), E>, AgentError>
+    where
+        S: Stream<Item = Result<Vec<u8>, E>> + Send + 'static,
+        E: Send + 'static,
+    {
+        use pb::write_file_request::Msg;
+        let (failed_tx, mut failed_rx) = tokio::sync::oneshot::channel();
+        let header = pb::WriteFileRequest {
+            msg: Some(Msg::Header(pb::WriteFileHeader {
+                path,
+                mode,
+                name_in_dir,
+            })),
+        };
+        // The data, then `end` with the count; or, when the data fails, an end without `end`,
+        // which the agent takes as "abandoned".
+        let body = futures::stream::unfold(
+            (Box::pin(data), 0u64, Some(failed_tx)),
+            |(mut data, sent, mut failed)| async move {
+                match data.next().await {
+                    Some(Ok(chunk)) => {
+                        let n = chunk.len() as u64;
+                        let msg = Msg::Data(chunk);
+                        Some((msg, (data, sent + n, failed)))
+                    }
+                    Some(Err(e)) => {
+                        if let Some(tx) = failed.take() {
+                            let _ = tx.send(e);
+                        }
+                        None
+                    }
+                    None if failed.is_some() => Some((Msg::End(sent), (data, sent, None))),
+                    None => None,
+                }
+            },
+        )
+        .map(|m| pb::WriteFileRequest { msg: Some(m) });
+        let outbound = futures::stream::once(async move { header }).chain(body);
+        let mut client = self.client.clone();
+        let result = client.write_file(outbound).await;
+        // The data's failure, if any, was handed over before its stream ended, and so before
+        // the agent could answer.
+        if let Ok(e) = failed_rx.try_recv() {
+            return Ok(Err(e));
+        }
+        let resp = result?.into_inner();
+        Ok(Ok((resp.path, resp.bytes)))
+    }
+
+    /// The bytes of the file at `path` in the guest; the agent stops reading when the
+    /// returned stream is dropped.
+    pub async fn read_file(
+        &self,
+        path: String,
+    ) -> Result<impl Stream<Item = Result<Vec<u8>, AgentError>> + Send + 'static, AgentError> {
+        let mut client = self.client.clone();
+        let inbound = answered(self.timeout, client.read_file(pb::ReadFileRequest { path }))
+            .await?
+            .into_inner();
+        Ok(inbound.map(|item| item.map(|c| c.data).map_err(AgentError::from)))
     }
 
     pub async fn post_restore(
@@ -218,29 +305,28 @@ impl GuestAgent {
             gateway: n.gateway.to_string(),
             dns: n.dns,
         });
-        self.client
-            .clone()
-            .post_restore(pb::PostRestoreRequest {
-                unix_nanos,
-                entropy,
-                hostname,
-                network,
-            })
-            .await?;
+        let mut client = self.client.clone();
+        let request = pb::PostRestoreRequest {
+            unix_nanos,
+            entropy,
+            hostname,
+            network,
+        };
+        // No deadline of its own: the caller gives the whole post-restore step one.
+        client.post_restore(request).await?;
         Ok(())
     }
 
     pub async fn resize_console(&self, size: TtySize) -> Result<(), AgentError> {
-        self.client.clone().resize_console(pb_size(size)).await?;
+        let mut client = self.client.clone();
+        answered(self.timeout, client.resize_console(pb_size(size))).await?;
         Ok(())
     }
 
     /// Asks the guest to power off; waits at most `timeout` for the answer.
     pub async fn shutdown(&self, timeout: Duration) -> Result<(), AgentError> {
         let mut client = self.client.clone();
-        tokio::time::timeout(timeout, client.shutdown(pb::ShutdownRequest {}))
-            .await
-            .map_err(|_| AgentError::Unreachable("guest agent did not answer shutdown".into()))??;
+        answered(timeout, client.shutdown(pb::ShutdownRequest {})).await?;
         Ok(())
     }
 }

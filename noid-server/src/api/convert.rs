@@ -13,7 +13,9 @@ pub fn vm(v: &VmRecord) -> pb::Vm {
     let state = match v.state {
         VmState::Creating => pb::VmState::Creating,
         VmState::Running => pb::VmState::Running,
+        VmState::Paused => pb::VmState::Paused,
         VmState::Stopped => pb::VmState::Stopped,
+        VmState::Restoring => pb::VmState::Restoring,
         VmState::Deleting => pb::VmState::Deleting,
     };
     pb::Vm {
@@ -40,6 +42,7 @@ pub fn vm(v: &VmRecord) -> pb::Vm {
             })
             .collect(),
         network_policy: v.net.as_ref().map(|n| n.policy.to_proto()),
+        state_reason: v.state_reason.clone().unwrap_or_default(),
     }
 }
 

@@ -9,7 +9,10 @@ use noid::v1::noid_server::Noid;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
-use crate::core::{CoreError, CreateVm, Manager, User};
+use crate::core::{CopyTarget, CoreError, CreateVm, Manager, Restore, User};
+
+/// The largest message the server takes or sends.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 pub struct GrpcApi {
     core: Arc<Manager>,
@@ -99,6 +102,7 @@ impl Noid for GrpcApi {
                         .network_policy
                         .map(|p| convert::parse_net_policy(&self.core, p))
                         .transpose()?,
+                    request_id: (!r.request_id.is_empty()).then_some(r.request_id),
                 },
             )
             .await?;
@@ -129,6 +133,15 @@ impl Noid for GrpcApi {
         let user = self.user(&req)?;
         self.core.delete_vm(&user, &req.get_ref().name).await?;
         Ok(Response::new(pb::DeleteVmResponse {}))
+    }
+
+    async fn resume_vm(
+        &self,
+        req: Request<pb::ResumeVmRequest>,
+    ) -> Result<Response<pb::Vm>, Status> {
+        let user = self.user(&req)?;
+        let vm = self.core.resume_vm(&user, &req.get_ref().name).await?;
+        Ok(Response::new(convert::vm(&vm)))
     }
 
     async fn add_port(&self, req: Request<pb::AddPortRequest>) -> Result<Response<pb::Vm>, Status> {
@@ -187,12 +200,26 @@ impl Noid for GrpcApi {
             }
         };
         let (vm, spec) = convert::exec_start(start);
-        // A broken client stream ends the input, which closes the command's stdin.
-        let input = inbound
-            .take_while(|m| futures::future::ready(m.is_ok()))
-            .filter_map(|m| futures::future::ready(m.ok().and_then(convert::exec_input)));
+        let (input, fault) = super::exec_input::checked(inbound);
         let events = self.core.exec(&user, &vm, spec, input).await?;
-        let out = events.map(|e| e.map(convert::exec_event).map_err(Status::from));
+        let events = events.map(|e| e.map(convert::exec_event).map_err(Status::from));
+        let fault =
+            futures::stream::once(fault).filter_map(|f| futures::future::ready(f.ok().map(Err)));
+        // The command's events until its exit, or the client's fault: whichever comes first
+        // ends the call.
+        let out = futures::stream::select(events, fault).scan(false, |done, item| {
+            if *done {
+                return futures::future::ready(None);
+            }
+            *done = matches!(
+                item,
+                Err(_)
+                    | Ok(pb::ExecResponse {
+                        msg: Some(pb::exec_response::Msg::Exit(_))
+                    })
+            );
+            futures::future::ready(Some(item))
+        });
         Ok(Response::new(Box::pin(out)))
     }
 
@@ -315,15 +342,16 @@ impl Noid for GrpcApi {
     async fn restore(&self, req: Request<pb::RestoreRequest>) -> Result<Response<pb::Vm>, Status> {
         let user = self.user(&req)?;
         let r = req.into_inner();
-        let new_name = (!r.new_name.is_empty()).then_some(r.new_name.as_str());
-        let policy = r
-            .network_policy
-            .map(|p| convert::parse_net_policy(&self.core, p))
-            .transpose()?;
-        let vm = self
-            .core
-            .restore(&user, &r.checkpoint_id, new_name, policy)
-            .await?;
+        let restore = Restore {
+            new_name: (!r.new_name.is_empty()).then_some(r.new_name),
+            net_policy: r
+                .network_policy
+                .map(|p| convert::parse_net_policy(&self.core, p))
+                .transpose()?,
+            request_id: (!r.request_id.is_empty()).then_some(r.request_id),
+            checkpoint_id: r.checkpoint_id,
+        };
+        let vm = self.core.restore(&user, restore).await?;
         Ok(Response::new(convert::vm(&vm)))
     }
 
@@ -372,12 +400,15 @@ impl Noid for GrpcApi {
             }
         });
         let data = tokio_stream::wrappers::ReceiverStream::new(rx);
-        let bytes = self
-            .core
-            .copy_in(&user, &header.vm, &header.path, header.mode, data)
-            .await?;
+        let target = CopyTarget {
+            path: header.path,
+            mode: header.mode,
+            source_name: header.source_name,
+        };
+        let (path, bytes) = self.core.copy_in(&user, &header.vm, target, data).await?;
         Ok(Response::new(pb::CopyInResponse {
             bytes_written: bytes,
+            path,
         }))
     }
 

@@ -56,6 +56,9 @@ pub fn document() -> Value {
                 "get": op("Show a VM", "200"),
                 "delete": op("Destroy a VM", "204")
             })),
+            "/vms/{name}/resume": named(json!({
+                "post": op("Let a paused VM run again", "200")
+            })),
             "/vms/{name}/exec": named(json!({
                 "post": with_body(op("Run a command; stdout and stderr are capped (truncated flag)", "200"), json!({
                     "type": "object", "required": ["command"], "properties": {

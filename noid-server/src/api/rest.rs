@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::status::{grpc_code, http_status};
-use crate::core::{CoreError, CreateVm, ExecEvent, ExecInput, ExecSpec, Manager, User};
+use crate::core::{CoreError, CreateVm, ExecEvent, ExecInput, ExecSpec, Manager, Restore, User};
 use crate::store::{CheckpointRecord, VmRecord, VmState};
 
 /// Each of stdout and stderr returned by `POST /vms/:name/exec` is cut at this size.
@@ -90,7 +90,9 @@ fn state_name(s: VmState) -> &'static str {
     match s {
         VmState::Creating => "creating",
         VmState::Running => "running",
+        VmState::Paused => "paused",
         VmState::Stopped => "stopped",
+        VmState::Restoring => "restoring",
         VmState::Deleting => "deleting",
     }
 }
@@ -111,6 +113,7 @@ pub fn vm_json(v: &VmRecord) -> Value {
             .map(|p| json!({"host_port": p.host, "guest_port": p.guest})).collect::<Vec<_>>(),
         "parent_checkpoint": v.parent_checkpoint,
         "network_policy": v.net.as_ref().map(|n| &n.policy),
+        "state_reason": v.state_reason,
     })
 }
 
@@ -169,6 +172,7 @@ pub fn router(core: Core) -> Router {
         .route("/vms", get(list_vms).post(create_vm))
         .route("/vms/:name", get(get_vm).delete(delete_vm))
         .route("/vms/:name/exec", post(exec))
+        .route("/vms/:name/resume", post(resume_vm))
         .route(
             "/vms/:name/files",
             get(super::rest_files::get_file).put(super::rest_files::put_file),
@@ -206,6 +210,7 @@ struct CreateBody {
     cpus: Option<u32>,
     memory_mib: Option<u32>,
     network_policy: Option<PolicyBody>,
+    request_id: Option<String>,
 }
 
 async fn create_vm(
@@ -218,6 +223,7 @@ async fn create_vm(
         cpus: b.cpus,
         memory_mib: b.memory_mib,
         net_policy: b.network_policy.map(|p| p.parse(&core)).transpose()?,
+        request_id: b.request_id,
     };
     let vm = core.create_vm(&u, req).await?;
     Ok((StatusCode::CREATED, Json(vm_json(&vm))))
@@ -229,6 +235,14 @@ async fn get_vm(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(vm_json(&core.get_vm(&u, &name)?)))
+}
+
+async fn resume_vm(
+    State(core): State<Core>,
+    Caller(u): Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(vm_json(&core.resume_vm(&u, &name).await?)))
 }
 
 async fn delete_vm(
@@ -250,18 +264,24 @@ struct ExecBody {
     timeout_secs: Option<f64>,
 }
 
+/// An exec body's `timeout_secs` as a duration, refused unless it is a number of seconds in
+/// range.
+fn exec_timeout(secs: Option<f64>) -> Result<Option<Duration>, CoreError> {
+    match secs {
+        Some(s) if !(0.001..4e6).contains(&s) => Err(CoreError::InvalidArgument(format!(
+            "timeout_secs must be from 0.001 up to 4000000 seconds, got {s}"
+        ))),
+        s => Ok(s.map(Duration::from_secs_f64)),
+    }
+}
+
 async fn exec(
     State(core): State<Core>,
     Caller(u): Caller,
     Path(name): Path<String>,
     Json(b): Json<ExecBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let timeout = match b.timeout_secs {
-        Some(s) if !(s > 0.0 && s < 4e6) => {
-            return Err(CoreError::InvalidArgument("timeout_secs must be positive".into()).into())
-        }
-        s => s.map(Duration::from_secs_f64),
-    };
+    let timeout = exec_timeout(b.timeout_secs)?;
     let spec = ExecSpec {
         argv: b.command,
         env: b.env,
@@ -321,18 +341,34 @@ async fn list_checkpoints(
 }
 
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct CheckpointBody {
     #[serde(default)]
     label: String,
+}
+
+/// The label in a checkpoint request's body: no body is no label; a body must be the JSON
+/// object.
+fn checkpoint_label(body: &[u8]) -> Result<String, CoreError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(String::new());
+    }
+    serde_json::from_slice::<CheckpointBody>(body)
+        .map(|b| b.label)
+        .map_err(|e| {
+            CoreError::InvalidArgument(format!(
+                "the body must be {{\"label\": \"...\"}} or empty: {e}"
+            ))
+        })
 }
 
 async fn create_checkpoint(
     State(core): State<Core>,
     Caller(u): Caller,
     Path(name): Path<String>,
-    body: Option<Json<CheckpointBody>>,
+    body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let label = body.map(|b| b.0.label).unwrap_or_default();
+    let label = checkpoint_label(&body)?;
     let c = core.create_checkpoint(&u, &name, &label).await?;
     Ok((StatusCode::CREATED, Json(checkpoint_json(&c))))
 }
@@ -342,6 +378,7 @@ struct RestoreBody {
     checkpoint_id: String,
     new_name: Option<String>,
     network_policy: Option<PolicyBody>,
+    request_id: Option<String>,
 }
 
 /// Restores a checkpoint of VM `name`: in place, or as `new_name`.
@@ -359,10 +396,13 @@ async fn restore(
         ))
         .into());
     }
-    let policy = b.network_policy.map(|p| p.parse(&core)).transpose()?;
-    let vm = core
-        .restore(&u, &ckpt.id, b.new_name.as_deref(), policy)
-        .await?;
+    let restore = Restore {
+        checkpoint_id: ckpt.id,
+        new_name: b.new_name,
+        net_policy: b.network_policy.map(|p| p.parse(&core)).transpose()?,
+        request_id: b.request_id,
+    };
+    let vm = core.restore(&u, restore).await?;
     Ok(Json(vm_json(&vm)))
 }
 
@@ -449,3 +489,7 @@ async fn logs(
         let _ = socket.send(Message::Close(None)).await;
     }))
 }
+
+#[cfg(test)]
+#[path = "rest_fuzz.rs"]
+mod fuzz;

@@ -12,13 +12,15 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::rest::{ApiError, Caller, Core};
-use crate::core::CoreError;
+use crate::core::{CopyTarget, CoreError};
 
 #[derive(Deserialize)]
 pub struct FileQuery {
     path: String,
     /// Octal permission bits, e.g. "755" (default 644).
     mode: Option<String>,
+    /// When `path` is a directory in the guest, the file goes into it under this name.
+    name: Option<String>,
 }
 
 pub async fn put_file(
@@ -39,10 +41,15 @@ pub async fn put_file(
             CoreError::Unavailable(format!("the upload broke off ({e}); nothing was written"))
         })
     });
-    let bytes = core.copy_in(&u, &name, &q.path, mode, data).await?;
+    let target = CopyTarget {
+        path: q.path,
+        mode,
+        source_name: q.name.unwrap_or_default(),
+    };
+    let (path, bytes) = core.copy_in(&u, &name, target, data).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"vm": name, "path": q.path, "bytes": bytes})),
+        Json(json!({"vm": name, "path": path, "bytes": bytes})),
     )
         .into_response())
 }

@@ -16,6 +16,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use super::error::io_error;
+use super::faults::crash_point;
 use super::manifest::{Manifest, DISK_FILE};
 use super::rollback::{Rollback, Undo};
 use super::{CoreError, Manager, Result};
@@ -74,6 +75,14 @@ impl Manager {
                 );
                 Ok(true)
             }
+            // Short of space or memory: the snapshot is fine, and a boot would not fare better.
+            Err(e @ CoreError::ResourceExhausted(_)) => {
+                undo.run(self).await;
+                self.consoles.forget(&vm.id);
+                self.forget_agent(&vm.id);
+                vm.process = None;
+                Err(e)
+            }
             Err(e) => {
                 tracing::warn!(
                     "VM {} could not start from boot snapshot {key} ({e}): removing it and \
@@ -100,7 +109,7 @@ impl Manager {
         undo: &mut Rollback,
     ) -> Result<()> {
         self.verify_boot_snapshot(key, snap).await?;
-        let spec = self.boot_spec(vm);
+        let spec = self.boot_spec(vm)?;
         std::fs::create_dir(&spec.dir).map_err(|e| io_error("creating the VM directory", e))?;
         undo.push(Undo::RemoveDir(spec.dir.clone()));
         clone_file(&snap.join(DISK_FILE), &spec.rootfs)
@@ -115,6 +124,7 @@ impl Manager {
         self.watch_console(vm);
         vm.process = Some(process);
         self.store.update_vm(vm)?;
+        crash_point("create.from_snapshot_started");
         self.after_restore(vm).await?;
         self.connect_network(vm).await
     }
@@ -193,6 +203,7 @@ impl Manager {
         Manifest::new(record, saved.files)
             .publish(staging, snap)
             .map_err(|e| io_error("writing the boot snapshot", e))?;
+        crash_point("create.boot_snapshot_saved");
         self.mark_verified(key);
         Ok(())
     }

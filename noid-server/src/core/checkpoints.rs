@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::error::io_error;
+use super::faults::crash_point;
 use super::manifest::{FileEntry, Manifest, Method, DISK_FILE};
 use super::vms::{new_id, now_secs};
 use super::{CoreError, Manager, Result, User};
@@ -21,14 +22,18 @@ pub(super) struct SavedVm {
 }
 
 fn not_found(id: &str) -> CoreError {
-    CoreError::NotFound(format!("checkpoint {id:?} not found"))
+    CoreError::NotFound(format!(
+        "checkpoint {:?} not found",
+        noid::names::shorten(id)
+    ))
 }
 
 /// Checkpoint ids are generated hex; anything else cannot name one (and never becomes a path).
 fn validate_id(id: &str) -> Result<()> {
     if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(CoreError::InvalidArgument(format!(
-            "{id:?} is not a checkpoint id (hexadecimal, as `noid checkpoints` shows)"
+            "{:?} is not a checkpoint id (hexadecimal, as `noid checkpoints` shows)",
+            noid::names::shorten(id)
         )));
     }
     Ok(())
@@ -99,6 +104,7 @@ impl Manager {
         Manifest::new(record.clone(), saved.files)
             .publish(staging, &final_dir)
             .map_err(|e| io_error("writing the checkpoint", e))?;
+        crash_point("checkpoint.published");
         if let Err(e) = self.store.put_checkpoint(&record) {
             let _ = std::fs::remove_dir_all(&final_dir);
             return Err(e.into());
@@ -159,6 +165,7 @@ impl Manager {
                 .await?;
             std::fs::create_dir_all(staging).map_err(|e| io_error("creating the checkpoint", e))?;
             self.vmm.pause(&dir).await?;
+            crash_point("checkpoint.paused");
             let paused = Instant::now();
             // Memory and disk are written side by side: the guest is paused for the longer
             // of the two, not their sum.
@@ -172,6 +179,7 @@ impl Manager {
                 Ok::<_, CoreError>(state?)
             }
             .await;
+            crash_point("checkpoint.saved");
             // The guest runs again whatever happened above.
             let resumed = self.vmm.resume(&dir).await;
             tracing::debug!("VM {} paused for {:?}", vm.name, paused.elapsed());
@@ -290,6 +298,8 @@ impl Manager {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_error("removing the checkpoint files", e)),
         }
+        // The VM's folder goes with its last checkpoint (it is made again by the next one).
+        let _ = std::fs::remove_dir(self.layout.checkpoints().join(&ckpt.vm_id));
         tracing::info!("Checkpoint deleted: {id} of {}", ckpt.vm_name);
         Ok(())
     }

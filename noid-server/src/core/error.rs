@@ -83,8 +83,11 @@ impl From<AgentError> for CoreError {
             AgentError::Rejected { code, message } => match code {
                 tonic::Code::InvalidArgument => CoreError::InvalidArgument(message),
                 tonic::Code::NotFound => CoreError::NotFound(message),
-                tonic::Code::PermissionDenied => CoreError::FailedPrecondition(message),
-                tonic::Code::Unavailable => CoreError::Unavailable(message),
+                tonic::Code::PermissionDenied | tonic::Code::FailedPrecondition => {
+                    CoreError::FailedPrecondition(message)
+                }
+                tonic::Code::ResourceExhausted => CoreError::ResourceExhausted(message),
+                tonic::Code::Unavailable | tonic::Code::DataLoss => CoreError::Unavailable(message),
                 _ => CoreError::Internal(format!("guest agent: {message}")),
             },
         }

@@ -1,9 +1,13 @@
 //! Running commands in a VM through its agent.
 
+use std::time::Duration;
+
 use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 
 use super::{CoreError, ExecEvent, ExecInput, ExecSpec, Manager, Result, User};
-use crate::store::VmState;
+use crate::store::{VmRecord, VmState};
 
 fn validate(spec: &ExecSpec) -> Result<()> {
     if spec.argv.is_empty() || spec.argv[0].is_empty() {
@@ -33,7 +37,71 @@ fn validate(spec: &ExecSpec) -> Result<()> {
     Ok(())
 }
 
+/// Messages of a command's output held for a client that reads slowly.
+const EXEC_BUFFER: usize = 64;
+
+/// Passes a command's events on to its client. A client that goes away ends it (the command
+/// runs on in the guest). A client that stops reading for `stall` does not stop the command:
+/// its output is dropped from then on, and instead of the exit status the client gets an error
+/// that says how much was dropped (and the exit status).
+async fn forward<S>(events: S, tx: mpsc::Sender<Result<ExecEvent>>, stall: Duration, vm: String)
+where
+    S: Stream<Item = Result<ExecEvent, crate::agent::client::AgentError>>,
+{
+    let mut events = std::pin::pin!(events);
+    let mut dropped = 0usize;
+    while let Some(event) = events.next().await {
+        let event = event.map_err(CoreError::from);
+        let size = match &event {
+            Ok(ExecEvent::Stdout(d) | ExecEvent::Stderr(d)) => d.len(),
+            _ => 0,
+        };
+        if dropped > 0 && size > 0 {
+            dropped += size;
+            continue;
+        }
+        let event = match event {
+            Ok(ExecEvent::Exit(status)) if dropped > 0 => {
+                Err(CoreError::ResourceExhausted(format!(
+                    "{dropped} bytes of output were dropped: the client did not read for {}s \
+                     (the command exited with code {}, signal {})",
+                    stall.as_secs(),
+                    status.code,
+                    status.signal
+                )))
+            }
+            other => other,
+        };
+        match tokio::time::timeout(stall, tx.send(event)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                tracing::warn!(
+                    "an exec client of VM {vm} has not read its output for {}s: dropping it",
+                    stall.as_secs()
+                );
+                dropped += size.max(1);
+            }
+        }
+    }
+}
+
 impl Manager {
+    /// The caller's VM `name`, if its guest runs (what talking to its agent needs).
+    pub(super) fn running_vm(&self, user: &User, name: &str) -> Result<VmRecord> {
+        let vm = self.get_vm(user, name)?;
+        match vm.state {
+            VmState::Running => Ok(vm),
+            VmState::Paused => Err(CoreError::FailedPrecondition(format!(
+                "VM {name:?} is paused: {}",
+                vm.state_reason.as_deref().unwrap_or("resume it first")
+            ))),
+            other => Err(CoreError::FailedPrecondition(format!(
+                "VM {name:?} is not running (state: {other:?})"
+            ))),
+        }
+    }
+
     /// Starts `spec` in the caller's VM `vm_name`. `input` feeds the command (its end closes
     /// stdin); the returned stream reports output and ends with `ExecEvent::Exit`.
     pub async fn exec<S>(
@@ -47,13 +115,7 @@ impl Manager {
         S: Stream<Item = ExecInput> + Send + 'static,
     {
         validate(&spec)?;
-        let vm = self.get_vm(user, vm_name)?;
-        if vm.state != VmState::Running {
-            return Err(CoreError::FailedPrecondition(format!(
-                "VM {vm_name:?} is not running (state: {:?})",
-                vm.state
-            )));
-        }
+        let vm = self.running_vm(user, vm_name)?;
         self.metrics.exec_started();
         let events = match self.agent(&vm).exec(spec, input).await {
             Ok(e) => e,
@@ -62,7 +124,10 @@ impl Manager {
                 return Err(e.into());
             }
         };
-        Ok(events.map(|e| e.map_err(CoreError::from)))
+        let stall = Duration::from_secs(self.limits.exec_stall_secs);
+        let (tx, rx) = mpsc::channel(EXEC_BUFFER);
+        tokio::spawn(forward(events, tx, stall, vm_name.to_string()));
+        Ok(ReceiverStream::new(rx))
     }
 }
 

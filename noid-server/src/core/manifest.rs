@@ -79,7 +79,41 @@ impl Manifest {
                 m.format
             ));
         }
+        m.check_names()?;
         Ok(m)
+    }
+
+    /// A manifest names files in its own directory and a checkpoint whose names pass the
+    /// API's rules: one read from disk becomes a record and paths only if it does.
+    fn check_names(&self) -> Result<(), String> {
+        for f in &self.files {
+            if !is_plain_file_name(&f.name) {
+                return Err(format!(
+                    "{MANIFEST} names the file {:?}, which is not in its directory",
+                    noid::names::shorten(&f.name)
+                ));
+            }
+        }
+        let c = &self.checkpoint;
+        // A boot snapshot is nobody's: no owner, VM or VM id.
+        let boot_snapshot = c.owner.is_empty() && c.vm_name.is_empty() && c.vm_id.is_empty();
+        if !boot_snapshot {
+            let bad = |e: noid::names::NameError| format!("{MANIFEST}: {e}");
+            noid::names::validate_name("user", &c.owner).map_err(bad)?;
+            noid::names::validate_name("VM", &c.vm_name).map_err(bad)?;
+        }
+        let ids = [("id", &c.id)]
+            .into_iter()
+            .chain((!boot_snapshot).then_some(("vm_id", &c.vm_id)));
+        for (what, id) in ids {
+            if !is_plain_file_name(id) {
+                return Err(format!(
+                    "{MANIFEST}: checkpoint {what} {:?} is not a plain name",
+                    noid::names::shorten(id)
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Reads the manifest in `dir` and checks the files against it, off the async threads
@@ -114,5 +148,130 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+}
+
+/// One path component that stays in its directory: not empty, not `.` or `..`, no `/` or NUL.
+fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+}
+
+#[cfg(test)]
+mod fuzz {
+    //! Fuzz targets: whatever a manifest file holds, reading and verifying it ends in a
+    //! manifest or an error, and never looks at a file outside the checkpoint's directory.
+
+    use super::*;
+
+    fn record(id: &str, vm: &str) -> CheckpointRecord {
+        CheckpointRecord {
+            id: id.into(),
+            owner: "alice".into(),
+            vm_id: "vm-1".into(),
+            vm_name: vm.into(),
+            label: String::new(),
+            created_at: 0,
+            backend: "qemu".into(),
+            backend_version: String::new(),
+            image_id: String::new(),
+            kernel_release: String::new(),
+            cpus: 1,
+            memory_mib: 256,
+            memory_bytes: 0,
+            disk_bytes: 0,
+            parent: None,
+            net_policy: None,
+        }
+    }
+
+    fn read_and_verify(dir: &Path, bytes: &[u8]) {
+        std::fs::write(dir.join(MANIFEST), bytes).unwrap();
+        if let Ok(m) = Manifest::read(dir) {
+            for f in &m.files {
+                let path = dir.join(&f.name);
+                assert_eq!(
+                    path.parent(),
+                    Some(dir),
+                    "{:?} leaves the directory",
+                    f.name
+                );
+            }
+            let _ = m.verify(dir);
+        }
+    }
+
+    #[test]
+    fn fuzz_manifest_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        bolero::check!().for_each(|bytes: &[u8]| read_and_verify(dir.path(), bytes));
+    }
+
+    /// Well-formed manifests with hostile names and sizes.
+    #[test]
+    fn fuzz_manifest_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("memory"), b"state").unwrap();
+        bolero::check!()
+            .with_type::<(String, String, u8, u64, bool)>()
+            .for_each(|(name, id, pick, bytes, disk)| {
+                let names = ["memory", "../memory", "/etc/hostname", "", ".", "a/b", name];
+                let file = FileEntry {
+                    name: names[usize::from(*pick) % names.len()].to_string(),
+                    bytes: *bytes % 16,
+                    method: if *disk {
+                        Method::DiskBlocksSha256
+                    } else {
+                        Method::Sha256
+                    },
+                    checksum: id.clone(),
+                };
+                let m = Manifest::new(record(id, name), vec![file]);
+                read_and_verify(dir.path(), &serde_json::to_vec(&m).unwrap());
+            });
+    }
+
+    #[test]
+    fn names_outside_the_directory_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["../x", "/etc/hostname", "..", "", "a/b"] {
+            let m = Manifest::new(
+                record("c1", "web"),
+                vec![FileEntry {
+                    name: name.into(),
+                    bytes: 0,
+                    method: Method::Sha256,
+                    checksum: String::new(),
+                }],
+            );
+            m.write(dir.path()).unwrap();
+            let err = Manifest::read(dir.path()).unwrap_err();
+            assert!(err.contains("not in its directory"), "{name}: {err}");
+        }
+        let m = Manifest::new(record("../c1", "web"), vec![]);
+        m.write(dir.path()).unwrap();
+        assert!(Manifest::read(dir.path())
+            .unwrap_err()
+            .contains("not a plain name"));
+    }
+
+    #[test]
+    fn boot_snapshots_are_nobodys_and_checkpoints_someones() {
+        let dir = tempfile::tempdir().unwrap();
+        let nobodys = CheckpointRecord {
+            owner: String::new(),
+            vm_id: String::new(),
+            vm_name: String::new(),
+            ..record("99734e5fc77cf23e", "web")
+        };
+        Manifest::new(nobodys.clone(), vec![])
+            .write(dir.path())
+            .unwrap();
+        Manifest::read(dir.path()).expect("a boot snapshot's manifest reads");
+        let half = CheckpointRecord {
+            owner: "alice".into(),
+            ..nobodys
+        };
+        Manifest::new(half, vec![]).write(dir.path()).unwrap();
+        assert!(Manifest::read(dir.path()).unwrap_err().contains("VM name"));
     }
 }

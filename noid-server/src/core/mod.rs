@@ -6,22 +6,26 @@
 //! is in the store so a restarted server finishes or undoes them (`reconcile`). New VMs start
 //! from a boot snapshot of their shape where there is one (`boot_snapshots`).
 
+mod admission;
 mod boot_snapshots;
 mod checkpoints;
 mod console;
 pub mod error;
 mod exec;
+pub mod faults;
 mod files;
 mod manifest;
 mod net;
 mod reconcile;
 mod restore;
 mod rollback;
+mod run_state;
 pub mod types;
 mod vms;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::agent::GuestAgent;
 use crate::config::VmLimits;
@@ -31,7 +35,9 @@ use crate::storage::Layout;
 use crate::store::{Store, VmRecord};
 use crate::vmm::Vmm;
 
+pub use admission::Quota;
 pub use error::{CoreError, Result};
+pub use files::CopyTarget;
 pub use net::NetOptions;
 pub use types::*;
 
@@ -46,6 +52,9 @@ pub struct Manager {
     /// Guest networking; None when disabled.
     network: Option<Arc<dyn Network>>,
     net_options: NetOptions,
+    quota: Quota,
+    /// Held while a new VM is checked against the host's resources and quotas and recorded.
+    admission_lock: tokio::sync::Mutex<()>,
     /// Held while the host's rules are rebuilt, and while a published port is checked and
     /// taken: rules are always made from the latest records.
     firewall_lock: tokio::sync::Mutex<()>,
@@ -54,20 +63,41 @@ pub struct Manager {
     /// Serializes the flows that change one VM (checkpoint, restore, delete), by VM id.
     vm_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     boot_snapshots: boot_snapshots::BootSnapshots,
+    /// Where VMMs get their cgroup.
+    cgroups: crate::vmm::cgroup::Cgroups,
+}
+
+/// What the core is made of: its settings and the backends behind its ports.
+pub struct Parts {
+    pub limits: VmLimits,
+    pub layout: Layout,
+    pub image: Image,
+    pub store: Arc<dyn Store>,
+    pub vmm: Arc<dyn Vmm>,
+    /// Guest networking; None gives VMs no network.
+    pub network: Option<Arc<dyn Network>>,
+    pub net_options: NetOptions,
+    pub quota: Quota,
 }
 
 impl Manager {
     /// Builds the core and reconciles the store with what really runs on the host.
-    pub async fn open(
-        limits: VmLimits,
-        layout: Layout,
-        image: Image,
-        store: Arc<dyn Store>,
-        vmm: Arc<dyn Vmm>,
-        network: Option<Arc<dyn Network>>,
-        net_options: NetOptions,
-    ) -> Result<Arc<Self>> {
+    pub async fn open(parts: Parts) -> Result<Arc<Self>> {
+        let Parts {
+            limits,
+            layout,
+            image,
+            store,
+            vmm,
+            network,
+            net_options,
+            quota,
+        } = parts;
         let consoles = crate::console::Consoles::new(limits.console_log_bytes);
+        let cgroups = crate::vmm::cgroup::Cgroups::detect(layout.root());
+        if limits.cgroups && !vmm.manages_cgroups() {
+            tracing::info!("VM cgroups: {}", cgroups.describe());
+        }
         let manager = Arc::new(Self {
             limits,
             layout,
@@ -76,14 +106,18 @@ impl Manager {
             vmm,
             network,
             net_options,
+            quota,
+            admission_lock: Default::default(),
             firewall_lock: Default::default(),
             consoles,
             metrics: Default::default(),
             agents: Mutex::new(HashMap::new()),
             vm_locks: Mutex::new(HashMap::new()),
             boot_snapshots: Default::default(),
+            cgroups,
         });
         manager.reconcile().await?;
+        manager.watch_run_states();
         Ok(manager)
     }
 
@@ -137,12 +171,43 @@ impl Manager {
         let mut agents = self.agents.lock().expect("agents lock");
         agents
             .entry(vm.id.clone())
-            .or_insert_with(|| GuestAgent::lazy(self.vmm.agent_endpoint(&self.layout.vm(&vm.id))))
+            .or_insert_with(|| {
+                GuestAgent::lazy(
+                    self.vmm.agent_endpoint(&self.layout.vm(&vm.id)),
+                    Duration::from_secs(self.limits.agent_timeout_secs),
+                )
+            })
             .clone()
     }
 
     fn forget_agent(&self, vm_id: &str) {
         self.agents.lock().expect("agents lock").remove(vm_id);
+    }
+
+    /// The caller's VM `name` with its operation lock held, its record read again under the
+    /// lock (another flow may have changed it meanwhile).
+    async fn locked_vm(
+        &self,
+        user: &User,
+        name: &str,
+    ) -> Result<(VmRecord, tokio::sync::OwnedMutexGuard<()>)> {
+        let vm = self.get_vm(user, name)?;
+        let guard = self.lock_vm(&vm.id).await;
+        let vm = self
+            .get_vm(user, name)
+            .ok()
+            .filter(|v| v.id == vm.id)
+            .ok_or_else(|| CoreError::NotFound(format!("VM {name:?} not found")))?;
+        Ok((vm, guard))
+    }
+
+    /// The VM's operation lock, unless a flow holds it.
+    fn try_lock_vm(&self, vm_id: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let lock = {
+            let mut locks = self.vm_locks.lock().expect("vm locks");
+            Arc::clone(locks.entry(vm_id.to_string()).or_default())
+        };
+        lock.try_lock_owned().ok()
     }
 
     /// Holds the VM's operation lock until the guard drops.

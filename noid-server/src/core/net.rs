@@ -191,9 +191,7 @@ impl Manager {
         user: &User,
         vm_name: &str,
     ) -> Result<(VmRecord, tokio::sync::OwnedMutexGuard<()>)> {
-        let vm = self.get_vm(user, vm_name)?;
-        let guard = self.lock_vm(&vm.id).await;
-        let vm = self.get_vm(user, vm_name)?;
+        let (vm, guard) = self.locked_vm(user, vm_name).await?;
         if vm.net.is_none() {
             return Err(CoreError::FailedPrecondition(format!(
                 "VM {vm_name:?} has no network (networking is disabled on this server)"
@@ -211,6 +209,7 @@ impl Manager {
         before: &VmRecord,
     ) -> Result<()> {
         self.store.update_vm(vm)?;
+        super::faults::crash_point("port.recorded");
         if let Err(e) = self.apply_firewall_locked(net).await {
             self.store.update_vm(before)?;
             let _ = self.apply_firewall_locked(net).await;

@@ -1,9 +1,11 @@
 //! Start-up reconciliation: make the store agree with the host. Half-created VMs are undone,
-//! half-deleted VMs are finished, VMs whose VMM is gone are marked stopped, and VM directories
-//! that no record owns are removed.
+//! half-deleted VMs are finished, half-restored VMs get their disk back (stopped: their memory
+//! is gone), VMs whose VMM is gone are marked stopped, VMs left paused are resumed, and VM
+//! directories that no record owns are removed.
 
 use std::collections::HashSet;
 
+use super::restore::DISK_BEFORE_RESTORE;
 use super::rollback::{Rollback, Undo};
 use super::{Manager, Result};
 use crate::store::VmState;
@@ -32,7 +34,16 @@ impl Manager {
                         known.insert(vm.id);
                     }
                 }
-                VmState::Running | VmState::Stopped => {
+                VmState::Restoring => {
+                    tracing::warn!(
+                        "VM {} was being restored in place when the server stopped: it is \
+                         stopped with the disk it had before",
+                        vm.name
+                    );
+                    self.undo_restore_in_place(&mut vm).await?;
+                    known.insert(vm.id);
+                }
+                VmState::Running | VmState::Paused | VmState::Stopped => {
                     let family = |b: &str| b.split('/').next().unwrap_or("").to_string();
                     if family(&vm.backend) != family(&self.vmm.backend()) {
                         tracing::warn!(
@@ -46,12 +57,21 @@ impl Manager {
                         );
                     }
                     self.refresh_state(&mut vm)?;
-                    if vm.state == VmState::Running {
+                    if matches!(vm.state, VmState::Running | VmState::Paused) {
                         tracing::info!("VM {} ({}) still running", vm.name, vm.id);
                         self.watch_console(&vm);
+                        self.check_run_state(&mut vm).await?;
                     }
+                    // A restore in place that finished but for removing the old disk.
+                    let _ = std::fs::remove_file(self.layout.vm(&vm.id).join(DISK_BEFORE_RESTORE));
                     known.insert(vm.id);
                 }
+            }
+        }
+        for id in self.cgroups.vm_ids() {
+            if !known.contains(&id) {
+                tracing::warn!("removing the cgroup of VM {id} that no record owns");
+                self.cgroups.remove(&id);
             }
         }
         self.reconcile_checkpoints()?;
@@ -79,6 +99,10 @@ impl Manager {
     fn reconcile_checkpoints(&self) -> Result<()> {
         let root = self.layout.checkpoints();
         for vm_dir in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            // An empty folder is no one's (VMs without checkpoints have none).
+            if std::fs::remove_dir(vm_dir.path()).is_ok() {
+                continue;
+            }
             for entry in std::fs::read_dir(vm_dir.path())
                 .into_iter()
                 .flatten()

@@ -10,10 +10,14 @@ use noid::netpolicy::NetPolicy;
 use rand::RngCore;
 
 use super::error::io_error;
+use super::faults::crash_point;
 use super::manifest::{Manifest, DISK_FILE};
 use super::rollback::{Rollback, Undo};
 use super::vms::{new_id, now_secs};
-use super::{CoreError, CreateVm, Manager, Result, User};
+use super::{CoreError, CreateVm, Manager, Restore, Result, User};
+
+/// Where a restore in place keeps the VM's disk until the restored VM runs.
+pub(super) const DISK_BEFORE_RESTORE: &str = "rootfs.ext4.before-restore";
 use crate::storage::clone_file;
 use crate::store::{CheckpointRecord, VmRecord, VmState};
 
@@ -21,21 +25,15 @@ impl Manager {
     /// Restores checkpoint `id` in place, or as a new VM called `new_name`. The VM's network
     /// policy becomes `policy` when given; otherwise a VM restored in place keeps its own and
     /// a fork gets the one its source had at the checkpoint.
-    pub async fn restore(
-        self: &Arc<Self>,
-        user: &User,
-        id: &str,
-        new_name: Option<&str>,
-        policy: Option<NetPolicy>,
-    ) -> Result<VmRecord> {
-        let ckpt = self.get_checkpoint(user, id)?;
+    pub async fn restore(self: &Arc<Self>, user: &User, req: Restore) -> Result<VmRecord> {
+        let ckpt = self.get_checkpoint(user, &req.checkpoint_id)?;
         self.check_compatible(&ckpt)?;
-        let policy = match policy {
+        let policy = match req.net_policy {
             Some(p) => Some(self.policy_for(Some(p))?),
             None => None,
         };
         let this = Arc::clone(self);
-        let new_name = new_name.map(str::to_string);
+        let (new_name, request_id) = (req.new_name, req.request_id);
         let user = user.clone();
         tokio::spawn(async move {
             let started = Instant::now();
@@ -44,7 +42,7 @@ impl Manager {
                     let policy = policy
                         .or_else(|| ckpt.net_policy.clone())
                         .unwrap_or_else(|| this.net_options.default_policy.clone());
-                    this.fork(&user, &ckpt, name, policy).await
+                    this.fork(&user, &ckpt, name, policy, request_id).await
                 }
                 None => this.restore_in_place(&user, &ckpt, policy).await,
             };
@@ -97,13 +95,14 @@ impl Manager {
         ckpt: &CheckpointRecord,
         name: &str,
         policy: NetPolicy,
+        request_id: Option<String>,
     ) -> Result<VmRecord> {
         noid::names::validate_name("VM", name)?;
         let (cpus, memory_mib) = self.check_resources(&CreateVm {
             name: name.to_string(),
             cpus: Some(ckpt.cpus),
             memory_mib: Some(ckpt.memory_mib),
-            net_policy: None,
+            ..Default::default()
         })?;
         let ckpt_dir = self.verify_checkpoint(ckpt).await?;
         let mut vm = VmRecord {
@@ -120,13 +119,23 @@ impl Manager {
             process: None,
             parent_checkpoint: Some(ckpt.id.clone()),
             net: None,
+            state_reason: None,
+            request_id,
         };
-        self.insert_new_vm(&vm)?;
+        let demand = super::admission::Demand {
+            cpus,
+            memory_mib,
+            disk_bytes: super::admission::allocated_bytes(&ckpt_dir.join(DISK_FILE)),
+        };
+        if let Some(done) = self.insert_new_vm(&vm, &demand).await? {
+            return Ok(done);
+        }
+        crash_point("fork.recorded");
         let mut undo = Rollback::default();
         undo.push(Undo::RemoveRecord(Box::new(vm.clone())));
         let result = async {
             self.attach_network(&mut vm, policy, &mut undo).await?;
-            let spec = self.boot_spec(&vm);
+            let spec = self.boot_spec(&vm)?;
             std::fs::create_dir(&spec.dir).map_err(|e| io_error("creating the VM directory", e))?;
             undo.push(Undo::RemoveDir(spec.dir.clone()));
             clone_file(&ckpt_dir.join(DISK_FILE), &spec.rootfs)
@@ -138,10 +147,12 @@ impl Manager {
             self.watch_console(&vm);
             vm.process = Some(process);
             self.store.update_vm(&vm)?;
+            crash_point("fork.vmm_started");
             self.after_restore(&vm).await?;
             self.connect_network(&vm).await?;
             vm.state = VmState::Running;
             self.store.update_vm(&vm)?;
+            crash_point("fork.done");
             Ok(())
         }
         .await;
@@ -167,65 +178,109 @@ impl Manager {
                 ckpt.vm_name, ckpt.id
             ))
         };
-        let vm = self
-            .store
-            .find_vm(&user.0, &ckpt.vm_name)?
-            .filter(|v| v.id == ckpt.vm_id)
+        let (mut vm, _guard) = self
+            .locked_vm(user, &ckpt.vm_name)
+            .await
+            .ok()
+            .filter(|(v, _)| v.id == ckpt.vm_id)
             .ok_or_else(gone)?;
-        let _guard = self.lock_vm(&vm.id).await;
-        let mut vm = self
-            .store
-            .find_vm(&user.0, &ckpt.vm_name)?
-            .filter(|v| v.id == ckpt.vm_id)
-            .ok_or_else(gone)?;
-        if matches!(vm.state, VmState::Creating | VmState::Deleting) {
+        if matches!(
+            vm.state,
+            VmState::Creating | VmState::Restoring | VmState::Deleting
+        ) {
             return Err(CoreError::FailedPrecondition(format!(
                 "VM {:?} is busy ({:?})",
                 vm.name, vm.state
             )));
         }
         let ckpt_dir = self.verify_checkpoint(ckpt).await?;
-        let spec = self.boot_spec(&vm);
+        // From here the record says a restore is under way, so that a crash at any step
+        // leaves a VM that reconcile can put right (`undo_restore_in_place`).
+        vm.state = VmState::Restoring;
+        vm.state_reason = None;
+        self.store.update_vm(&vm)?;
+        crash_point("restore.marked");
+        match self.restore_steps(&mut vm, ckpt, &ckpt_dir).await {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!("restore of {} in place failed: {e}", vm.name);
+                self.undo_restore_in_place(&mut vm).await?;
+                return Err(e);
+            }
+        }
+        vm.state = VmState::Running;
+        vm.parent_checkpoint = Some(ckpt.id.clone());
+        if let (Some(policy), Some(net)) = (policy, vm.net.as_mut()) {
+            net.policy = policy;
+        }
+        self.store.update_vm(&vm)?;
+        crash_point("restore.done");
+        let _ = std::fs::remove_file(self.layout.vm(&vm.id).join(DISK_BEFORE_RESTORE));
+        self.apply_firewall().await?;
+        Ok(vm)
+    }
+
+    /// The steps of a restore in place: the old VMM goes, its disk is set aside, the
+    /// checkpoint's disk and memory come in, the guest's post-restore step runs.
+    async fn restore_steps(
+        &self,
+        vm: &mut VmRecord,
+        ckpt: &CheckpointRecord,
+        ckpt_dir: &std::path::Path,
+    ) -> Result<()> {
+        let spec = self.boot_spec(vm)?;
         let grace = Duration::from_secs(self.limits.shutdown_timeout_secs);
         if let Some(p) = vm.process.filter(|p| self.vmm.is_running(p)) {
             self.vmm.stop(&p, grace).await?;
         }
         self.forget_agent(&vm.id);
-        let previous = spec.dir.join("rootfs.ext4.before-restore");
-        std::fs::rename(&spec.rootfs, &previous)
+        std::fs::rename(&spec.rootfs, spec.dir.join(DISK_BEFORE_RESTORE))
             .map_err(|e| io_error("setting the current disk aside", e))?;
-        let restored = async {
-            clone_file(&ckpt_dir.join(DISK_FILE), &spec.rootfs)
-                .map_err(|e| io_error("copying the disk", e))?;
-            let process = self.vmm.restore(&spec, &ckpt_dir).await?;
-            vm.process = Some(process);
-            vm.parent_checkpoint = Some(ckpt.id.clone());
+        crash_point("restore.disk_aside");
+        clone_file(&ckpt_dir.join(DISK_FILE), &spec.rootfs)
+            .map_err(|e| io_error("copying the disk", e))?;
+        let process = self.vmm.restore(&spec, ckpt_dir).await?;
+        vm.process = Some(process);
+        self.store.update_vm(vm)?;
+        crash_point("restore.vmm_started");
+        tracing::debug!("restore of {} from {}: VMM restored", vm.name, ckpt.id);
+        self.watch_console(vm);
+        self.after_restore(vm).await
+    }
+
+    /// Puts a VM whose restore in place did not finish back on its own disk, stopped (its old
+    /// memory is gone); if the restore had not yet touched it, the VM simply runs on.
+    pub(super) async fn undo_restore_in_place(&self, vm: &mut VmRecord) -> Result<()> {
+        let dir = self.layout.vm(&vm.id);
+        let aside = dir.join(DISK_BEFORE_RESTORE);
+        let old_runs = vm.process.is_some_and(|p| self.vmm.is_running(&p));
+        if !aside.exists() && old_runs {
             vm.state = VmState::Running;
-            self.watch_console(&vm);
-            self.store.update_vm(&vm)?;
-            self.after_restore(&vm).await
+            self.store.update_vm(vm)?;
+            return Ok(());
         }
-        .await;
-        if let Err(e) = restored {
-            // The old guest's memory is gone; keep its disk and say the VM is stopped.
-            if let Some(p) = vm.process.filter(|p| self.vmm.is_running(p)) {
-                let _ = self.vmm.stop(&p, grace).await;
+        let grace = Duration::from_secs(self.limits.shutdown_timeout_secs);
+        for p in [vm.process, self.vmm.find_process(&dir)]
+            .into_iter()
+            .flatten()
+        {
+            if self.vmm.is_running(&p) {
+                if let Err(e) = self.vmm.stop(&p, grace).await {
+                    tracing::warn!("cannot stop the VMM of {}: {e}", vm.name);
+                }
             }
-            let _ = std::fs::remove_file(&spec.rootfs);
-            let _ = std::fs::rename(&previous, &spec.rootfs);
-            vm.state = VmState::Stopped;
-            vm.process = None;
-            self.store.update_vm(&vm)?;
-            tracing::warn!("restore of {} in place failed: {e}", vm.name);
-            return Err(e);
         }
-        let _ = std::fs::remove_file(&previous);
-        if let (Some(policy), Some(net)) = (policy, vm.net.as_mut()) {
-            net.policy = policy;
-            self.store.update_vm(&vm)?;
-            self.apply_firewall().await?;
+        self.forget_agent(&vm.id);
+        if aside.exists() {
+            let disk = dir.join(DISK_FILE);
+            let _ = std::fs::remove_file(&disk);
+            std::fs::rename(&aside, &disk)
+                .map_err(|e| io_error("putting the VM's disk back", e))?;
         }
-        Ok(vm)
+        vm.state = VmState::Stopped;
+        vm.process = None;
+        self.store.update_vm(vm)?;
+        Ok(())
     }
 
     /// Reconnects to the restored guest's agent and runs its post-restore step.

@@ -36,6 +36,11 @@ impl Rollback {
                 }
                 Undo::RemoveDir(dir) => {
                     manager.vmm.remove_vm_files(&dir);
+                    if dir.parent() == Some(manager.layout.vms().as_path()) {
+                        if let Some(id) = dir.file_name() {
+                            manager.cgroups.remove(&id.to_string_lossy());
+                        }
+                    }
                     if let Err(e) = std::fs::remove_dir_all(&dir) {
                         if e.kind() != std::io::ErrorKind::NotFound {
                             tracing::warn!("rollback: removing {}: {e}", dir.display());

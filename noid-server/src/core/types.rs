@@ -15,6 +15,20 @@ pub struct CreateVm {
     pub memory_mib: Option<u32>,
     /// None: the server's default policy.
     pub net_policy: Option<noid::netpolicy::NetPolicy>,
+    /// The client's id for this create, which makes retrying it safe.
+    pub request_id: Option<String>,
+}
+
+/// A restore of a checkpoint: in place, or into a new VM (a fork).
+#[derive(Debug, Clone, Default)]
+pub struct Restore {
+    pub checkpoint_id: String,
+    /// A fork's name; None restores the checkpoint's own VM in place.
+    pub new_name: Option<String>,
+    /// The VM's network policy; None keeps the VM's own (in place) or the source's (fork).
+    pub net_policy: Option<noid::netpolicy::NetPolicy>,
+    /// For a fork, the client's id that makes retrying it safe.
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 
 use super::error::io_error;
+use super::faults::crash_point;
 use super::manifest::DISK_FILE;
 use super::rollback::{Rollback, Undo};
 use super::{CoreError, CreateVm, Manager, Result, User};
@@ -71,14 +72,62 @@ impl Manager {
         Ok((cpus, mem))
     }
 
-    /// Records a new VM; its name must be free among its owner's VMs.
-    pub(super) fn insert_new_vm(&self, vm: &VmRecord) -> Result<()> {
-        self.store.insert_vm(vm).map_err(|e| match e {
-            crate::store::StoreError::Conflict(_) => {
-                CoreError::AlreadyExists(format!("VM {:?} already exists", vm.name))
+    /// Records a new VM once admission lets it in; its name must be free among its owner's
+    /// VMs. `Some` is a VM that the same request (same name and request id) made or is
+    /// making: a retry gets it, once it is ready.
+    pub(super) async fn insert_new_vm(
+        &self,
+        vm: &VmRecord,
+        demand: &super::admission::Demand,
+    ) -> Result<Option<VmRecord>> {
+        if let Some(id) = &vm.request_id {
+            if id.len() > 64 || id.chars().any(char::is_control) {
+                return Err(CoreError::InvalidArgument(
+                    "request_id must be at most 64 characters, without control characters".into(),
+                ));
             }
-            other => other.into(),
-        })
+        }
+        let exists = || CoreError::AlreadyExists(format!("VM {:?} already exists", vm.name));
+        loop {
+            if let Some(first) = self.store.find_vm(&vm.owner, &vm.name)? {
+                if vm.request_id.is_none() || first.request_id != vm.request_id {
+                    return Err(exists());
+                }
+                match self.await_created(first).await? {
+                    Some(done) => return Ok(Some(done)),
+                    // The first attempt failed and was undone: this one starts over.
+                    None => continue,
+                }
+            }
+            let _admission = self.admission_lock.lock().await;
+            self.admit(&User(vm.owner.clone()), demand)?;
+            match self.store.insert_vm(vm) {
+                Ok(()) => return Ok(None),
+                Err(crate::store::StoreError::Conflict(_)) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+    }
+
+    /// Waits for the create that made `first` to finish: the VM when it did, None when it
+    /// failed (and its record is gone).
+    async fn await_created(&self, mut first: VmRecord) -> Result<Option<VmRecord>> {
+        let deadline = Instant::now() + Duration::from_secs(self.limits.boot_timeout_secs * 2);
+        while first.state == VmState::Creating {
+            if Instant::now() >= deadline {
+                return Err(CoreError::DeadlineExceeded(format!(
+                    "VM {:?} is still being created",
+                    first.name
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            match self.store.find_vm(&first.owner, &first.name)? {
+                Some(v) if v.id == first.id => first = v,
+                _ => return Ok(None),
+            }
+        }
+        self.refresh_state(&mut first)?;
+        Ok(Some(first))
     }
 
     /// Boots a new VM and returns once its agent answers. On failure nothing is left behind.
@@ -100,8 +149,18 @@ impl Manager {
             process: None,
             parent_checkpoint: None,
             net: None,
+            state_reason: None,
+            request_id: req.request_id,
         };
-        self.insert_new_vm(&record)?;
+        let demand = super::admission::Demand {
+            cpus,
+            memory_mib,
+            disk_bytes: super::admission::allocated_bytes(&self.image.rootfs()),
+        };
+        if let Some(done) = self.insert_new_vm(&record, &demand).await? {
+            return Ok(done);
+        }
+        crash_point("create.recorded");
         // Runs to the end even if the caller goes away.
         let this = Arc::clone(self);
         tokio::spawn(async move {
@@ -144,6 +203,7 @@ impl Manager {
         undo: &mut Rollback,
     ) -> Result<Start> {
         self.attach_network(record, policy, undo).await?;
+        crash_point("create.network_attached");
         let how = if self.start_from_boot_snapshot(record).await? {
             undo.push(Undo::RemoveDir(self.layout.vm(&record.id)));
             if let Some(p) = record.process {
@@ -157,13 +217,15 @@ impl Manager {
         };
         record.state = VmState::Running;
         self.store.update_vm(record)?;
+        crash_point("create.done");
         Ok(how)
     }
 
-    /// What the VMM needs to boot the VM, or to restore a snapshot into it.
-    pub(super) fn boot_spec(&self, vm: &VmRecord) -> BootSpec {
+    /// What the VMM needs to boot the VM, or to restore a snapshot into it; makes the VM's
+    /// cgroup on the way.
+    pub(super) fn boot_spec(&self, vm: &VmRecord) -> Result<BootSpec> {
         let dir = self.layout.vm(&vm.id);
-        BootSpec {
+        Ok(BootSpec {
             rootfs: dir.join(DISK_FILE),
             dir,
             kernel: self.image.kernel(),
@@ -173,13 +235,28 @@ impl Manager {
             memory_mib: vm.memory_mib,
             hostname: vm.name.clone(),
             net: self.guest_net(vm),
+            cgroup: self.cgroup_slot(vm)?,
+        })
+    }
+
+    /// The VM's cgroup, made (or updated) with its limits.
+    fn cgroup_slot(&self, vm: &VmRecord) -> Result<crate::vmm::cgroup::Slot> {
+        if !self.limits.cgroups || self.vmm.manages_cgroups() {
+            return Ok(Default::default());
         }
+        let limits = crate::vmm::cgroup::Limits {
+            memory_bytes: (u64::from(vm.memory_mib) + self.limits.vmm_overhead_mib) << 20,
+            cpus: vm.cpus,
+        };
+        self.cgroups
+            .prepare(&vm.id, limits)
+            .map_err(|e| CoreError::Internal(format!("cannot make the VM's cgroup: {e}")))
     }
 
     /// Boots the VM's kernel and waits for its agent.
     async fn boot(&self, record: &mut VmRecord, undo: &mut Rollback) -> Result<()> {
         self.connect_network(record).await?;
-        let spec = self.boot_spec(record);
+        let spec = self.boot_spec(record)?;
         std::fs::create_dir(&spec.dir).map_err(|e| io_error("creating the VM directory", e))?;
         undo.push(Undo::RemoveDir(spec.dir.clone()));
         clone_file(&self.image.rootfs(), &spec.rootfs)
@@ -189,7 +266,10 @@ impl Manager {
         self.watch_console(record);
         record.process = Some(process);
         self.store.update_vm(record)?;
-        self.wait_for_agent(record).await
+        crash_point("create.vmm_started");
+        self.wait_for_agent(record).await?;
+        crash_point("create.agent_answered");
+        Ok(())
     }
 
     /// Waits until the guest agent answers, the VMM dies, or the boot timeout passes.
@@ -252,10 +332,13 @@ impl Manager {
         Ok(vms)
     }
 
-    /// Marks a running VM whose VMM has gone as stopped.
+    /// Marks a running (or paused) VM whose VMM has gone as stopped.
     pub(super) fn refresh_state(&self, vm: &mut VmRecord) -> Result<()> {
-        if vm.state == VmState::Running && !vm.process.is_some_and(|p| self.vmm.is_running(&p)) {
+        if matches!(vm.state, VmState::Running | VmState::Paused)
+            && !vm.process.is_some_and(|p| self.vmm.is_running(&p))
+        {
             vm.state = VmState::Stopped;
+            vm.state_reason = None;
             self.store.update_vm(vm)?;
             tracing::warn!("VM {} ({}) found stopped: its VMM exited", vm.name, vm.id);
         }
@@ -282,6 +365,7 @@ impl Manager {
                 .ok_or_else(|| CoreError::NotFound(format!("VM {name:?} not found")))?;
             vm.state = VmState::Deleting;
             this.store.update_vm(&vm)?;
+            crash_point("delete.marked");
             this.finish_delete(vm).await
         })
         .await
@@ -289,24 +373,33 @@ impl Manager {
     }
 
     pub(super) async fn finish_delete(&self, vm: VmRecord) -> Result<()> {
+        let dir = self.layout.vm(&vm.id);
+        let grace = Duration::from_secs(self.limits.shutdown_timeout_secs);
         if let Some(p) = vm.process.filter(|p| self.vmm.is_running(p)) {
-            let grace = Duration::from_secs(self.limits.shutdown_timeout_secs);
             let agent = self.agent(&vm);
             let asked = agent.shutdown(Duration::from_secs(1)).await.is_ok();
             if !(asked && process::wait_exit(&p, grace).await) {
                 self.vmm.stop(&p, grace).await?;
             }
         }
+        // A VMM that a crash left unrecorded (found by its pid file in the VM's directory).
+        if let Some(p) = self.vmm.find_process(&dir) {
+            self.vmm.stop(&p, grace).await?;
+        }
+        crash_point("delete.vmm_stopped");
+        self.cgroups.remove(&vm.id);
         self.forget_agent(&vm.id);
         self.consoles.forget(&vm.id);
         self.detach_network(&vm).await?;
-        let dir = self.layout.vm(&vm.id);
         self.vmm.remove_vm_files(&dir);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_error("removing the VM directory", e)),
         }
+        // The folder for its checkpoints, unless it holds some (they outlive the VM).
+        let _ = std::fs::remove_dir(self.layout.checkpoints().join(&vm.id));
+        crash_point("delete.files_removed");
         self.store.remove_vm(&vm)?;
         if vm.net.is_some() {
             self.apply_firewall().await?;

@@ -19,14 +19,18 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Lifecycle state of a VM record. `Creating` and `Deleting` mark a flow in progress: a server
-/// that restarts finds them and undoes or finishes the flow.
+/// Lifecycle state of a VM record. `Creating`, `Restoring` and `Deleting` mark a flow in
+/// progress: a server that restarts finds them and undoes or finishes the flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VmState {
     Creating,
     Running,
+    /// The VMM runs but the guest's vCPUs do not (`VmRecord::state_reason` says why).
+    Paused,
     Stopped,
+    /// Being put back to a checkpoint in place.
+    Restoring,
     Deleting,
 }
 
@@ -56,6 +60,12 @@ pub struct VmRecord {
     /// The VM's network, when networking is enabled.
     #[serde(default)]
     pub net: Option<VmNet>,
+    /// Why the VM is in its state, when that is not plain (e.g. paused by an I/O error).
+    #[serde(default)]
+    pub state_reason: Option<String>,
+    /// The client's id of the request that created the VM, for retries.
+    #[serde(default)]
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

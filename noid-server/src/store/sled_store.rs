@@ -278,6 +278,8 @@ mod tests {
             process: None,
             parent_checkpoint: None,
             net: None,
+            state_reason: None,
+            request_id: None,
         }
     }
 

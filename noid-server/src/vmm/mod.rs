@@ -3,6 +3,7 @@
 //! `select` picks one.
 
 pub mod accel;
+pub mod cgroup;
 pub mod firecracker;
 pub mod process;
 pub mod qemu;
@@ -46,6 +47,8 @@ pub struct BootSpec {
     pub hostname: String,
     /// The guest's network device and addresses, if it has one.
     pub net: Option<crate::network::GuestNet>,
+    /// The cgroup the VMM runs in (empty: none).
+    pub cgroup: cgroup::Slot,
 }
 
 /// How the host reaches the guest agent.
@@ -55,6 +58,19 @@ pub enum AgentEndpoint {
     Serial(PathBuf),
     /// Firecracker's hybrid vsock: a Unix socket, then `CONNECT <port>`.
     HybridVsock { socket: PathBuf, port: u32 },
+}
+
+/// What a VMM says about its guest's vCPUs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunState {
+    Running,
+    /// Stopped by a request (a checkpoint's pause, or one that a crash left behind).
+    Paused,
+    /// Stopped by the VMM itself because a write to the VM's disk failed on the host (QEMU's
+    /// `io-error`, e.g. the host's disk is full); `resume` retries the write.
+    IoError,
+    /// Anything else, in the VMM's own words.
+    Other(String),
 }
 
 /// A file of saved VM state, as written by `Vmm::save_state`.
@@ -109,6 +125,15 @@ pub trait Vmm: Send + Sync {
         Ok(())
     }
 
+    /// Whether the guest of the VM whose directory is `dir` runs.
+    async fn run_state(&self, dir: &std::path::Path) -> Result<RunState, VmmError>;
+
+    /// Whether the VMM pauses a guest on its own (QEMU does when a disk write fails on the
+    /// host), so that running VMs need watching.
+    fn pauses_on_its_own(&self) -> bool {
+        false
+    }
+
     /// Freezes the guest's vCPUs (the process keeps running).
     async fn pause(&self, dir: &std::path::Path) -> Result<(), VmmError>;
 
@@ -135,6 +160,12 @@ pub trait Vmm: Send + Sync {
     /// once the VM is gone.
     fn remove_vm_files(&self, dir: &std::path::Path) {
         let _ = dir;
+    }
+
+    /// Whether the VMM puts each VM into cgroups of its own making (the jailer does): then
+    /// the core makes none.
+    fn manages_cgroups(&self) -> bool {
+        false
     }
 
     /// Whether a restored VM keeps using the checkpoint's memory file while it runs (so the

@@ -7,21 +7,33 @@ use crate::store::ProcessId;
 
 use super::VmmError;
 
-/// Start time of `pid` in clock ticks since boot, with its state letter, from /proc/PID/stat.
-fn stat(pid: u32) -> Option<(char, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses: fields start after the last ')'.
-    let rest = &text[text.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let state = fields.first()?.chars().next()?;
-    // Field 22 of the full line is the start time; `rest` starts at field 3.
-    let start = fields.get(19)?.parse().ok()?;
-    Some((state, start))
+/// Start time of `pid` in clock ticks since boot, with its state letter, from /proc/PID/stat;
+/// None when there is no such process, an error when /proc cannot be read (the server out of
+/// file descriptors, say), which says nothing about the process.
+fn stat(pid: u32) -> std::io::Result<Option<(char, u64)>> {
+    let text = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(text) => text,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let parse = || {
+        // The command name may contain spaces and parentheses: fields start after the last ')'.
+        let rest = &text[text.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let state = fields.first()?.chars().next()?;
+        // Field 22 of the full line is the start time; `rest` starts at field 3.
+        let start = fields.get(19)?.parse().ok()?;
+        Some((state, start))
+    };
+    Ok(parse())
 }
 
 /// Identity of a running process.
 pub fn identify(pid: u32) -> Option<ProcessId> {
-    stat(pid).map(|(_, start_time)| ProcessId { pid, start_time })
+    stat(pid)
+        .ok()
+        .flatten()
+        .map(|(_, start_time)| ProcessId { pid, start_time })
 }
 
 /// The pid in a pid file, if there is one.
@@ -42,10 +54,16 @@ pub fn find_by_pid_file(pid_file: &std::path::Path, dir: &std::path::Path) -> Op
 }
 
 /// Whether the process still runs (a zombie does not count). A zombie that is our child (the
-/// server is a child subreaper, so daemonized VMMs it started are) is reaped on the way.
+/// server is a child subreaper, so daemonized VMMs it started are) is reaped on the way. When
+/// /proc cannot be read the process counts as running: a VM is never declared dead for want
+/// of a file descriptor.
 pub fn is_alive(p: &ProcessId) -> bool {
     match stat(p.pid) {
-        Some((state, start)) if start == p.start_time => {
+        Err(e) => {
+            tracing::warn!("cannot tell whether process {} runs: {e}", p.pid);
+            true
+        }
+        Ok(Some((state, start))) if start == p.start_time => {
             if state == 'Z' {
                 let mut status = 0;
                 // SAFETY: waitpid on one pid with a pointer to a local; WNOHANG never blocks,
@@ -55,6 +73,44 @@ pub fn is_alive(p: &ProcessId) -> bool {
             state != 'Z' && state != 'X'
         }
         _ => false,
+    }
+}
+
+/// Reaps the zombie children of this server whose command name is `comm` (as /proc shows
+/// it: at most 15 bytes), except `keep`. A VMM that daemonizes by forking twice leaves its
+/// middle process to the server (a subreaper): it exits at once and waits as a zombie that no
+/// one else will ever wait for.
+pub fn reap_zombies_named(comm: &str, keep: &[u32]) {
+    let me = std::process::id();
+    let comm: String = comm.chars().take(15).collect();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if keep.contains(&pid) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "PID (COMM) STATE PPID ..."
+        let (Some(open), Some(close)) = (text.find('('), text.rfind(')')) else {
+            continue;
+        };
+        let mut rest = text[close + 1..].split_whitespace();
+        let (state, ppid) = (rest.next(), rest.next().and_then(|p| p.parse::<u32>().ok()));
+        if text[open + 1..close] == comm && state == Some("Z") && ppid == Some(me) {
+            let mut status = 0;
+            // SAFETY: waitpid on one pid with a pointer to a local; WNOHANG never blocks.
+            unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) };
+        }
     }
 }
 

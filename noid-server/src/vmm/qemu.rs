@@ -3,13 +3,14 @@
 //! QEMU daemonizes, so it outlives the server; its pid file and start time identify it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::json;
 
 use super::accel::Accel;
 use super::qmp::Qmp;
-use super::{process, AgentEndpoint, BootSpec, SavedFile, Vmm, VmmError};
+use super::{process, AgentEndpoint, BootSpec, RunState, SavedFile, Vmm, VmmError};
 use crate::store::ProcessId;
 
 /// File names inside a VM's directory; QEMU runs there, so they stay relative and short.
@@ -26,6 +27,10 @@ pub struct QemuVmm {
     version: String,
     /// The host's TSC rate, handed to TCG guests (see `host_tsc_khz`).
     tsc_khz: Option<u64>,
+    /// The binary's process name, for reaping what its daemonizing leaves.
+    comm: String,
+    /// Pids of launchers being waited for right now (not to be reaped by anyone else).
+    launching: Arc<std::sync::Mutex<Vec<u32>>>,
 }
 
 /// Measures the host's TSC rate against the monotonic clock.
@@ -71,11 +76,17 @@ impl QemuVmm {
                 })
             })
             .unwrap_or_else(|| "unknown".into());
+        let comm = binary
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         Self {
             binary,
             accel,
             version,
             tsc_khz,
+            comm,
+            launching: Default::default(),
         }
     }
 
@@ -93,13 +104,41 @@ impl QemuVmm {
         if incoming {
             args.extend(["-incoming".into(), "defer".into(), "-S".into()]);
         }
-        let output = tokio::process::Command::new(&self.binary)
+        let mut command = tokio::process::Command::new(&self.binary);
+        command
             .args(args)
             .current_dir(&spec.dir)
             .stdin(std::process::Stdio::null())
-            .output()
-            .await
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if !spec.cgroup.is_empty() {
+            let slot = spec.cgroup.clone();
+            // SAFETY: the closure only opens, writes and closes files (async-signal-safe).
+            unsafe { command.pre_exec(move || slot.enter_before_exec()) };
+        }
+        let launcher = command
+            .spawn()
             .map_err(|e| VmmError::Start(format!("{}: {e}", self.binary.display())))?;
+        // The launcher is waited for here; the middle process of QEMU's daemonizing is not
+        // anyone's, so it is reaped below, once the launcher is done.
+        let launcher_pid = launcher.id().unwrap_or(0);
+        self.launching.lock().expect("launching").push(launcher_pid);
+        let output = launcher.wait_with_output().await;
+        let keep = {
+            let mut launching = self.launching.lock().expect("launching");
+            launching.retain(|p| *p != launcher_pid);
+            launching.clone()
+        };
+        process::reap_zombies_named(&self.comm, &keep);
+        // The middle process may exit only after the launcher: look once more a moment later.
+        let (comm, launching) = (self.comm.clone(), self.launching.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let keep = launching.lock().expect("launching").clone();
+            process::reap_zombies_named(&comm, &keep);
+        });
+        let output =
+            output.map_err(|e| VmmError::Start(format!("{}: {e}", self.binary.display())))?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             let msg = stderr
@@ -225,6 +264,22 @@ impl Vmm for QemuVmm {
         let mut qmp = Qmp::connect(&Self::qmp_socket(dir)).await?;
         hang_up();
         super::qemu_snapshot::wait_agent_disconnected(&mut qmp).await
+    }
+
+    /// QEMU stops a guest whose disk write failed (`werror=enospc`, its default).
+    fn pauses_on_its_own(&self) -> bool {
+        true
+    }
+
+    async fn run_state(&self, dir: &Path) -> Result<RunState, VmmError> {
+        let mut qmp = Qmp::connect(&Self::qmp_socket(dir)).await?;
+        Ok(match Self::status(&mut qmp).await?.as_str() {
+            "running" => RunState::Running,
+            "io-error" => RunState::IoError,
+            // Paused by `stop`, or left by an outgoing migration (a checkpoint).
+            "paused" | "postmigrate" | "finish-migrate" => RunState::Paused,
+            other => RunState::Other(other.to_string()),
+        })
     }
 
     async fn pause(&self, dir: &Path) -> Result<(), VmmError> {

@@ -167,7 +167,7 @@ pub fn run(args: &ShimArgs) -> io::Result<i32> {
 
 /// Starts `noid-server vmm-shim` for `args` in a session of its own and returns its pid.
 /// The shim is not waited for here: `process::is_alive` reaps it once it has exited.
-pub fn spawn(args: &ShimArgs) -> io::Result<u32> {
+pub fn spawn(args: &ShimArgs, cgroup: &super::cgroup::Slot) -> io::Result<u32> {
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
     cmd.arg("vmm-shim")
@@ -175,11 +175,13 @@ pub fn spawn(args: &ShimArgs) -> io::Result<u32> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: setsid is async-signal-safe between fork and exec.
+    let cgroup = cgroup.clone();
+    // SAFETY: setsid and the cgroup's open/write/close are async-signal-safe between fork and
+    // exec.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             libc::setsid();
-            Ok(())
+            cgroup.enter_before_exec()
         })
     };
     let child = cmd.spawn()?;

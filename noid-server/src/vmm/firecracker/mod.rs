@@ -20,7 +20,7 @@ use self::api::Api;
 use self::jail::RunDir;
 use self::model::*;
 use super::shim::{self, ShimArgs};
-use super::{process, AgentEndpoint, BootSpec, SavedFile, Vmm, VmmError};
+use super::{process, AgentEndpoint, BootSpec, RunState, SavedFile, Vmm, VmmError};
 use crate::store::ProcessId;
 
 /// Names inside the directory Firecracker runs in.
@@ -106,7 +106,7 @@ impl FirecrackerVmm {
             program,
             args,
         };
-        let pid = shim::spawn(&shim_args)
+        let pid = shim::spawn(&shim_args, &spec.cgroup)
             .map_err(|e| VmmError::Start(format!("cannot start the console shim: {e}")))?;
         let id = process::identify(pid)
             .ok_or_else(|| VmmError::Start("the console shim exited at once".into()))?;
@@ -248,6 +248,23 @@ impl Vmm for FirecrackerVmm {
         process::find_by_pid_file(&dir.join(SHIM_PID), dir)
     }
 
+    async fn run_state(&self, dir: &Path) -> Result<RunState, VmmError> {
+        let info = self.api(dir).get("/").await?;
+        Ok(match info.get("state").and_then(|s| s.as_str()) {
+            Some("Running") => RunState::Running,
+            Some("Paused") => {
+                // Paused by a server that is gone, for all we know without a snapshot since:
+                // a resume takes the throwaway snapshot that keeps vsock alive.
+                self.paused_bare
+                    .lock()
+                    .expect("paused set")
+                    .insert(dir.to_path_buf());
+                RunState::Paused
+            }
+            other => RunState::Other(other.unwrap_or("unknown").to_string()),
+        })
+    }
+
     async fn pause(&self, dir: &Path) -> Result<(), VmmError> {
         self.api(dir).patch("/vm", &Vm { state: "Paused" }).await?;
         self.paused_bare
@@ -362,6 +379,11 @@ impl Vmm for FirecrackerVmm {
 
     fn remove_vm_files(&self, dir: &Path) {
         self.run_dir(dir).remove();
+    }
+
+    /// The jailer makes each VM's cgroups itself.
+    fn manages_cgroups(&self) -> bool {
+        self.config.jailer.is_some()
     }
 
     /// A restored Firecracker maps the checkpoint's memory file for as long as it runs.

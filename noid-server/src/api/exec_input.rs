@@ -1,0 +1,93 @@
+//! What a client sends on an Exec stream after `start`, checked. A client that goes away
+//! only closes the command's stdin (the command runs on). A client that breaks the protocol
+//! (a second `start`, a message the server cannot take, such as one above the size limit)
+//! gets an error instead of an exit status, and its command is killed: nothing it sent is
+//! silently dropped.
+
+use futures::{Stream, StreamExt};
+use noid::v1 as pb;
+use tokio::sync::oneshot;
+use tonic::{Code, Status, Streaming};
+
+use super::convert;
+use crate::core::ExecInput;
+
+/// The input for the core, and the error that ends the call when the client broke the
+/// protocol.
+pub fn checked(
+    inbound: Streaming<pb::ExecRequest>,
+) -> (
+    impl Stream<Item = ExecInput> + Send + 'static,
+    oneshot::Receiver<Status>,
+) {
+    let (fault_tx, fault_rx) = oneshot::channel();
+    let mut fault_tx = Some(fault_tx);
+    let input = inbound
+        .map(move |m| match m {
+            Ok(pb::ExecRequest {
+                msg: Some(pb::exec_request::Msg::Start(_)),
+            }) => Err(Some(Status::invalid_argument(
+                "an Exec stream takes one `start` message, first; this one came later",
+            ))),
+            Ok(m) => Ok(convert::exec_input(m)),
+            Err(status) => Err(fault(status)),
+        })
+        .scan(false, move |ended, item| {
+            if *ended {
+                return futures::future::ready(None);
+            }
+            let next = match item {
+                Ok(input) => Some(input),
+                Err(None) => None,
+                Err(Some(status)) => {
+                    *ended = true;
+                    tracing::warn!("an Exec client broke the protocol: {}", status.message());
+                    if let Some(tx) = fault_tx.take() {
+                        let _ = tx.send(status);
+                    }
+                    Some(Some(ExecInput::Signal(libc::SIGKILL)))
+                }
+            };
+            futures::future::ready(next)
+        })
+        .filter_map(futures::future::ready);
+    (input, fault_rx)
+}
+
+/// What a broken inbound stream means: None when the client went away, the error to report
+/// when it sent something the server cannot take.
+fn fault(status: Status) -> Option<Status> {
+    match status.code() {
+        // tonic's decoder: a message above the limit.
+        Code::OutOfRange => Some(Status::resource_exhausted(format!(
+            "a message of the Exec stream is too large ({}); send stdin in chunks of at most \
+             {} MiB",
+            status.message(),
+            super::grpc::MAX_MESSAGE_BYTES >> 20
+        ))),
+        // A message that does not decode.
+        Code::Internal | Code::InvalidArgument => Some(Status::invalid_argument(format!(
+            "a message of the Exec stream cannot be read: {}",
+            status.message()
+        ))),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_are_told_from_departures() {
+        assert!(fault(Status::cancelled("gone")).is_none());
+        assert!(fault(Status::unknown("h2 protocol error")).is_none());
+        let big = fault(Status::out_of_range("found 104857600 bytes")).unwrap();
+        assert_eq!(big.code(), Code::ResourceExhausted);
+        assert!(big.message().contains("104857600"), "{}", big.message());
+        assert_eq!(
+            fault(Status::internal("failed to decode")).unwrap().code(),
+            Code::InvalidArgument
+        );
+    }
+}

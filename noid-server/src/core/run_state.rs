@@ -1,0 +1,143 @@
+//! Whether a VM's guest runs, as its VMM sees it, kept in line with the record: a watcher
+//! (for VMMs that pause guests themselves) notices what the VMM did on its own (QEMU pauses a guest whose disk write failed because
+//! the host's disk is full: the VM shows as paused, with the reason, and runs again once there
+//! is space) and what a crash left behind (a VM still paused by an interrupted checkpoint is
+//! resumed). A paused VM also runs again on request (`resume_vm`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{CoreError, Manager, Result, User};
+use crate::store::{VmRecord, VmState};
+use crate::vmm::RunState;
+
+/// How often the watcher looks at every VM.
+const WATCH_EVERY: Duration = Duration::from_secs(3);
+/// Free space on the data directory before a VM paused by a failed disk write is resumed.
+const RESUME_FREE_BYTES: u64 = 64 << 20;
+/// The reason of a VM paused by a failed disk write.
+pub(super) const IO_ERROR_REASON: &str =
+    "a write to its disk failed on the host (no space left?); it resumes once there is space";
+
+impl Manager {
+    /// Lets the caller's paused VM run again; a running VM is left as it is.
+    pub async fn resume_vm(&self, user: &User, name: &str) -> Result<VmRecord> {
+        let (mut vm, _guard) = self.locked_vm(user, name).await?;
+        match vm.state {
+            VmState::Running => return Ok(vm),
+            VmState::Paused => {}
+            other => {
+                return Err(CoreError::FailedPrecondition(format!(
+                    "VM {name:?} is {other:?}, not paused"
+                )))
+            }
+        }
+        let dir = self.layout.vm(&vm.id);
+        self.vmm.resume(&dir).await?;
+        if self.vmm.run_state(&dir).await? == RunState::IoError {
+            return Err(CoreError::ResourceExhausted(format!(
+                "VM {name:?} paused again: {IO_ERROR_REASON}"
+            )));
+        }
+        vm.state = VmState::Running;
+        vm.state_reason = None;
+        self.store.update_vm(&vm)?;
+        tracing::info!("VM resumed: {name}");
+        Ok(vm)
+    }
+
+    /// Brings the record of `vm` (whose lock the caller holds, or which no flow can touch)
+    /// and its VMM in line with each other.
+    pub(super) async fn check_run_state(&self, vm: &mut VmRecord) -> Result<()> {
+        if !matches!(vm.state, VmState::Running | VmState::Paused)
+            || !vm.process.is_some_and(|p| self.vmm.is_running(&p))
+        {
+            return Ok(());
+        }
+        let dir = self.layout.vm(&vm.id);
+        let state = match self.vmm.run_state(&dir).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!("cannot ask the VMM of {} how it runs: {e}", vm.name);
+                return Ok(());
+            }
+        };
+        let io_paused = vm.state_reason.as_deref() == Some(IO_ERROR_REASON);
+        match (vm.state, state) {
+            (VmState::Running, RunState::Paused) => {
+                tracing::warn!(
+                    "VM {} was left paused (by an interrupted checkpoint?): resuming it",
+                    vm.name
+                );
+                self.vmm.resume(&dir).await?;
+            }
+            (VmState::Running, RunState::IoError) => {
+                tracing::warn!("VM {} paused: {IO_ERROR_REASON}", vm.name);
+                vm.state = VmState::Paused;
+                vm.state_reason = Some(IO_ERROR_REASON.into());
+                self.store.update_vm(vm)?;
+            }
+            (VmState::Paused, RunState::IoError) if io_paused => {
+                let free = crate::storage::free_bytes(self.layout.vms().as_path()).unwrap_or(0);
+                if free >= RESUME_FREE_BYTES {
+                    tracing::info!(
+                        "VM {}: {} MiB free again on the data directory, resuming it",
+                        vm.name,
+                        free >> 20
+                    );
+                    self.vmm.resume(&dir).await?;
+                }
+            }
+            (VmState::Paused, RunState::Running) if io_paused => {
+                tracing::info!("VM resumed: {} (its disk writes go through again)", vm.name);
+                vm.state = VmState::Running;
+                vm.state_reason = None;
+                self.store.update_vm(vm)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Starts the watcher; it ends with the core.
+    pub(super) fn watch_run_states(self: &Arc<Self>) {
+        let core = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(WATCH_EVERY).await;
+                let Some(core) = core.upgrade() else {
+                    return;
+                };
+                core.watch_round().await;
+            }
+        });
+    }
+
+    async fn watch_round(&self) {
+        if !self.vmm.pauses_on_its_own() {
+            return;
+        }
+        let Ok(vms) = self.store.list_vms(None) else {
+            return;
+        };
+        for vm in vms {
+            if !matches!(vm.state, VmState::Running | VmState::Paused) {
+                continue;
+            }
+            // A flow at work on the VM (a checkpoint pauses it) is left alone.
+            let Some(_guard) = self.try_lock_vm(&vm.id) else {
+                continue;
+            };
+            let Ok(Some(mut vm)) = self
+                .store
+                .find_vm(&vm.owner, &vm.name)
+                .map(|v| v.filter(|v| v.id == vm.id))
+            else {
+                continue;
+            };
+            if let Err(e) = self.check_run_state(&mut vm).await {
+                tracing::warn!("VM {}: {e}", vm.name);
+            }
+        }
+    }
+}

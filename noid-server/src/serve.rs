@@ -1,0 +1,225 @@
+//! `noid-server serve`: builds the core from the config, serves the gRPC API (with reflection
+//! and the standard health service) and the REST/WebSocket gateway, and stops on SIGTERM or
+//! Ctrl-C: open calls get `shutdown_grace_secs` to finish, then the server exits anyway (VMs
+//! keep running). Any other end of serving is an error, so the exit status says so.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use noid::v1::noid_server::NoidServer;
+use noid_server::admin;
+use noid_server::api::grpc::{GrpcApi, MAX_MESSAGE_BYTES};
+use noid_server::config::Config;
+use noid_server::core::{Manager, Parts};
+use noid_server::image::Image;
+use noid_server::storage::Layout;
+use noid_server::store::Store;
+use noid_server::vmm::select;
+use tokio::sync::watch;
+
+/// Raises this process's open-file limit to its hard limit (the kernel's default soft limit,
+/// 1024, is far below what many VMs and clients need) and returns the new soft limit.
+fn raise_file_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass, which lives for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we pass, which lives for the call.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit.rlim_cur = limit.rlim_max;
+        }
+    }
+    limit.rlim_cur
+}
+
+/// How many API connections to allow at once: the config's number, or a quarter of the
+/// descriptors this process may open (VMs, sockets and files need the rest).
+fn connection_limit(config: &Config, file_limit: u64) -> usize {
+    if config.max_connections > 0 {
+        return config.max_connections;
+    }
+    (file_limit / 4).clamp(16, 16384) as usize
+}
+
+/// Resolves once SIGTERM or Ctrl-C arrives, and tells `stop`.
+async fn wait_for_signal(stop: watch::Sender<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("stopping");
+    let _ = stop.send(true);
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+pub async fn serve(config: Config) -> Result<()> {
+    config.validate()?;
+    let file_limit = raise_file_limit();
+    let image = Image::open(&config.image_dir())?;
+    let layout = Layout::new(&config.data_dir);
+    let store: Arc<dyn Store> = Arc::new(crate::open_store(&config.data_dir)?);
+    let admin_socket = admin::socket_path(&config.data_dir);
+    let admin_task = tokio::spawn(admin::serve(admin_socket.clone(), Arc::clone(&store)));
+    let decision = select::decide_here(&config)?;
+    if decision.workable() {
+        tracing::info!("VMM: {}", decision.describe());
+    } else {
+        tracing::warn!("VMM: {}", decision.describe());
+    }
+    noid_server::vmm::process::become_subreaper();
+    let vmm = select::build(&config, &decision)?;
+    let network: Option<Arc<dyn noid_server::network::Network>> = if config.network.enabled {
+        let n = &config.network;
+        if !n.isolation {
+            tracing::warn!(
+                "network.isolation is off: VMs of all users reach each other, the host and any \
+                 address, and no egress policy applies"
+            );
+        }
+        Some(Arc::new(
+            noid_server::network::LinuxNetwork::setup(n.firewall()?, n.dns.clone()).await?,
+        ))
+    } else {
+        None
+    };
+    let net_options = noid_server::core::NetOptions {
+        default_policy: config.network.policy.to_policy(),
+        publish_range: config.network.publish_range()?,
+        own_ports: vec![config.listen.port(), config.http_listen.port()],
+    };
+    let core = Manager::open(Parts {
+        limits: config.vm.clone(),
+        layout,
+        image,
+        store,
+        vmm,
+        network,
+        net_options,
+        quota: config.quota,
+    })
+    .await
+    .context("reconciling state")?;
+    let info = core.server_info();
+    tracing::info!(
+        "noid-server {} listening on {} ({}, image {} kernel {})",
+        noid::VERSION,
+        config.listen,
+        info.backend,
+        info.image_id,
+        info.kernel_release
+    );
+    let (stop_tx, stop) = watch::channel(false);
+    tokio::spawn(wait_for_signal(stop_tx));
+
+    let http = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http_listen))?;
+    let gateway = noid_server::api::rest::router(Arc::clone(&core));
+    let gateway_stop = stopped(stop.clone());
+    let mut http_task = tokio::spawn(async move {
+        axum::serve(http, gateway)
+            .with_graceful_shutdown(gateway_stop)
+            .await
+    });
+    tracing::info!("REST/WebSocket gateway on http://{}", config.http_listen);
+
+    let counted = Arc::clone(&core);
+    let count_errors = tower::util::MapResponseLayer::new(
+        move |resp: tonic::codegen::http::Response<tonic::body::BoxBody>| {
+            // Errors of unary calls and refused streams come as trailers-only responses.
+            if let Some(code) = resp
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok()?.parse::<i32>().ok())
+                .filter(|c| *c != 0)
+            {
+                counted
+                    .metrics
+                    .error(noid_server::metrics::grpc_code_name(code));
+            }
+            resp
+        },
+    );
+    let service = NoidServer::new(GrpcApi::new(Arc::clone(&core)))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let max_connections = connection_limit(&config, file_limit);
+    tracing::debug!("open files: {file_limit}; API connections: at most {max_connections}");
+    let incoming = noid_server::api::incoming::limited(listener, max_connections);
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(noid::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let (mut health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<NoidServer<GrpcApi>>().await;
+    let grpc = tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(config.max_streams_per_connection))
+        .layer(count_errors)
+        .add_service(service)
+        .add_service(health)
+        .add_service(reflection)
+        .serve_with_incoming_shutdown(incoming, stopped(stop.clone()));
+
+    // Serving ends on the signal, once open calls are done or the grace period is over.
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let graced = async {
+        stopped(stop.clone()).await;
+        tokio::time::sleep(grace).await;
+    };
+    let (mut grpc, mut graced) = (std::pin::pin!(grpc), std::pin::pin!(graced));
+    let mut gateway_done = false;
+    loop {
+        tokio::select! {
+            served = &mut grpc => {
+                served.context("the gRPC API failed")?;
+                if !*stop.borrow() {
+                    anyhow::bail!("the gRPC API stopped serving");
+                }
+                break;
+            }
+            served = &mut http_task, if !gateway_done => {
+                gateway_done = true;
+                served.context("the gateway failed")?.context("the gateway failed")?;
+                if !*stop.borrow() {
+                    anyhow::bail!("the gateway stopped serving");
+                }
+            }
+            () = &mut graced => {
+                tracing::warn!(
+                    "calls still open after {}s (followed logs, consoles, execs): ending them",
+                    grace.as_secs()
+                );
+                break;
+            }
+        }
+    }
+    if !gateway_done
+        && tokio::time::timeout(Duration::from_secs(1), &mut http_task)
+            .await
+            .is_err()
+    {
+        tracing::debug!("gateway connections still open: ending them");
+    }
+    admin_task.abort();
+    let _ = std::fs::remove_file(&admin_socket);
+    tracing::info!("stopped; VMs keep running and are picked up on the next start");
+    Ok(())
+}
