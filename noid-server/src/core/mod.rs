@@ -203,19 +203,20 @@ impl Manager {
 
     /// The VM's operation lock, unless a flow holds it.
     fn try_lock_vm(&self, vm_id: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        let lock = {
-            let mut locks = self.vm_locks.lock().expect("vm locks");
-            Arc::clone(locks.entry(vm_id.to_string()).or_default())
-        };
-        lock.try_lock_owned().ok()
+        self.vm_lock(vm_id).try_lock_owned().ok()
     }
 
     /// Holds the VM's operation lock until the guard drops.
     async fn lock_vm(&self, vm_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut locks = self.vm_locks.lock().expect("vm locks");
-            Arc::clone(locks.entry(vm_id.to_string()).or_default())
-        };
-        lock.lock_owned().await
+        self.vm_lock(vm_id).lock_owned().await
+    }
+
+    /// The VM's operation lock. Locks that no one holds or waits for are dropped from the
+    /// table on the way (a VM that is gone would otherwise keep its entry for ever): the
+    /// next caller makes a new one, which excludes exactly as the old one did.
+    fn vm_lock(&self, vm_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.vm_locks.lock().expect("vm locks");
+        locks.retain(|id, lock| id == vm_id || Arc::strong_count(lock) > 1);
+        Arc::clone(locks.entry(vm_id.to_string()).or_default())
     }
 }
