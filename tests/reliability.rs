@@ -351,7 +351,7 @@ async fn agent_calls_streams_retries_quotas_and_cgroups() {
         .unwrap();
     assert_eq!(resp.status(), 400);
     let body: serde_json::Value = resp.json().await.unwrap();
-    assert!(body.to_string().contains("less than 4000000"), "{body}");
+    assert!(body.to_string().contains("up to 4000000 seconds"), "{body}");
     // A VM with no checkpoints leaves no folder for them behind.
     let b_id = bob
         .get_vm(GetVmRequest { name: "b".into() })
