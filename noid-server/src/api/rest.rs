@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use super::status::{grpc_code, http_status};
 use crate::core::{CoreError, CreateVm, ExecEvent, ExecInput, ExecSpec, Manager, Restore, User};
-use crate::store::{CheckpointRecord, VmRecord, VmState};
+use crate::store::{CheckpointRecord, VmRecord};
 
 /// Each of stdout and stderr returned by `POST /vms/:name/exec` is cut at this size.
 pub const EXEC_OUTPUT_CAP: usize = 1 << 20;
@@ -86,22 +86,11 @@ impl FromRequestParts<Core> for Caller {
     }
 }
 
-fn state_name(s: VmState) -> &'static str {
-    match s {
-        VmState::Creating => "creating",
-        VmState::Running => "running",
-        VmState::Paused => "paused",
-        VmState::Stopped => "stopped",
-        VmState::Restoring => "restoring",
-        VmState::Deleting => "deleting",
-    }
-}
-
 pub fn vm_json(v: &VmRecord) -> Value {
     json!({
         "name": v.name,
         "id": v.id,
-        "state": state_name(v.state),
+        "state": v.state.as_str(),
         "cpus": v.cpus,
         "memory_mib": v.memory_mib,
         "created_at": v.created_at,

@@ -33,7 +33,10 @@ pub async fn put_file(
     let mode = match q.mode.as_deref() {
         None => 0,
         Some(m) => u32::from_str_radix(m, 8).map_err(|_| {
-            CoreError::InvalidArgument(format!("mode {m:?} is not an octal permission mode"))
+            CoreError::InvalidArgument(format!(
+                "mode {:?} is not an octal permission mode",
+                noid::names::shorten(m)
+            ))
         })?,
     };
     let data = body.into_data_stream().map(|chunk| {

@@ -23,14 +23,16 @@ fn validate(spec: &ExecSpec) -> Result<()> {
     for (k, v) in &spec.env {
         if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
             return Err(CoreError::InvalidArgument(format!(
-                "invalid environment variable {k:?}: names must be non-empty without '=' or NUL"
+                "invalid environment variable {:?}: names must be non-empty without '=' or NUL",
+                noid::names::shorten(k)
             )));
         }
     }
     if let Some(cwd) = &spec.cwd {
         if !cwd.starts_with('/') || cwd.contains('\0') {
             return Err(CoreError::InvalidArgument(format!(
-                "working directory {cwd:?} must be an absolute path"
+                "working directory {:?} must be an absolute path",
+                noid::names::shorten(cwd)
             )));
         }
     }
@@ -146,8 +148,19 @@ mod tests {
         let mut bad_env = ok.clone();
         bad_env.env.insert("A=B".into(), "x".into());
         assert!(validate(&bad_env).is_err());
-        let mut bad_cwd = ok;
+        let mut bad_cwd = ok.clone();
         bad_cwd.cwd = Some("relative".into());
         assert!(validate(&bad_cwd).is_err());
+        // Hostile sizes are refused with a short message, not echoed whole.
+        let mut huge_env = ok.clone();
+        huge_env
+            .env
+            .insert(format!("{}=", "K".repeat(100_000)), "x".into());
+        let mut huge_cwd = ok;
+        huge_cwd.cwd = Some("d".repeat(100_000));
+        for spec in [huge_env, huge_cwd] {
+            let msg = validate(&spec).unwrap_err().to_string();
+            assert!(msg.len() < 300, "{} bytes", msg.len());
+        }
     }
 }

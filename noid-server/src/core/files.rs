@@ -19,13 +19,15 @@ pub const DEFAULT_MODE: u32 = 0o644;
 fn validate_path(path: &str) -> Result<()> {
     if !path.starts_with('/') || path.len() > MAX_PATH || path.contains('\0') {
         return Err(CoreError::InvalidArgument(format!(
-            "guest path {path:?} must be absolute (start with /), without NUL bytes, at most \
-             {MAX_PATH} bytes"
+            "guest path {:?} must be absolute (start with /), without NUL bytes, at most \
+             {MAX_PATH} bytes",
+            noid::names::shorten(path)
         )));
     }
     if path.ends_with('/') {
         return Err(CoreError::InvalidArgument(format!(
-            "guest path {path:?} names a directory: give the file's full path"
+            "guest path {:?} names a directory: give the file's full path",
+            noid::names::shorten(path)
         )));
     }
     Ok(())
@@ -70,7 +72,7 @@ impl Manager {
         if target.source_name.contains('/') || target.source_name.contains('\0') {
             return Err(CoreError::InvalidArgument(format!(
                 "source name {:?} must be a file name, without '/'",
-                target.source_name
+                noid::names::shorten(&target.source_name)
             )));
         }
         let mode = if target.mode == 0 {
@@ -136,6 +138,13 @@ mod tests {
         for bad in ["root/a", "", "/tmp/", "/a\0b"] {
             assert!(validate_path(bad).is_err(), "{bad:?}");
         }
-        assert!(validate_path(&format!("/{}", "a".repeat(MAX_PATH))).is_err());
+        let long = validate_path(&format!("/{}", "a".repeat(MAX_PATH)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            long.len() < 300,
+            "the path is echoed whole: {} bytes",
+            long.len()
+        );
     }
 }

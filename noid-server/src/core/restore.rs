@@ -189,7 +189,7 @@ impl Manager {
             VmState::Creating | VmState::Restoring | VmState::Deleting
         ) {
             return Err(CoreError::FailedPrecondition(format!(
-                "VM {:?} is busy ({:?})",
+                "VM {:?} is busy ({})",
                 vm.name, vm.state
             )));
         }

@@ -1,8 +1,9 @@
 //! Whether a VM's guest runs, as its VMM sees it, kept in line with the record: a watcher
-//! (for VMMs that pause guests themselves) notices what the VMM did on its own (QEMU pauses a guest whose disk write failed because
-//! the host's disk is full: the VM shows as paused, with the reason, and runs again once there
-//! is space) and what a crash left behind (a VM still paused by an interrupted checkpoint is
-//! resumed). A paused VM also runs again on request (`resume_vm`).
+//! (for VMMs that pause guests themselves) notices what the VMM did on its own (QEMU pauses a
+//! guest whose disk write failed because the host's disk is full: the VM shows as paused,
+//! with the reason, and runs again once there is space) and what a crash left behind (a VM
+//! still paused by an interrupted checkpoint is resumed). A paused VM also runs again on
+//! request (`resume_vm`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +29,7 @@ impl Manager {
             VmState::Paused => {}
             other => {
                 return Err(CoreError::FailedPrecondition(format!(
-                    "VM {name:?} is {other:?}, not paused"
+                    "VM {name:?} is {other}, not paused"
                 )))
             }
         }

@@ -34,6 +34,26 @@ pub enum VmState {
     Deleting,
 }
 
+impl VmState {
+    /// The state's name as users see it (CLI, REST, messages).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmState::Creating => "creating",
+            VmState::Running => "running",
+            VmState::Paused => "paused",
+            VmState::Stopped => "stopped",
+            VmState::Restoring => "restoring",
+            VmState::Deleting => "deleting",
+        }
+    }
+}
+
+impl std::fmt::Display for VmState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Identity of a host process: pid plus start time (clock ticks since boot), so a recycled
 /// pid is never mistaken for our VMM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
