@@ -150,14 +150,15 @@ async fn agent_calls_streams_retries_quotas_and_cgroups() {
             || e.message().contains("h2 protocol error"),
         "{e:?}"
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Both commands end (killed, or finished because their input ended); only the second
+    // way leaves /tmp/stdin-done behind.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sh(&mut c, "r", "pidof sleep cat || true").await.is_empty() {
+        assert!(Instant::now() < deadline, "the commands were not killed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(
-        sh(
-            &mut c,
-            "r",
-            "cat /tmp/stdin-done 2>/dev/null; pidof sleep cat || true"
-        )
-        .await,
+        sh(&mut c, "r", "cat /tmp/stdin-done 2>/dev/null || true").await,
         "",
         "the command went on as if its input had ended"
     );
@@ -368,11 +369,14 @@ async fn agent_calls_streams_retries_quotas_and_cgroups() {
     let mut follower = server
         .cli("alice")
         .args(["logs", "-f", "r"])
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Its stream is open once the console's history arrives.
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(follower.stdout.as_mut().unwrap(), &mut first)
+        .expect("the follower got the console's history");
     // SAFETY: signals the server this test started.
     unsafe { libc::kill(server.pid().unwrap() as i32, libc::SIGTERM) };
     let status = server
