@@ -163,15 +163,21 @@ async fn console_and_logs() {
     ]);
     screen_has("size-30x100");
     tmux(&["resize-window", "-t", &session, "-x", "90", "-y", "25"]);
-    std::thread::sleep(Duration::from_millis(500));
-    tmux(&[
-        "send-keys",
-        "-t",
-        &session,
-        "echo size-$(stty size | tr ' ' x)",
-        "Enter",
-    ]);
-    screen_has("size-25x90");
+    // The resize travels on its own; ask until the guest sees it. Each answer carries a
+    // number the typed command does not show, so an answer is never mistaken for its question.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for attempt in 1.. {
+        let ask = format!("echo size-$(stty size | tr ' ' x)-answer-$((1000+{attempt}))");
+        tmux(&["send-keys", "-t", &session, &ask, "Enter"]);
+        let screen = screen_has(&format!("-answer-{}", 1000 + attempt));
+        if screen.contains("size-25x90-answer") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the resize never reached the guest:\n{screen}"
+        );
+    }
     tmux(&["send-keys", "-t", &session, "C-q"]);
     let screen = screen_has("EXITED");
     assert!(screen.contains("keeps running"), "{screen}");

@@ -43,8 +43,13 @@ fn setup() -> PathBuf {
     let fake = target.join("examples/fake-firecracker");
     ONCE.call_once(|| {
         // Always through cargo: a stand-in left from an older build would test old code.
+        // In the profile of this test build, so that it lands where `target` says.
+        let profile = match target.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => "dev",
+            Some(other) => other,
+        };
         let ok = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--example", "fake-firecracker"])
+            .args(["build", "--example", "fake-firecracker", "--profile", profile])
             .status()
             .unwrap()
             .success();
