@@ -1,5 +1,7 @@
-//! Compiles `proto/` into Rust with tonic/prost. protoc comes from the `protoc-bin-vendored`
-//! crate, so the build never depends on whatever protoc the host happens to have.
+//! Compiles `proto/` into Rust with tonic/prost, and the control-plane API's serde
+//! implementations in the proto3 JSON mapping with pbjson (field names as in the proto, every
+//! field present). protoc comes from the `protoc-bin-vendored` crate, so the build never
+//! depends on whatever protoc the host happens to have.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
@@ -12,11 +14,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/noid/agent/v1/agent.proto",
     ];
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    let descriptors = out_dir.join("noid_descriptor.bin");
     tonic_build::configure()
-        .file_descriptor_set_path(out_dir.join("noid_descriptor.bin"))
+        .file_descriptor_set_path(&descriptors)
         .build_server(true)
         .build_client(true)
         .compile_protos(&protos, &["proto"])?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&std::fs::read(&descriptors)?)?
+        .preserve_proto_field_names()
+        .emit_fields()
+        .build(&[".noid.v1"])?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod coalesce;
+pub mod guest;
 pub mod names;
 pub mod netpolicy;
 
@@ -13,6 +14,7 @@ mod fuzz;
 /// The control-plane API (`proto/noid/v1`).
 pub mod v1 {
     tonic::include_proto!("noid.v1");
+    include!(concat!(env!("OUT_DIR"), "/noid.v1.serde.rs"));
 }
 
 /// The host <-> guest agent API (`proto/noid/agent/v1`).

@@ -292,8 +292,7 @@ async fn failed_create_leaves_nothing_behind() {
          exec qemu-system-x86_64 \"$@\"\n",
     )
     .unwrap();
-    std::fs::set_permissions(&hidden, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(&hidden, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let silent_vmm = format!(
         "[vm]\nboot_timeout_secs = 2\nboot_snapshots = false\n[qemu]\nbinary = {:?}\n",
         hidden.display().to_string()

@@ -181,8 +181,8 @@ async fn checkpoint_restore_and_fork() {
     );
     let out = server.run("alice", &["checkpoints", "src", "--json"]);
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(j.as_array().unwrap().len(), 1);
-    assert_eq!(j[0]["label"], "first");
+    assert_eq!(j["checkpoints"].as_array().unwrap().len(), 1);
+    assert_eq!(j["checkpoints"][0]["label"], "first");
 
     // Errors: unknown, malformed, another user's, a taken name.
     let e = c.restore(restore("0123456789ab", "")).await.unwrap_err();

@@ -24,7 +24,7 @@ async fn create_exec_restart_destroy() {
     assert!(out.status.success(), "create: {}", text(&out.stderr));
     let vm: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(vm["name"], "box");
-    assert_eq!(vm["state"], "running");
+    assert_eq!(vm["state"], "VM_STATE_RUNNING");
     let vmm_pid = vm["vmm_pid"].as_u64().unwrap() as u32;
     assert!(pid_alive(vmm_pid));
 

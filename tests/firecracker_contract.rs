@@ -49,7 +49,13 @@ fn setup() -> PathBuf {
             Some(other) => other,
         };
         let ok = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--example", "fake-firecracker", "--profile", profile])
+            .args([
+                "build",
+                "--example",
+                "fake-firecracker",
+                "--profile",
+                profile,
+            ])
             .status()
             .unwrap()
             .success();

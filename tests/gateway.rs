@@ -1,6 +1,7 @@
 //! The REST/WebSocket gateway with real HTTP and WebSocket clients against a real server and
-//! VM: every route, status codes and bodies, auth failures, the OpenAPI document, and the
-//! Prometheus metrics moving after a create, an exec and a checkpoint.
+//! VM: every route, status codes and bodies in the proto's JSON mapping, auth failures, the
+//! OpenAPI document, and the Prometheus metrics moving after a create, an exec and a
+//! checkpoint.
 
 mod common;
 
@@ -98,9 +99,45 @@ async fn rest_and_websocket_gateway() {
     };
     let (status, body) = bad.call(Method::GET, "/vms", None).await;
     assert_eq!(
-        (status, body["error"].as_str()),
+        (status, body["message"].as_str()),
         (401, Some("invalid token"))
     );
+    // A token in the query string counts on WebSocket routes only.
+    let resp = api
+        .http
+        .get(format!("{}/vms?token={}", api.base, api.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    // Public: health; everything else names the caller.
+    let health: Value = api
+        .http
+        .get(format!("{}/health", api.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["serving"], true);
+    let (status, me) = api.call(Method::GET, "/whoami", None).await;
+    assert_eq!((status, me["user"].as_str()), (200, Some("alice")));
+    let (status, info) = api.call(Method::GET, "/info", None).await;
+    assert_eq!(status, 200);
+    assert!(info["max_cpus"].as_u64().unwrap() >= 1, "{info}");
+    // Unknown routes and fields are refused in the same JSON form as every error.
+    let (status, body) = api.call(Method::GET, "/nope", None).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("NOT_FOUND")));
+    let (status, body) = api
+        .call(Method::POST, "/vms", Some(json!({"name": "x", "cpu": 2})))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("INVALID_ARGUMENT")),
+        "{body}"
+    );
+    assert!(body["message"].as_str().unwrap().contains("cpu"), "{body}");
 
     // Bad input and unknown VMs.
     let (status, body) = api
@@ -111,7 +148,7 @@ async fn rest_and_websocket_gateway() {
         (400, Some("INVALID_ARGUMENT"))
     );
     assert!(
-        body["error"].as_str().unwrap().contains("lowercase"),
+        body["message"].as_str().unwrap().contains("lowercase"),
         "{body}"
     );
     let (status, body) = api.call(Method::GET, "/vms/ghost", None).await;
@@ -123,8 +160,14 @@ async fn rest_and_websocket_gateway() {
         .call(Method::POST, "/vms", Some(json!({"name": "web"})))
         .await;
     assert_eq!(status, 201, "{vm}");
+    // The proto's JSON mapping: every field, enums by name, 64-bit integers as strings.
     assert_eq!(vm["name"], "web");
-    assert_eq!(vm["state"], "running");
+    assert_eq!(vm["state"], "VM_STATE_RUNNING");
+    assert!(vm["vmm_pid"].as_u64().unwrap() > 0, "{vm}");
+    assert!(
+        vm["mac"].is_string() && vm["created_at"].is_string(),
+        "{vm}"
+    );
     assert_eq!(
         api.metric("noid_vm_create_duration_seconds_count").await,
         creates + 1.0
@@ -139,7 +182,7 @@ async fn rest_and_websocket_gateway() {
     );
     let (status, list) = api.call(Method::GET, "/vms", None).await;
     assert_eq!(status, 200);
-    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list["vms"].as_array().unwrap().len(), 1);
     let (status, one) = api.call(Method::GET, "/vms/web", None).await;
     assert_eq!((status, one["id"].clone()), (200, vm["id"].clone()));
     let bob = Api {
@@ -242,7 +285,19 @@ async fn rest_and_websocket_gateway() {
     );
     assert!(api.metric("noid_checkpoint_size_bytes").await > 1e6);
     let (status, list) = api.call(Method::GET, "/vms/web/checkpoints", None).await;
-    assert_eq!((status, list[0]["id"].clone()), (200, ck["id"].clone()));
+    assert_eq!(
+        (status, list["checkpoints"][0]["id"].clone()),
+        (200, ck["id"].clone())
+    );
+    let (status, all) = api.call(Method::GET, "/checkpoints", None).await;
+    assert_eq!(
+        (status, all["checkpoints"][0]["id"].clone()),
+        (200, ck["id"].clone())
+    );
+    let ck_path = format!("/checkpoints/{}", ck["id"].as_str().unwrap());
+    let (status, one) = api.call(Method::GET, &ck_path, None).await;
+    assert_eq!((status, one["label"].as_str()), (200, Some("rest")));
+    assert_eq!(bob.call(Method::GET, &ck_path, None).await.0, 404);
     let (status, fork) = api
         .call(
             Method::POST,
@@ -270,6 +325,40 @@ async fn rest_and_websocket_gateway() {
         (status, body["code"].as_str()),
         (400, Some("INVALID_ARGUMENT"))
     );
+    // The checkpoint's own route forks too; a path's id wins no argument with the body.
+    let (status, fork3) = api
+        .call(
+            Method::POST,
+            &format!("{ck_path}/restore"),
+            Some(json!({"new_name": "web3"})),
+        )
+        .await;
+    assert_eq!(
+        (status, fork3["name"].as_str()),
+        (200, Some("web3")),
+        "{fork3}"
+    );
+    let (status, body) = api
+        .call(
+            Method::POST,
+            &format!("{ck_path}/restore"),
+            Some(json!({"checkpoint_id": "0123456789ab", "new_name": "web4"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("INVALID_ARGUMENT"))
+    );
+    // Ports are routed too (refused here: this server gives VMs no network).
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/vms/web3/ports",
+            Some(json!({"host_port": 20080, "guest_port": 80})),
+        )
+        .await;
+    assert!(status >= 400 && body["code"].is_string(), "{status} {body}");
+    assert_eq!(api.call(Method::DELETE, "/vms/web3", None).await.0, 204);
 
     // WebSockets: the console (token in the query, as browsers must) and the logs.
     let ws_base = api.base.replacen("http://", "ws://", 1);
@@ -307,12 +396,20 @@ async fn rest_and_websocket_gateway() {
         .await
         .unwrap();
     for path in [
+        "/health",
+        "/whoami",
+        "/info",
         "/vms",
         "/vms/{name}",
         "/vms/{name}/exec",
         "/vms/{name}/files",
+        "/vms/{name}/ports",
+        "/vms/{name}/ports/{host_port}",
         "/vms/{name}/checkpoints",
         "/vms/{name}/restore",
+        "/checkpoints",
+        "/checkpoints/{id}",
+        "/checkpoints/{id}/restore",
         "/console/{name}",
         "/logs/{name}",
     ] {
@@ -338,5 +435,11 @@ async fn rest_and_websocket_gateway() {
             204
         );
     }
-    assert_eq!(api.call(Method::GET, "/vms", None).await.1, json!([]));
+    assert_eq!(
+        api.call(Method::GET, "/vms", None).await.1,
+        json!({"vms": []})
+    );
+    let (status, _) = api.call(Method::DELETE, &ck_path, None).await;
+    assert_eq!(status, 204);
+    assert_eq!(api.call(Method::GET, &ck_path, None).await.0, 404);
 }

@@ -5,6 +5,8 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::AsRawFd;
 
+use noid::guest::cmdline;
+
 use crate::system;
 
 fn mount(source: &str, target: &str, fstype: &str, flags: libc::c_ulong) -> io::Result<()> {
@@ -44,13 +46,6 @@ fn load_module(path: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// Value of `key=` on the kernel command line.
-pub fn cmdline_value(cmdline: &str, key: &str) -> Option<String> {
-    cmdline
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('=').map(str::to_string))
-}
-
 pub fn run() {
     let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
     let mounts = [
@@ -84,7 +79,7 @@ pub fn run() {
     }
 
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let hostname = cmdline_value(&cmdline, "noid.hostname").or_else(|| {
+    let hostname = cmdline::value(&cmdline, cmdline::HOSTNAME).or_else(|| {
         std::fs::read_to_string("/etc/hostname")
             .ok()
             .map(|s| s.trim().to_string())
@@ -113,18 +108,5 @@ pub fn run() {
         } else {
             eprintln!("noid-agent: no network device {}", crate::net::DEVICE);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::cmdline_value;
-
-    #[test]
-    fn reads_cmdline_values() {
-        let c = "console=ttyS0 noid.hostname=my-vm quiet noid.x=1";
-        assert_eq!(cmdline_value(c, "noid.hostname").as_deref(), Some("my-vm"));
-        assert_eq!(cmdline_value(c, "noid.host"), None);
-        assert_eq!(cmdline_value(c, "quiet"), None);
     }
 }

@@ -20,8 +20,6 @@ use noid::agent::v1::agent_server::AgentServer;
 use crate::reaper::Reaper;
 use crate::service::AgentService;
 
-const SERIAL_PORT_NAME: &str = "noid.agent";
-
 fn main() {
     let pid1 = std::process::id() == 1;
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -64,7 +62,7 @@ fn main() {
             return;
         }
         let serial = tokio::spawn(transport::serial::serve(
-            SERIAL_PORT_NAME.to_string(),
+            noid::guest::SERIAL_PORT_NAME.to_string(),
             service.clone(),
         ));
         if transport::vsock::available() {

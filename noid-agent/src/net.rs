@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::init::cmdline_value;
+use noid::guest::cmdline;
 
 pub const DEVICE: &str = "eth0";
 
@@ -18,12 +18,12 @@ pub struct NetConfig {
 }
 
 impl NetConfig {
-    pub fn from_cmdline(cmdline: &str) -> Option<Self> {
+    pub fn from_cmdline(line: &str) -> Option<Self> {
         Some(Self {
             mac: None,
-            address: cmdline_value(cmdline, "noid.ip")?,
-            gateway: cmdline_value(cmdline, "noid.gw").unwrap_or_default(),
-            dns: cmdline_value(cmdline, "noid.dns")
+            address: cmdline::value(line, cmdline::IP)?,
+            gateway: cmdline::value(line, cmdline::GATEWAY).unwrap_or_default(),
+            dns: cmdline::value(line, cmdline::DNS)
                 .map(|d| {
                     d.split(',')
                         .filter(|s| !s.is_empty())

@@ -4,28 +4,14 @@ use std::time::Instant;
 
 use anyhow::Result;
 use noid::v1::{
-    Checkpoint, CreateCheckpointRequest, DeleteCheckpointRequest, ListCheckpointsRequest,
-    RestoreRequest,
+    CreateCheckpointRequest, DeleteCheckpointRequest, ListCheckpointsRequest, RestoreRequest,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::output;
 
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
-}
-
-pub fn checkpoint_json(c: &Checkpoint) -> Value {
-    json!({
-        "id": c.id,
-        "vm": c.vm,
-        "label": c.label,
-        "created_at": c.created_at,
-        "memory_bytes": c.memory_bytes,
-        "disk_bytes": c.disk_bytes,
-        "backend": c.backend,
-        "parent_checkpoint": c.parent_checkpoint,
-    })
 }
 
 pub async fn create(
@@ -47,7 +33,7 @@ pub async fn create(
     }
     let c = result?.into_inner();
     if json {
-        output::print_json(&checkpoint_json(&c));
+        output::print_message(&c);
     } else {
         println!(
             "Checkpoint {} of {} in {:.2}s (memory {}, disk {})",
@@ -67,11 +53,13 @@ pub async fn list(client: &mut noid::client::Client, vm: Option<String>, json: b
             vm: vm.unwrap_or_default(),
         })
         .await?
-        .into_inner()
-        .checkpoints;
+        .into_inner();
     if json {
-        output::print_json(&json!(list.iter().map(checkpoint_json).collect::<Vec<_>>()));
-    } else if list.is_empty() {
+        output::print_message(&list);
+        return Ok(());
+    }
+    let list = list.checkpoints;
+    if list.is_empty() {
         println!("No checkpoints. Make one with: noid checkpoint VM");
     } else {
         let rows: Vec<Vec<String>> = list
@@ -150,7 +138,7 @@ pub async fn restore(
     }
     let vm = result?.into_inner();
     if json {
-        output::print_json(&output::vm_json(&vm));
+        output::print_message(&vm);
     } else if new_name.is_some() {
         println!(
             "Created VM {} from checkpoint {id} in {:.2}s",

@@ -298,7 +298,7 @@ async fn run(cli: Cli) -> Result<i32> {
             }
             let vm = result.map_err(status)?.into_inner();
             if json {
-                output::print_json(&output::vm_json(&vm));
+                output::print_message(&vm);
             } else {
                 println!(
                     "Created VM {} in {:.1}s ({} vCPU, {} MiB, {})",
@@ -316,14 +316,13 @@ async fn run(cli: Cli) -> Result<i32> {
                 .list_vms(ListVmsRequest {})
                 .await
                 .map_err(status)?
-                .into_inner()
-                .vms;
+                .into_inner();
             if json {
-                output::print_json(&json!(vms.iter().map(output::vm_json).collect::<Vec<_>>()));
-            } else if vms.is_empty() {
+                output::print_message(&vms);
+            } else if vms.vms.is_empty() {
                 println!("No VMs. Create one with: noid create NAME");
             } else {
-                output::table(&output::VM_HEADER, &output::vm_rows(&vms));
+                output::table(&output::VM_HEADER, &output::vm_rows(&vms.vms));
             }
         }
         Command::Info { name } => {
@@ -335,7 +334,7 @@ async fn run(cli: Cli) -> Result<i32> {
                 .map_err(status)?
                 .into_inner();
             if json {
-                output::print_json(&output::vm_json(&vm));
+                output::print_message(&vm);
             } else {
                 output::vm_details(&vm);
             }
@@ -366,7 +365,7 @@ async fn run(cli: Cli) -> Result<i32> {
                 .map_err(status)?
                 .into_inner();
             if json {
-                output::print_json(&output::vm_json(&vm));
+                output::print_message(&vm);
             } else {
                 println!("VM {} is {}", vm.name, output::state_name(vm.state));
             }
@@ -460,7 +459,7 @@ async fn run(cli: Cli) -> Result<i32> {
                     .into_inner(),
             };
             if json {
-                output::print_json(&output::vm_json(&vm));
+                output::print_message(&vm);
             } else {
                 println!("VM {} publishes: {}", vm.name, output::ports(&vm));
             }

@@ -4,7 +4,6 @@
 use anyhow::{bail, Result};
 use noid::netpolicy::{Egress, NetPolicy, Rule};
 use noid::v1 as pb;
-use serde_json::{json, Value};
 
 use crate::output;
 
@@ -84,23 +83,6 @@ pub fn from_proto(p: &pb::NetworkPolicy) -> Result<NetPolicy> {
     Ok(NetPolicy::from_proto(p, Egress::Allow)?)
 }
 
-pub fn policy_json(p: &pb::NetworkPolicy) -> Value {
-    let egress = match pb::Egress::try_from(p.egress) {
-        Ok(pb::Egress::Deny) => "deny",
-        _ => "allow",
-    };
-    json!({"egress": egress, "allow": p.allow, "deny": p.deny, "isolated": p.isolated})
-}
-
-/// One line for `noid info`.
-pub fn summary(vm: &pb::Vm) -> String {
-    match vm.network_policy.as_ref().map(from_proto) {
-        Some(Ok(p)) => p.summary(),
-        Some(Err(e)) => format!("(unreadable: {e})"),
-        None => "-".into(),
-    }
-}
-
 /// `noid net`: prints the VM's policy, or applies the changes given and prints the result.
 pub async fn run(
     client: &mut noid::client::Client,
@@ -160,12 +142,9 @@ pub async fn run(
         current
     };
     if json {
-        output::print_json(&json!({
-            "vm": vm.name,
-            "network_policy": vm.network_policy.as_ref().map(policy_json),
-        }));
+        output::print_message(&vm);
     } else {
-        println!("{}: {}", vm.name, summary(&vm));
+        println!("{}: {}", vm.name, output::policy_summary(&vm));
     }
     Ok(())
 }

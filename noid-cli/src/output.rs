@@ -1,7 +1,7 @@
 //! Output for people (aligned tables) and for scripts (`--json`: one JSON document on stdout).
 
 use noid::v1::{Vm, VmState};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub fn state_name(state: i32) -> &'static str {
     match VmState::try_from(state).unwrap_or(VmState::Unspecified) {
@@ -15,25 +15,10 @@ pub fn state_name(state: i32) -> &'static str {
     }
 }
 
-pub fn vm_json(vm: &Vm) -> Value {
-    json!({
-        "name": vm.name,
-        "id": vm.id,
-        "state": state_name(vm.state),
-        "cpus": vm.cpus,
-        "memory_mib": vm.memory_mib,
-        "created_at": vm.created_at,
-        "backend": vm.backend,
-        "image_id": vm.image_id,
-        "kernel_release": vm.kernel_release,
-        "address": vm.address,
-        "parent_checkpoint": vm.parent_checkpoint,
-        "vmm_pid": vm.vmm_pid,
-        "mac": vm.mac,
-        "ports": vm.ports.iter().map(|p| json!({"host_port": p.host_port, "guest_port": p.guest_port})).collect::<Vec<_>>(),
-        "network_policy": vm.network_policy.as_ref().map(crate::net::policy_json),
-        "state_reason": vm.state_reason,
-    })
+/// Prints an API message as the API's own JSON (the proto3 JSON mapping, as the REST
+/// gateway prints it: field names as in the proto, enums by name, 64-bit integers as strings).
+pub fn print_message<T: serde::Serialize>(message: &T) {
+    print_json(&serde_json::to_value(message).expect("API messages serialize"));
 }
 
 pub fn print_json(v: &Value) {
@@ -126,7 +111,7 @@ pub fn vm_details(vm: &Vm) {
         ("address", or_dash(&vm.address)),
         ("mac", or_dash(&vm.mac)),
         ("ports", ports(vm)),
-        ("network", crate::net::summary(vm)),
+        ("network", policy_summary(vm)),
         ("backend", vm.backend.clone()),
         ("image", vm.image_id.clone()),
         ("kernel", vm.kernel_release.clone()),
@@ -149,4 +134,17 @@ pub fn ports(vm: &Vm) -> String {
         .map(|p| format!("{}->{}", p.host_port, p.guest_port))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A VM's network policy in one line, for `noid info` and `noid net`.
+pub fn policy_summary(vm: &Vm) -> String {
+    let policy = vm
+        .network_policy
+        .as_ref()
+        .map(|p| noid::netpolicy::NetPolicy::from_proto(p, noid::netpolicy::Egress::Allow));
+    match policy {
+        Some(Ok(p)) => p.summary(),
+        Some(Err(e)) => format!("(unreadable: {e})"),
+        None => "-".into(),
+    }
 }

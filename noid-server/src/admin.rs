@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::auth::{self, AuthError};
-use crate::store::Store;
+use crate::core::ports::store::Store;
 
 #[derive(Debug, Error)]
 pub enum AdminError {

@@ -4,7 +4,8 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::store::{Store, StoreError, UserRecord};
+use crate::core::model::UserRecord;
+use crate::core::ports::store::{Store, StoreError};
 
 #[derive(Debug, Error)]
 pub enum AuthError {

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use noid::netpolicy::{Egress, NetPolicy, Rule};
 use serde::Deserialize;
+
+pub use crate::core::VmLimits;
 use thiserror::Error;
 
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/noid";
@@ -205,42 +207,6 @@ impl NetworkConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct VmLimits {
-    pub default_cpus: u32,
-    pub max_cpus: u32,
-    pub default_memory_mib: u32,
-    pub min_memory_mib: u32,
-    pub max_memory_mib: u32,
-    /// How long a VM may take from start until its agent answers.
-    pub boot_timeout_secs: u64,
-    /// How long a guest may take to power off on delete before it is terminated.
-    pub shutdown_timeout_secs: u64,
-    /// An exec client that reads none of its output for this long no longer holds its
-    /// command back: the output is dropped, and the client is told so at the end.
-    pub exec_stall_secs: u64,
-    /// How long a call to a VM's guest agent (starting a command, a resize, the post-restore
-    /// step) may wait for its answer before it fails with UNAVAILABLE.
-    pub agent_timeout_secs: u64,
-    /// Console output kept per VM: the current log and one rotated log of this size each.
-    pub console_log_bytes: u64,
-    /// Memory the host keeps for itself: a VM is refused when the host's available memory
-    /// less this would not hold it.
-    pub host_memory_reserve_mib: u64,
-    /// Space the data directory keeps free: a VM is refused when its disk copy would eat
-    /// into it.
-    pub disk_reserve_mib: u64,
-    /// Give each VMM a cgroup of its own (memory: the guest's plus `vmm_overhead_mib`; CPU:
-    /// its vCPUs' worth plus half a CPU for the VMM's own threads; a cap on processes).
-    pub cgroups: bool,
-    /// Memory a VMM may use beyond its guest's, in its cgroup.
-    pub vmm_overhead_mib: u64,
-    /// Start new VMs from a snapshot of a freshly booted VM of the same size instead of
-    /// booting them (the first VM of each size boots and makes it).
-    pub boot_snapshots: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
 pub struct QemuConfig {
     pub binary: PathBuf,
     /// "auto" (KVM where it really runs standard guests, TCG otherwise), "kvm" or "tcg".
@@ -295,28 +261,6 @@ impl Default for Config {
             firecracker: FirecrackerSettings::default(),
             network: NetworkConfig::default(),
             quota: Default::default(),
-        }
-    }
-}
-
-impl Default for VmLimits {
-    fn default() -> Self {
-        Self {
-            default_cpus: 1,
-            max_cpus: 8,
-            default_memory_mib: 256,
-            min_memory_mib: 128,
-            max_memory_mib: 8192,
-            boot_timeout_secs: 60,
-            shutdown_timeout_secs: 3,
-            agent_timeout_secs: 15,
-            exec_stall_secs: 30,
-            console_log_bytes: 1 << 20,
-            host_memory_reserve_mib: 512,
-            cgroups: true,
-            vmm_overhead_mib: 256,
-            disk_reserve_mib: 256,
-            boot_snapshots: true,
         }
     }
 }

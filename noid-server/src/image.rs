@@ -55,7 +55,7 @@ impl Image {
                 found: manifest.format,
             });
         }
-        for file in ["vmlinuz", "initrd.img", "rootfs.ext4"] {
+        for file in ["vmlinuz", "initrd.img", noid::guest::DISK_FILE] {
             if !dir.join(file).exists() {
                 return Err(ImageError::MissingFile {
                     dir: dir.to_path_buf(),
@@ -83,7 +83,7 @@ impl Image {
     }
 
     pub fn rootfs(&self) -> PathBuf {
-        self.dir.join("rootfs.ext4")
+        self.dir.join(noid::guest::DISK_FILE)
     }
 }
 

@@ -10,8 +10,9 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use noid_server::admin;
 use noid_server::config::Config;
+use noid_server::core::ports::store::VmStore;
 use noid_server::storage::Layout;
-use noid_server::store::{SledStore, Store};
+use noid_server::store::SledStore;
 
 #[derive(Parser)]
 #[command(

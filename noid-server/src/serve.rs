@@ -9,12 +9,14 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use noid::v1::noid_server::NoidServer;
 use noid_server::admin;
-use noid_server::api::grpc::{GrpcApi, MAX_MESSAGE_BYTES};
+use noid_server::api::access::Authenticate;
+use noid_server::api::grpc::{GrpcApi, GrpcRules};
+use noid_server::api::MAX_MESSAGE_BYTES;
 use noid_server::config::Config;
+use noid_server::core::ports::store::Store;
 use noid_server::core::{Manager, Parts};
 use noid_server::image::Image;
 use noid_server::storage::Layout;
-use noid_server::store::Store;
 use noid_server::vmm::select;
 use tokio::sync::watch;
 
@@ -109,6 +111,7 @@ pub async fn serve(config: Config) -> Result<()> {
         store,
         vmm,
         network,
+        agents: Arc::new(noid_server::agent::Connector),
         net_options,
         quota: config.quota,
     })
@@ -129,7 +132,8 @@ pub async fn serve(config: Config) -> Result<()> {
     let http = tokio::net::TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.http_listen))?;
-    let gateway = noid_server::api::rest::router(Arc::clone(&core));
+    let api = Arc::new(GrpcApi::new(Arc::clone(&core)));
+    let gateway = noid_server::api::rest::router(Arc::clone(&core), Arc::clone(&api));
     let gateway_stop = stopped(stop.clone());
     let mut http_task = tokio::spawn(async move {
         axum::serve(http, gateway)
@@ -138,24 +142,7 @@ pub async fn serve(config: Config) -> Result<()> {
     });
     tracing::info!("REST/WebSocket gateway on http://{}", config.http_listen);
 
-    let counted = Arc::clone(&core);
-    let count_errors = tower::util::MapResponseLayer::new(
-        move |resp: tonic::codegen::http::Response<tonic::body::BoxBody>| {
-            // Errors of unary calls and refused streams come as trailers-only responses.
-            if let Some(code) = resp
-                .headers()
-                .get("grpc-status")
-                .and_then(|v| v.to_str().ok()?.parse::<i32>().ok())
-                .filter(|c| *c != 0)
-            {
-                counted
-                    .metrics
-                    .error(noid_server::metrics::grpc_code_name(code));
-            }
-            resp
-        },
-    );
-    let service = NoidServer::new(GrpcApi::new(Arc::clone(&core)))
+    let service = NoidServer::from_arc(Arc::clone(&api))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -172,7 +159,8 @@ pub async fn serve(config: Config) -> Result<()> {
     health_reporter.set_serving::<NoidServer<GrpcApi>>().await;
     let grpc = tonic::transport::Server::builder()
         .max_concurrent_streams(Some(config.max_streams_per_connection))
-        .layer(count_errors)
+        .layer(noid_server::api::observe::count_errors(Arc::clone(&core)))
+        .layer(Authenticate::new(Arc::clone(&core), GrpcRules))
         .add_service(service)
         .add_service(health)
         .add_service(reflection)

@@ -8,7 +8,7 @@ use tokio_vsock::{VsockAddr, VsockListener, VMADDR_CID_ANY};
 use crate::service::AgentService;
 
 /// The vsock port the agent listens on.
-pub const AGENT_PORT: u32 = 1024;
+pub const AGENT_PORT: u32 = noid::guest::VSOCK_PORT;
 
 /// Whether this guest has a vsock device at all.
 pub fn available() -> bool {

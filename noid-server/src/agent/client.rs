@@ -5,52 +5,56 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use futures::StreamExt;
 use hyper_util::rt::TokioIo;
 use noid::agent::v1 as pb;
 use noid::agent::v1::agent_client::AgentClient;
-use thiserror::Error;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::connect::connect;
+use crate::core::model::AgentEndpoint;
+use crate::core::ports::agent::{
+    AgentConnector, AgentError, AgentHealth, ExecEvents, FileChunks, FileTarget, GuestAgent,
+    PostRestore, Rejection, Upload,
+};
 use crate::core::types::{ExecEvent, ExecInput, ExecSpec, ExitStatus, TtySize};
-use crate::network::GuestNet;
-use crate::vmm::AgentEndpoint;
+use crate::core::CoreError;
 
-#[derive(Debug, Error)]
-pub enum AgentError {
-    #[error("{0}")]
-    Unreachable(String),
-    #[error("{message}")]
-    Rejected { code: tonic::Code, message: String },
-}
-
-impl From<tonic::Status> for AgentError {
-    fn from(s: tonic::Status) -> Self {
-        match s.code() {
-            // Transport failures surface as Unavailable/Unknown/Cancelled without an answer
-            // from the agent itself.
-            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
-                AgentError::Unreachable(format!("guest agent unreachable: {}", s.message()))
-            }
-            code => AgentError::Rejected {
-                code,
-                message: s.message().to_string(),
-            },
+/// The agent's gRPC status as the port's error: transport failures (Unavailable, Unknown,
+/// Cancelled without an answer from the agent itself) are `Unreachable`.
+fn from_status(s: tonic::Status) -> AgentError {
+    use tonic::Code;
+    let kind = match s.code() {
+        Code::Unavailable | Code::Unknown | Code::Cancelled => {
+            return AgentError::Unreachable(format!("guest agent unreachable: {}", s.message()))
         }
+        Code::InvalidArgument => Rejection::InvalidArgument,
+        Code::NotFound => Rejection::NotFound,
+        Code::PermissionDenied | Code::FailedPrecondition => Rejection::FailedPrecondition,
+        Code::ResourceExhausted => Rejection::ResourceExhausted,
+        Code::DataLoss => Rejection::Unavailable,
+        _ => Rejection::Other,
+    };
+    AgentError::Rejected {
+        kind,
+        message: s.message().to_string(),
     }
 }
 
-/// What the agent reports about itself.
-#[derive(Debug, Clone)]
-pub struct AgentHealth {
-    pub version: String,
-    pub kernel_release: String,
-    pub protocol: u32,
+/// Makes `RemoteAgent`s.
+pub struct Connector;
+
+impl AgentConnector for Connector {
+    fn agent(&self, endpoint: AgentEndpoint, timeout: Duration) -> Arc<dyn GuestAgent> {
+        Arc::new(RemoteAgent::lazy(endpoint, timeout))
+    }
 }
 
+/// The agent of one VM, over its gRPC protocol.
 #[derive(Clone)]
-pub struct GuestAgent {
+pub struct RemoteAgent {
     client: AgentClient<Channel>,
     link: Arc<Link>,
     /// How long a call may wait for the agent's answer (a frozen or overloaded guest).
@@ -63,7 +67,7 @@ async fn answered<T>(
     call: impl std::future::Future<Output = Result<T, tonic::Status>>,
 ) -> Result<T, AgentError> {
     match tokio::time::timeout(timeout, call).await {
-        Ok(result) => Ok(result?),
+        Ok(result) => result.map_err(from_status),
         Err(_) => Err(AgentError::Unreachable(format!(
             "the guest agent did not answer within {}s (is the VM paused, frozen or short of \
              CPU?)",
@@ -93,6 +97,75 @@ impl Link {
         let mut rx = self.open.subscribe();
         let _ = rx.wait_for(|open| *open).await;
     }
+}
+
+/// The exec call itself, as a function whose future type says it is `Send`: written as an
+/// `async fn`, proving that through the port's boxed future trips the compiler's
+/// higher-ranked lifetime check on tonic's streaming types.
+#[allow(clippy::manual_async_fn)]
+fn call_exec(
+    mut client: AgentClient<Channel>,
+    timeout: Duration,
+    outbound: impl futures::Stream<Item = pb::ExecRequest> + Send + 'static,
+) -> impl std::future::Future<Output = Result<ExecEvents, AgentError>> + Send + 'static {
+    async move {
+        let inbound = answered(timeout, client.exec(outbound)).await?.into_inner();
+        Ok(events(inbound))
+    }
+}
+
+/// The write-file call itself; see `call_exec`.
+#[allow(clippy::manual_async_fn)]
+fn call_write_file(
+    mut client: AgentClient<Channel>,
+    outbound: impl futures::Stream<Item = pb::WriteFileRequest> + Send + 'static,
+) -> impl std::future::Future<Output = Result<tonic::Response<pb::WriteFileResponse>, tonic::Status>>
+       + Send
+       + 'static {
+    async move { client.write_file(outbound).await }
+}
+
+/// The agent's exec responses as the port's events.
+fn events(inbound: tonic::Streaming<pb::ExecResponse>) -> ExecEvents {
+    inbound
+        .filter_map(|item| async move {
+            match item {
+                Ok(resp) => to_event(resp).map(Ok),
+                Err(status) => Some(Err(from_status(status))),
+            }
+        })
+        .boxed()
+}
+
+/// The messages after a write's header: the data, then `end` with the count; or, when the
+/// data fails, an end without `end` (which the agent takes as "abandoned"), the failure
+/// handed to `failed`.
+fn upload_body(
+    data: Upload,
+    failed: tokio::sync::oneshot::Sender<CoreError>,
+) -> BoxStream<'static, pb::WriteFileRequest> {
+    use pb::write_file_request::Msg;
+    futures::stream::unfold(
+        (data, 0u64, Some(failed)),
+        |(mut data, sent, mut failed)| async move {
+            match data.next().await {
+                Some(Ok(chunk)) => {
+                    let n = chunk.len() as u64;
+                    Some((Msg::Data(chunk), (data, sent + n, failed)))
+                }
+                Some(Err(e)) => {
+                    if let Some(tx) = failed.take() {
+                        let _ = tx.send(e);
+                    }
+                    None
+                }
+                None if failed.is_some() => Some((Msg::End(sent), (data, sent, None))),
+                None => None,
+            }
+        },
+    )
+    .map(|m| pb::WriteFileRequest { msg: Some(m) })
+    .boxed()
 }
 
 fn pb_size(s: TtySize) -> pb::TtySize {
@@ -127,7 +200,7 @@ fn to_event(resp: pb::ExecResponse) -> Option<ExecEvent> {
     })
 }
 
-impl GuestAgent {
+impl RemoteAgent {
     /// A handle that connects on first use (and again after the connection breaks); each
     /// call waits at most `timeout` for the agent's answer.
     pub fn lazy(endpoint: AgentEndpoint, timeout: Duration) -> Self {
@@ -156,10 +229,11 @@ impl GuestAgent {
             timeout,
         }
     }
+}
 
-    /// Hangs up the connection to the agent and keeps new ones from being made until
-    /// `reopen`. Calls in flight fail; calls made meanwhile wait.
-    pub fn hang_up(&self) {
+#[async_trait]
+impl GuestAgent for RemoteAgent {
+    fn hang_up(&self) {
         self.link.open.send_replace(false);
         if let Some(sock) = self.link.socket.lock().expect("link lock").take() {
             // SAFETY: shutdown on a descriptor we own (a duplicate of the live socket).
@@ -167,12 +241,11 @@ impl GuestAgent {
         }
     }
 
-    /// Lets the channel connect again after `hang_up`.
-    pub fn reopen(&self) {
+    fn reopen(&self) {
         self.link.open.send_replace(true);
     }
 
-    pub async fn health(&self, timeout: Duration) -> Result<AgentHealth, AgentError> {
+    async fn health(&self, timeout: Duration) -> Result<AgentHealth, AgentError> {
         let mut client = self.client.clone();
         let resp = answered(timeout, client.health(pb::HealthRequest {}))
             .await?
@@ -184,15 +257,11 @@ impl GuestAgent {
         })
     }
 
-    /// Starts `spec` in the guest; `input` feeds it, the returned stream reports it.
-    pub async fn exec<S>(
+    async fn exec(
         &self,
         spec: ExecSpec,
-        input: S,
-    ) -> Result<impl Stream<Item = Result<ExecEvent, AgentError>> + Send + 'static, AgentError>
-    where
-        S: Stream<Item = ExecInput> + Send + 'static,
-    {
+        input: BoxStream<'static, ExecInput>,
+    ) -> Result<ExecEvents, AgentError> {
         let start = pb::ExecStart {
             argv: spec.argv,
             env: spec.env,
@@ -208,98 +277,48 @@ impl GuestAgent {
         let first = pb::ExecRequest {
             msg: Some(pb::exec_request::Msg::Start(start)),
         };
-        let outbound = futures::stream::once(async move { first }).chain(input.map(to_request));
-        let mut client = self.client.clone();
-        let inbound = answered(self.timeout, client.exec(outbound))
-            .await?
-            .into_inner();
-        Ok(inbound.filter_map(|item| async move {
-            match item {
-                Ok(resp) => to_event(resp).map(Ok),
-                Err(status) => Some(Err(AgentError::from(status))),
-            }
-        }))
+        let outbound = futures::stream::iter([first]).chain(input.map(to_request));
+        call_exec(self.client.clone(), self.timeout, outbound).await
     }
 
-    /// Writes `data` to `path` in the guest (into it under `name_in_dir` when it is a
-    /// directory) with `mode`; returns where the file went and its size. When `data` fails,
-    /// the copy is abandoned and nothing in the guest changes; its error is returned.
-    pub async fn write_file<S, E>(
+    async fn write_file(
         &self,
-        path: String,
-        mode: u32,
-        name_in_dir: String,
-        data: S,
-    ) -> Result<Result<(String, u64), E>, AgentError>
-    where
-        S: Stream<Item = Result<Vec<u8>, E>> + Send + 'static,
-        E: Send + 'static,
-    {
+        target: FileTarget,
+        data: Upload,
+    ) -> Result<Result<(String, u64), CoreError>, AgentError> {
         use pb::write_file_request::Msg;
         let (failed_tx, mut failed_rx) = tokio::sync::oneshot::channel();
         let header = pb::WriteFileRequest {
             msg: Some(Msg::Header(pb::WriteFileHeader {
-                path,
-                mode,
-                name_in_dir,
+                path: target.path,
+                mode: target.mode,
+                name_in_dir: target.name_in_dir,
             })),
         };
-        // The data, then `end` with the count; or, when the data fails, an end without `end`,
-        // which the agent takes as "abandoned".
-        let body = futures::stream::unfold(
-            (Box::pin(data), 0u64, Some(failed_tx)),
-            |(mut data, sent, mut failed)| async move {
-                match data.next().await {
-                    Some(Ok(chunk)) => {
-                        let n = chunk.len() as u64;
-                        let msg = Msg::Data(chunk);
-                        Some((msg, (data, sent + n, failed)))
-                    }
-                    Some(Err(e)) => {
-                        if let Some(tx) = failed.take() {
-                            let _ = tx.send(e);
-                        }
-                        None
-                    }
-                    None if failed.is_some() => Some((Msg::End(sent), (data, sent, None))),
-                    None => None,
-                }
-            },
-        )
-        .map(|m| pb::WriteFileRequest { msg: Some(m) });
-        let outbound = futures::stream::once(async move { header }).chain(body);
-        let mut client = self.client.clone();
-        let result = client.write_file(outbound).await;
+        let body = upload_body(data, failed_tx);
+        let outbound = futures::stream::iter([header]).chain(body);
+        let result = call_write_file(self.client.clone(), outbound).await;
         // The data's failure, if any, was handed over before its stream ended, and so before
         // the agent could answer.
         if let Ok(e) = failed_rx.try_recv() {
             return Ok(Err(e));
         }
-        let resp = result?.into_inner();
+        let resp = result.map_err(from_status)?.into_inner();
         Ok(Ok((resp.path, resp.bytes)))
     }
 
-    /// The bytes of the file at `path` in the guest; the agent stops reading when the
-    /// returned stream is dropped.
-    pub async fn read_file(
-        &self,
-        path: String,
-    ) -> Result<impl Stream<Item = Result<Vec<u8>, AgentError>> + Send + 'static, AgentError> {
+    async fn read_file(&self, path: String) -> Result<FileChunks, AgentError> {
         let mut client = self.client.clone();
         let inbound = answered(self.timeout, client.read_file(pb::ReadFileRequest { path }))
             .await?
             .into_inner();
-        Ok(inbound.map(|item| item.map(|c| c.data).map_err(AgentError::from)))
+        Ok(inbound
+            .map(|item| item.map(|c| c.data).map_err(from_status))
+            .boxed())
     }
 
-    pub async fn post_restore(
-        &self,
-        unix_nanos: i64,
-        entropy: Vec<u8>,
-        hostname: String,
-        net: Option<GuestNet>,
-    ) -> Result<(), AgentError> {
-        let network = net.map(|n| pb::GuestNetwork {
+    async fn post_restore(&self, facts: PostRestore) -> Result<(), AgentError> {
+        let network = facts.net.map(|n| pb::GuestNetwork {
             mac: n.mac,
             address: format!("{}/{}", n.ip, n.prefix),
             gateway: n.gateway.to_string(),
@@ -307,24 +326,22 @@ impl GuestAgent {
         });
         let mut client = self.client.clone();
         let request = pb::PostRestoreRequest {
-            unix_nanos,
-            entropy,
-            hostname,
+            unix_nanos: facts.unix_nanos,
+            entropy: facts.entropy,
+            hostname: facts.hostname,
             network,
         };
-        // No deadline of its own: the caller gives the whole post-restore step one.
-        client.post_restore(request).await?;
+        client.post_restore(request).await.map_err(from_status)?;
         Ok(())
     }
 
-    pub async fn resize_console(&self, size: TtySize) -> Result<(), AgentError> {
+    async fn resize_console(&self, size: TtySize) -> Result<(), AgentError> {
         let mut client = self.client.clone();
         answered(self.timeout, client.resize_console(pb_size(size))).await?;
         Ok(())
     }
 
-    /// Asks the guest to power off; waits at most `timeout` for the answer.
-    pub async fn shutdown(&self, timeout: Duration) -> Result<(), AgentError> {
+    async fn shutdown(&self, timeout: Duration) -> Result<(), AgentError> {
         let mut client = self.client.clone();
         answered(timeout, client.shutdown(pb::ShutdownRequest {})).await?;
         Ok(())

@@ -18,7 +18,7 @@ use tokio::io::{
 };
 use tokio::net::UnixStream;
 
-use crate::vmm::AgentEndpoint;
+use crate::core::model::AgentEndpoint;
 
 /// How long to wait for the greeting on successive attempts. A guest starved of CPU (many
 /// TCG guests on few cores) can take seconds to answer, so the waits keep growing.

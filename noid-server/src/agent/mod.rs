@@ -1,7 +1,7 @@
-//! The host side of the guest agent: reaching it (`connect`) and calling it (`client`), with
-//! one translation layer between the agent proto and the core's domain types.
+//! The host side of the guest agent: reaching it (`connect`) and calling it (`client`), which
+//! implements the core's agent port (`core::ports::agent`) over the agent's gRPC protocol.
 
 pub mod client;
 pub mod connect;
 
-pub use client::GuestAgent;
+pub use client::{Connector, RemoteAgent};

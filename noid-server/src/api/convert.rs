@@ -6,8 +6,8 @@ use noid::v1 as pb;
 
 use noid::netpolicy::{Egress, NetPolicy};
 
+use crate::core::model::{CheckpointRecord, VmRecord, VmState};
 use crate::core::{CoreError, ExecEvent, ExecInput, ExecSpec, Manager, TtySize};
-use crate::store::{CheckpointRecord, VmRecord, VmState};
 
 pub fn vm(v: &VmRecord) -> pb::Vm {
     let state = match v.state {

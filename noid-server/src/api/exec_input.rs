@@ -63,7 +63,7 @@ fn fault(status: Status) -> Option<Status> {
             "a message of the Exec stream is too large ({}); send stdin in chunks of at most \
              {} MiB",
             status.message(),
-            super::grpc::MAX_MESSAGE_BYTES >> 20
+            super::MAX_MESSAGE_BYTES >> 20
         ))),
         // A message that does not decode.
         Code::Internal | Code::InvalidArgument => Some(Status::invalid_argument(format!(

@@ -11,9 +11,6 @@ use tonic::{Request, Response, Status, Streaming};
 use super::convert;
 use crate::core::{CopyTarget, CoreError, CreateVm, Manager, Restore, User};
 
-/// The largest message the server takes or sends.
-pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
-
 pub struct GrpcApi {
     core: Arc<Manager>,
 }
@@ -24,11 +21,36 @@ impl GrpcApi {
     }
 
     fn user<T>(&self, req: &Request<T>) -> Result<User, Status> {
-        let header = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        Ok(self.core.authenticate(header)?)
+        Ok(super::access::caller(req.extensions().get::<User>())?)
+    }
+}
+
+/// Who may call what over gRPC: everything needs a token but the health checks and
+/// reflection (which tell nothing about anyone's VMs).
+pub struct GrpcRules;
+
+/// gRPC methods callable without a token.
+const PUBLIC_METHODS: &[&str] = &[
+    "/noid.v1.Noid/Health",
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
+
+impl super::access::Rules for GrpcRules {
+    type Body = tonic::body::BoxBody;
+
+    fn is_public(&self, path: &str) -> bool {
+        PUBLIC_METHODS.contains(&path)
+    }
+
+    fn takes_query_token(&self, _: &str) -> bool {
+        false
+    }
+
+    fn refuse(&self, error: CoreError) -> tonic::codegen::http::Response<Self::Body> {
+        Status::from(error).into_http()
     }
 }
 

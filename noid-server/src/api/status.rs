@@ -1,4 +1,5 @@
-//! The one mapping from core errors to gRPC status codes (and, for the REST shim, HTTP codes).
+//! The one mapping from core errors to gRPC status codes, and from those to HTTP codes for
+//! the REST gateway.
 //! Messages are the errors' Display text, never Debug output.
 
 use crate::core::CoreError;
@@ -19,18 +20,23 @@ pub fn grpc_code(e: &CoreError) -> tonic::Code {
     }
 }
 
-pub fn http_status(e: &CoreError) -> u16 {
-    match e {
-        CoreError::InvalidArgument(_) => 400,
-        CoreError::Unauthenticated(_) => 401,
-        CoreError::NotFound(_) => 404,
-        CoreError::AlreadyExists(_) => 409,
-        CoreError::FailedPrecondition(_) => 412,
-        CoreError::ResourceExhausted(_) => 429,
-        CoreError::Unimplemented(_) => 501,
-        CoreError::Unavailable(_) => 503,
-        CoreError::DeadlineExceeded(_) => 504,
-        CoreError::Internal(_) => 500,
+/// The HTTP status of a gRPC code, as grpc-gateway maps them.
+pub fn http_status(code: tonic::Code) -> u16 {
+    use tonic::Code::*;
+    match code {
+        Ok => 200,
+        InvalidArgument | OutOfRange => 400,
+        Unauthenticated => 401,
+        PermissionDenied => 403,
+        NotFound => 404,
+        AlreadyExists | Aborted => 409,
+        FailedPrecondition => 412,
+        ResourceExhausted => 429,
+        Cancelled => 499,
+        Unimplemented => 501,
+        Unavailable => 503,
+        DeadlineExceeded => 504,
+        Unknown | Internal | DataLoss => 500,
     }
 }
 

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use super::{CoreError, Manager, Result, User};
-use crate::store::{VmRecord, VmState};
+use crate::core::model::{VmRecord, VmState};
 
 /// What a new VM asks of the host.
 #[derive(Debug, Clone, Copy)]

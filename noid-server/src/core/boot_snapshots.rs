@@ -17,16 +17,14 @@ use sha2::{Digest, Sha256};
 
 use super::error::io_error;
 use super::faults::crash_point;
-use super::manifest::{Manifest, DISK_FILE};
-use super::rollback::{Rollback, Undo};
+use super::launch::{Source, Target, BOOT_LOG};
+use super::manifest::Manifest;
+use super::rollback::Rollback;
 use super::{CoreError, Manager, Result};
-use crate::storage::clone_file;
-use crate::store::{CheckpointRecord, VmRecord};
+use crate::core::model::{CheckpointRecord, VmRecord};
 
 /// Bump when what a boot snapshot holds changes meaning: older ones are then never used.
 const FORMAT: &str = "1";
-/// The console output of the boot that a snapshot froze, kept with it.
-const BOOT_LOG: &str = "boot.log";
 
 /// Which boot snapshots exist in usable form and which are being made, in this process.
 #[derive(Default)]
@@ -55,7 +53,11 @@ impl Manager {
     /// Starts the new VM `vm` (record made, network attached) from the boot snapshot of its
     /// shape, if there is one. `Ok(false)`: there is none (or it proved unusable and is gone,
     /// and nothing of the attempt is left): the caller boots the VM instead.
-    pub(super) async fn start_from_boot_snapshot(&self, vm: &mut VmRecord) -> Result<bool> {
+    pub(super) async fn start_from_boot_snapshot(
+        &self,
+        vm: &mut VmRecord,
+        flow: &mut Rollback,
+    ) -> Result<bool> {
         if !self.limits.boot_snapshots {
             return Ok(false);
         }
@@ -73,6 +75,7 @@ impl Manager {
                     vm.name,
                     started.elapsed()
                 );
+                flow.extend(undo);
                 Ok(true)
             }
             // Short of space or memory: the snapshot is fine, and a boot would not fare better.
@@ -109,24 +112,15 @@ impl Manager {
         undo: &mut Rollback,
     ) -> Result<()> {
         self.verify_boot_snapshot(key, snap).await?;
-        let spec = self.boot_spec(vm)?;
-        std::fs::create_dir(&spec.dir).map_err(|e| io_error("creating the VM directory", e))?;
-        undo.push(Undo::RemoveDir(spec.dir.clone()));
-        clone_file(&snap.join(DISK_FILE), &spec.rootfs)
-            .map_err(|e| io_error("copying the disk", e))?;
-        // The console history starts with the boot this VM's memory went through.
-        if let Ok(mut log) = std::fs::read(snap.join(BOOT_LOG)) {
-            log.extend_from_slice(b"\r\n[noid: started from a boot snapshot of this image]\r\n");
-            let _ = std::fs::write(spec.dir.join(crate::console::LOG), log);
-        }
-        let process = self.vmm.restore(&spec, snap).await?;
-        undo.push(Undo::StopVmm(process));
-        self.watch_console(vm);
-        vm.process = Some(process);
-        self.store.update_vm(vm)?;
-        crash_point("create.from_snapshot_started");
-        self.after_restore(vm).await?;
-        self.connect_network(vm).await
+        let source = Source::BootSnapshot(snap);
+        self.launch(
+            vm,
+            source,
+            Target::New,
+            undo,
+            "create.from_snapshot_started",
+        )
+        .await
     }
 
     /// Checks the snapshot's files against its manifest, once per server run: the files are

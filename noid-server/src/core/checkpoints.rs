@@ -5,14 +5,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::detached;
 use super::error::io_error;
 use super::faults::crash_point;
 use super::manifest::{FileEntry, Manifest, Method, DISK_FILE};
 use super::vms::{new_id, now_secs};
 use super::{CoreError, Manager, Result, User};
 use crate::checksum;
+use crate::core::model::{CheckpointRecord, VmRecord, VmState};
 use crate::storage::{clone_file, sync_file};
-use crate::store::{CheckpointRecord, VmRecord, VmState};
 
 /// What `save_vm` wrote: the manifest's file entries and the sizes.
 pub(super) struct SavedVm {
@@ -39,6 +40,10 @@ fn validate_id(id: &str) -> Result<()> {
     Ok(())
 }
 
+fn not_running(name: &str, vm: &VmRecord) -> CoreError {
+    CoreError::FailedPrecondition(format!("VM {name:?} is not running (state: {})", vm.state))
+}
+
 impl Manager {
     /// Checkpoints the caller's running VM `vm_name`.
     pub async fn create_checkpoint(
@@ -48,17 +53,19 @@ impl Manager {
         label: &str,
     ) -> Result<CheckpointRecord> {
         noid::names::validate_label(label)?;
+        // Checked again under the VM's lock: a waiting request must not queue up for nothing.
         let vm = self.get_vm(user, vm_name)?;
         if vm.state != VmState::Running {
-            return Err(CoreError::FailedPrecondition(format!(
-                "VM {vm_name:?} is not running (state: {:?})",
-                vm.state
-            )));
+            return Err(not_running(vm_name, &vm));
         }
         let this = Arc::clone(self);
+        let (user, vm_name) = (user.clone(), vm_name.to_string());
         let label = label.to_string();
-        tokio::spawn(async move {
-            let _guard = this.lock_vm(&vm.id).await;
+        detached("checkpoint", async move {
+            let (vm, _guard) = this.locked_vm(&user, &vm_name).await?;
+            if vm.state != VmState::Running {
+                return Err(not_running(&vm_name, &vm));
+            }
             let started = Instant::now();
             let id = new_id();
             let staging = this.layout.checkpoint_staging(&vm.id, &id);
@@ -88,7 +95,6 @@ impl Manager {
             }
         })
         .await
-        .map_err(|e| CoreError::Internal(format!("checkpoint task: {e}")))?
     }
 
     async fn write_checkpoint(
@@ -265,6 +271,9 @@ impl Manager {
 
     /// Deletes a checkpoint, unless a running VM still reads its files.
     pub async fn delete_checkpoint(&self, user: &User, id: &str) -> Result<()> {
+        self.get_checkpoint(user, id)?;
+        // Not while a restore or fork reads it: wait for them, then look again.
+        let _writing = self.checkpoint_locks.get(id).write_owned().await;
         let ckpt = self.get_checkpoint(user, id)?;
         if self.vmm.restore_maps_memory() {
             let users: Vec<String> = self

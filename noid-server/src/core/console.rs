@@ -2,7 +2,7 @@
 
 use super::{CoreError, Manager, Result, User};
 use crate::console::{history, Attachment};
-use crate::store::{VmRecord, VmState};
+use crate::core::model::{VmRecord, VmState};
 
 /// The last `n` lines of `text`.
 fn tail_lines(text: &[u8], n: usize) -> Vec<u8> {

@@ -3,9 +3,8 @@
 
 use thiserror::Error;
 
-use crate::agent::client::AgentError;
 use crate::auth::AuthError;
-use crate::store::StoreError;
+use crate::core::ports::store::StoreError;
 use crate::vmm::VmmError;
 
 #[derive(Debug, Error)]
@@ -72,24 +71,6 @@ impl From<VmmError> for CoreError {
                 CoreError::ResourceExhausted(format!("no space left on the data directory: {e}"))
             }
             _ => CoreError::Internal(e.to_string()),
-        }
-    }
-}
-
-impl From<AgentError> for CoreError {
-    fn from(e: AgentError) -> Self {
-        match e {
-            AgentError::Unreachable(m) => CoreError::Unavailable(m),
-            AgentError::Rejected { code, message } => match code {
-                tonic::Code::InvalidArgument => CoreError::InvalidArgument(message),
-                tonic::Code::NotFound => CoreError::NotFound(message),
-                tonic::Code::PermissionDenied | tonic::Code::FailedPrecondition => {
-                    CoreError::FailedPrecondition(message)
-                }
-                tonic::Code::ResourceExhausted => CoreError::ResourceExhausted(message),
-                tonic::Code::Unavailable | tonic::Code::DataLoss => CoreError::Unavailable(message),
-                _ => CoreError::Internal(format!("guest agent: {message}")),
-            },
         }
     }
 }

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{CoreError, ExecEvent, ExecInput, ExecSpec, Manager, Result, User};
-use crate::store::{VmRecord, VmState};
+use crate::core::model::{VmRecord, VmState};
 
 fn validate(spec: &ExecSpec) -> Result<()> {
     if spec.argv.is_empty() || spec.argv[0].is_empty() {
@@ -48,7 +48,7 @@ const EXEC_BUFFER: usize = 64;
 /// that says how much was dropped (and the exit status).
 async fn forward<S>(events: S, tx: mpsc::Sender<Result<ExecEvent>>, stall: Duration, vm: String)
 where
-    S: Stream<Item = Result<ExecEvent, crate::agent::client::AgentError>>,
+    S: Stream<Item = Result<ExecEvent, super::ports::agent::AgentError>>,
 {
     let mut events = std::pin::pin!(events);
     let mut dropped = 0usize;
@@ -119,7 +119,7 @@ impl Manager {
         validate(&spec)?;
         let vm = self.running_vm(user, vm_name)?;
         self.metrics.exec_started();
-        let events = match self.agent(&vm).exec(spec, input).await {
+        let events = match self.agent(&vm).exec(spec, input.boxed()).await {
             Ok(e) => e,
             Err(e) => {
                 self.metrics.exec_failed();

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 
+use super::detached;
 use super::faults::crash_point;
+use super::ports::agent::{AgentError, FileTarget};
 use super::{CoreError, Manager, Result, User};
-use crate::agent::client::AgentError;
 
 /// The longest guest path accepted (Linux's PATH_MAX).
 const MAX_PATH: usize = 4096;
@@ -36,9 +37,9 @@ fn validate_path(path: &str) -> Result<()> {
 /// The agent's complaint about a path, as the error it means, naming the VM ("box:/x: ...").
 fn in_vm(vm: &str, e: AgentError) -> CoreError {
     match e {
-        AgentError::Rejected { code, message } if message.starts_with('/') => {
+        AgentError::Rejected { kind, message } if message.starts_with('/') => {
             AgentError::Rejected {
-                code,
+                kind,
                 message: format!("{vm}:{message}"),
             }
             .into()
@@ -82,16 +83,22 @@ impl Manager {
         };
         let vm = self.running_vm(user, vm)?;
         let agent = self.agent(&vm);
-        let task = tokio::spawn(async move {
-            agent
-                .write_file(target.path, mode, target.source_name, data)
+        let name = vm.name.clone();
+        let (path, bytes) = detached("copy", async move {
+            let written = agent
+                .write_file(
+                    FileTarget {
+                        path: target.path,
+                        mode,
+                        name_in_dir: target.source_name,
+                    },
+                    data.boxed(),
+                )
                 .await
-        });
-        let written = task
-            .await
-            .map_err(|e| CoreError::Internal(format!("copy task: {e}")))?
-            .map_err(|e| in_vm(&vm.name, e))?;
-        let (path, bytes) = written?;
+                .map_err(|e| in_vm(&name, e))?;
+            written
+        })
+        .await?;
         crash_point("copy_in.sent");
         Ok((path, bytes))
     }

@@ -8,10 +8,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::checksum;
-use crate::store::CheckpointRecord;
+use crate::core::model::CheckpointRecord;
 
 pub const MANIFEST: &str = "manifest.json";
-pub const DISK_FILE: &str = "rootfs.ext4";
+pub use noid::guest::DISK_FILE;
 const FORMAT: u32 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

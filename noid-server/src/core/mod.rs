@@ -14,8 +14,14 @@ pub mod error;
 mod exec;
 pub mod faults;
 mod files;
+mod flow;
+mod launch;
+mod limits;
+mod locks;
 mod manifest;
+pub mod model;
 mod net;
+pub mod ports;
 mod reconcile;
 mod restore;
 mod rollback;
@@ -27,17 +33,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::agent::GuestAgent;
-use crate::config::VmLimits;
+use crate::core::model::VmRecord;
+use crate::core::ports::store::Store;
 use crate::image::Image;
 use crate::network::Network;
 use crate::storage::Layout;
-use crate::store::{Store, VmRecord};
 use crate::vmm::Vmm;
+use ports::agent::{AgentConnector, GuestAgent};
 
 pub use admission::Quota;
 pub use error::{CoreError, Result};
 pub use files::CopyTarget;
+use flow::{blocking, detached};
+pub use limits::VmLimits;
 pub use net::NetOptions;
 pub use types::*;
 
@@ -59,9 +67,13 @@ pub struct Manager {
     /// taken: rules are always made from the latest records.
     firewall_lock: tokio::sync::Mutex<()>,
     /// One agent channel per VM id, made on first use.
-    agents: Mutex<HashMap<String, GuestAgent>>,
+    agents: Mutex<HashMap<String, Arc<dyn GuestAgent>>>,
+    /// Makes the agent handle of a VM.
+    connector: Arc<dyn AgentConnector>,
     /// Serializes the flows that change one VM (checkpoint, restore, delete), by VM id.
-    vm_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    vm_locks: locks::LockTable<tokio::sync::Mutex<()>>,
+    /// Restores read a checkpoint under its read lock; deleting it takes the write lock.
+    checkpoint_locks: locks::LockTable<tokio::sync::RwLock<()>>,
     boot_snapshots: boot_snapshots::BootSnapshots,
     /// Where VMMs get their cgroup.
     cgroups: crate::vmm::cgroup::Cgroups,
@@ -76,6 +88,8 @@ pub struct Parts {
     pub vmm: Arc<dyn Vmm>,
     /// Guest networking; None gives VMs no network.
     pub network: Option<Arc<dyn Network>>,
+    /// Reaches the agents in the guests (`agent::Connector`).
+    pub agents: Arc<dyn AgentConnector>,
     pub net_options: NetOptions,
     pub quota: Quota,
 }
@@ -90,6 +104,7 @@ impl Manager {
             store,
             vmm,
             network,
+            agents,
             net_options,
             quota,
         } = parts;
@@ -112,7 +127,9 @@ impl Manager {
             consoles,
             metrics: Default::default(),
             agents: Mutex::new(HashMap::new()),
-            vm_locks: Mutex::new(HashMap::new()),
+            connector: agents,
+            vm_locks: Default::default(),
+            checkpoint_locks: Default::default(),
             boot_snapshots: Default::default(),
             cgroups,
         });
@@ -147,7 +164,7 @@ impl Manager {
         let vms = self.store.list_vms(None).unwrap_or_default();
         let running: Vec<_> = vms
             .iter()
-            .filter(|v| v.state == crate::store::VmState::Running)
+            .filter(|v| v.state == crate::core::model::VmState::Running)
             .filter(|v| v.process.is_some_and(|p| self.vmm.is_running(&p)))
             .collect();
         let snap = crate::metrics::Snapshot {
@@ -167,17 +184,15 @@ impl Manager {
         self.metrics.render(&snap)
     }
 
-    fn agent(&self, vm: &VmRecord) -> GuestAgent {
+    fn agent(&self, vm: &VmRecord) -> Arc<dyn GuestAgent> {
         let mut agents = self.agents.lock().expect("agents lock");
-        agents
-            .entry(vm.id.clone())
-            .or_insert_with(|| {
-                GuestAgent::lazy(
-                    self.vmm.agent_endpoint(&self.layout.vm(&vm.id)),
-                    Duration::from_secs(self.limits.agent_timeout_secs),
-                )
-            })
-            .clone()
+        let agent = agents.entry(vm.id.clone()).or_insert_with(|| {
+            self.connector.agent(
+                self.vmm.agent_endpoint(&self.layout.vm(&vm.id)),
+                Duration::from_secs(self.limits.agent_timeout_secs),
+            )
+        });
+        Arc::clone(agent)
     }
 
     fn forget_agent(&self, vm_id: &str) {
@@ -185,38 +200,32 @@ impl Manager {
     }
 
     /// The caller's VM `name` with its operation lock held, its record read again under the
-    /// lock (another flow may have changed it meanwhile).
+    /// lock (another flow may have changed it meanwhile) and marked stopped if its VMM is gone.
     async fn locked_vm(
         &self,
         user: &User,
         name: &str,
     ) -> Result<(VmRecord, tokio::sync::OwnedMutexGuard<()>)> {
-        let vm = self.get_vm(user, name)?;
-        let guard = self.lock_vm(&vm.id).await;
-        let vm = self
-            .get_vm(user, name)
-            .ok()
-            .filter(|v| v.id == vm.id)
-            .ok_or_else(|| CoreError::NotFound(format!("VM {name:?} not found")))?;
+        noid::names::validate_name("VM", name)?;
+        let not_found = || CoreError::NotFound(format!("VM {name:?} not found"));
+        let id = self.store.find_vm(&user.0, name)?.ok_or_else(not_found)?.id;
+        let guard = self.lock_vm(&id).await;
+        let mut vm = self
+            .store
+            .find_vm(&user.0, name)?
+            .filter(|v| v.id == id)
+            .ok_or_else(not_found)?;
+        self.stop_if_gone(&mut vm)?;
         Ok((vm, guard))
     }
 
     /// The VM's operation lock, unless a flow holds it.
     fn try_lock_vm(&self, vm_id: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        self.vm_lock(vm_id).try_lock_owned().ok()
+        self.vm_locks.get(vm_id).try_lock_owned().ok()
     }
 
     /// Holds the VM's operation lock until the guard drops.
     async fn lock_vm(&self, vm_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        self.vm_lock(vm_id).lock_owned().await
-    }
-
-    /// The VM's operation lock. Locks that no one holds or waits for are dropped from the
-    /// table on the way (a VM that is gone would otherwise keep its entry for ever): the
-    /// next caller makes a new one, which excludes exactly as the old one did.
-    fn vm_lock(&self, vm_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.vm_locks.lock().expect("vm locks");
-        locks.retain(|id, lock| id == vm_id || Arc::strong_count(lock) > 1);
-        Arc::clone(locks.entry(vm_id.to_string()).or_default())
+        self.vm_locks.get(vm_id).lock_owned().await
     }
 }

@@ -12,8 +12,9 @@ use noid::netpolicy::{Egress, NetPolicy};
 
 use super::rollback::{Rollback, Undo};
 use super::{CoreError, Manager, Result, User};
-use crate::network::{mac_for, tap_name, GuestNet, Network, PortRule, VmFilter};
-use crate::store::{PortMap, VmNet, VmRecord, VmState};
+use crate::core::model::GuestNet;
+use crate::core::model::{PortMap, VmNet, VmRecord, VmState};
+use crate::network::{mac_for, tap_name, Network, PortRule, VmFilter};
 
 /// Network settings of the core (from the config).
 #[derive(Debug, Clone)]
@@ -96,7 +97,9 @@ impl Manager {
             })?;
         undo.push(Undo::ReleaseLease(ip));
         let tap = tap_name(&vm.id);
-        net.create_tap(&tap).await.map_err(net_error)?;
+        net.create_tap(&tap, self.vmm.tap_owner())
+            .await
+            .map_err(net_error)?;
         undo.push(Undo::DeleteTap(tap.clone()));
         vm.net = Some(VmNet {
             ip,

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use super::restore::DISK_BEFORE_RESTORE;
 use super::rollback::{Rollback, Undo};
 use super::{Manager, Result};
-use crate::store::VmState;
+use crate::core::model::VmState;
 
 impl Manager {
     pub(super) async fn reconcile(&self) -> Result<()> {
@@ -20,6 +20,7 @@ impl Manager {
                     tracing::warn!("undoing the interrupted creation of VM {}", vm.name);
                     let mut undo = Rollback::default();
                     undo.push(Undo::RemoveRecord(Box::new(vm.clone())));
+                    undo.push(Undo::RemoveCgroup(vm.id.clone()));
                     undo.push(Undo::RemoveDir(self.layout.vm(&vm.id)));
                     let dir = self.layout.vm(&vm.id);
                     if let Some(p) = vm.process.or_else(|| self.vmm.find_process(&dir)) {

@@ -9,33 +9,42 @@ use std::time::{Duration, Instant};
 use noid::netpolicy::NetPolicy;
 use rand::RngCore;
 
+use super::detached;
 use super::error::io_error;
 use super::faults::crash_point;
+use super::launch::{Source, Target};
 use super::manifest::{Manifest, DISK_FILE};
+use super::ports::agent::PostRestore;
 use super::rollback::{Rollback, Undo};
 use super::vms::{new_id, now_secs};
 use super::{CoreError, CreateVm, Manager, Restore, Result, User};
 
 /// Where a restore in place keeps the VM's disk until the restored VM runs.
 pub(super) const DISK_BEFORE_RESTORE: &str = "rootfs.ext4.before-restore";
-use crate::storage::clone_file;
-use crate::store::{CheckpointRecord, VmRecord, VmState};
+use crate::core::model::{CheckpointRecord, VmRecord, VmState};
 
 impl Manager {
     /// Restores checkpoint `id` in place, or as a new VM called `new_name`. The VM's network
     /// policy becomes `policy` when given; otherwise a VM restored in place keeps its own and
     /// a fork gets the one its source had at the checkpoint.
     pub async fn restore(self: &Arc<Self>, user: &User, req: Restore) -> Result<VmRecord> {
-        let ckpt = self.get_checkpoint(user, &req.checkpoint_id)?;
-        self.check_compatible(&ckpt)?;
+        self.get_checkpoint(user, &req.checkpoint_id)?;
         let policy = match req.net_policy {
             Some(p) => Some(self.policy_for(Some(p))?),
             None => None,
         };
         let this = Arc::clone(self);
-        let (new_name, request_id) = (req.new_name, req.request_id);
+        let (new_name, request_id) = (req.new_name.clone(), req.request_id.clone());
         let user = user.clone();
-        tokio::spawn(async move {
+        detached("restore", async move {
+            // Read under the checkpoint's read lock: a delete waits until this is done.
+            let _reading = this
+                .checkpoint_locks
+                .get(&req.checkpoint_id)
+                .read_owned()
+                .await;
+            let ckpt = this.get_checkpoint(&user, &req.checkpoint_id)?;
+            this.check_compatible(&ckpt)?;
             let started = Instant::now();
             let result = match &new_name {
                 Some(name) => {
@@ -58,7 +67,6 @@ impl Manager {
             result
         })
         .await
-        .map_err(|e| CoreError::Internal(format!("restore task: {e}")))?
     }
 
     fn check_compatible(&self, ckpt: &CheckpointRecord) -> Result<()> {
@@ -135,21 +143,9 @@ impl Manager {
         undo.push(Undo::RemoveRecord(Box::new(vm.clone())));
         let result = async {
             self.attach_network(&mut vm, policy, &mut undo).await?;
-            let spec = self.boot_spec(&vm)?;
-            std::fs::create_dir(&spec.dir).map_err(|e| io_error("creating the VM directory", e))?;
-            undo.push(Undo::RemoveDir(spec.dir.clone()));
-            clone_file(&ckpt_dir.join(DISK_FILE), &spec.rootfs)
-                .map_err(|e| io_error("copying the disk", e))?;
-            tracing::debug!("fork {name}: disk copied");
-            let process = self.vmm.restore(&spec, &ckpt_dir).await?;
-            tracing::debug!("fork {name}: VMM restored");
-            undo.push(Undo::StopVmm(process));
-            self.watch_console(&vm);
-            vm.process = Some(process);
-            self.store.update_vm(&vm)?;
-            crash_point("fork.vmm_started");
-            self.after_restore(&vm).await?;
-            self.connect_network(&vm).await?;
+            let source = Source::Checkpoint(&ckpt_dir);
+            self.launch(&mut vm, source, Target::New, &mut undo, "fork.vmm_started")
+                .await?;
             vm.state = VmState::Running;
             self.store.update_vm(&vm)?;
             crash_point("fork.done");
@@ -228,24 +224,28 @@ impl Manager {
         ckpt: &CheckpointRecord,
         ckpt_dir: &std::path::Path,
     ) -> Result<()> {
-        let spec = self.boot_spec(vm)?;
+        let dir = self.layout.vm(&vm.id);
         let grace = Duration::from_secs(self.limits.shutdown_timeout_secs);
         if let Some(p) = vm.process.filter(|p| self.vmm.is_running(p)) {
             self.vmm.stop(&p, grace).await?;
         }
         self.forget_agent(&vm.id);
-        std::fs::rename(&spec.rootfs, spec.dir.join(DISK_BEFORE_RESTORE))
+        std::fs::rename(dir.join(DISK_FILE), dir.join(DISK_BEFORE_RESTORE))
             .map_err(|e| io_error("setting the current disk aside", e))?;
         crash_point("restore.disk_aside");
-        clone_file(&ckpt_dir.join(DISK_FILE), &spec.rootfs)
-            .map_err(|e| io_error("copying the disk", e))?;
-        let process = self.vmm.restore(&spec, ckpt_dir).await?;
-        vm.process = Some(process);
-        self.store.update_vm(vm)?;
-        crash_point("restore.vmm_started");
-        tracing::debug!("restore of {} from {}: VMM restored", vm.name, ckpt.id);
-        self.watch_console(vm);
-        self.after_restore(vm).await
+        tracing::debug!("restore of {} from {}: disk set aside", vm.name, ckpt.id);
+        // The undo of a failed restore in place is `undo_restore_in_place`, which finds what
+        // it needs on the host; these steps are not undone one by one.
+        let mut steps = Rollback::default();
+        let source = Source::Checkpoint(ckpt_dir);
+        self.launch(
+            vm,
+            source,
+            Target::InPlace,
+            &mut steps,
+            "restore.vmm_started",
+        )
+        .await
     }
 
     /// Puts a VM whose restore in place did not finish back on its own disk, stopped (its old
@@ -294,12 +294,12 @@ impl Manager {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as i64)
                 .unwrap_or(0);
-            let call = agent.post_restore(
-                now_nanos,
-                entropy.clone(),
-                vm.name.clone(),
-                self.guest_net(vm),
-            );
+            let call = agent.post_restore(PostRestore {
+                unix_nanos: now_nanos,
+                entropy: entropy.clone(),
+                hostname: vm.name.clone(),
+                net: self.guest_net(vm),
+            });
             // One call for all the time that is left: the connector keeps retrying with
             // growing waits, which a guest short of CPU needs (cutting attempts short would
             // start it over at its shortest wait each time).
@@ -318,7 +318,7 @@ impl Manager {
             tracing::debug!("post-restore attempt on {}: {attempt:?}", vm.name);
             match attempt {
                 Ok(Ok(())) => return Ok(()),
-                Ok(Err(e)) if !matches!(e, crate::agent::client::AgentError::Unreachable(_)) => {
+                Ok(Err(e)) if !matches!(e, super::ports::agent::AgentError::Unreachable(_)) => {
                     return Err(e.into())
                 }
                 _ => {}

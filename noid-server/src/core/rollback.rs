@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::store::{ProcessId, VmRecord};
+use crate::core::model::{ProcessId, VmRecord};
 
 use super::Manager;
 
@@ -12,6 +12,8 @@ pub enum Undo {
     ReleaseLease(std::net::Ipv4Addr),
     DeleteTap(String),
     RemoveDir(PathBuf),
+    /// The cgroup of the VM with this id.
+    RemoveCgroup(String),
     StopVmm(ProcessId),
 }
 
@@ -21,6 +23,11 @@ pub struct Rollback(Vec<Undo>);
 impl Rollback {
     pub fn push(&mut self, undo: Undo) {
         self.0.push(undo);
+    }
+
+    /// Takes over the steps of a sub-flow that succeeded, to be undone with this flow's own.
+    pub fn extend(&mut self, other: Rollback) {
+        self.0.extend(other.0);
     }
 
     /// Runs every undo, newest first. Failures are logged; the rest still run.
@@ -34,13 +41,9 @@ impl Rollback {
                         tracing::warn!("rollback: stopping VMM {}: {e}", p.pid);
                     }
                 }
+                Undo::RemoveCgroup(vm_id) => manager.cgroups.remove(&vm_id),
                 Undo::RemoveDir(dir) => {
                     manager.vmm.remove_vm_files(&dir);
-                    if dir.parent() == Some(manager.layout.vms().as_path()) {
-                        if let Some(id) = dir.file_name() {
-                            manager.cgroups.remove(&id.to_string_lossy());
-                        }
-                    }
                     if let Err(e) = std::fs::remove_dir_all(&dir) {
                         if e.kind() != std::io::ErrorKind::NotFound {
                             tracing::warn!("rollback: removing {}: {e}", dir.display());

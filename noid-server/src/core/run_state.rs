@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{CoreError, Manager, Result, User};
-use crate::store::{VmRecord, VmState};
+use crate::core::model::{VmRecord, VmState};
 use crate::vmm::RunState;
 
 /// How often the watcher looks at every VM.

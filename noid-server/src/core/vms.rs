@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 
 use rand::RngCore;
 
+use super::detached;
 use super::error::io_error;
 use super::faults::crash_point;
+use super::launch::{Source, Target};
 use super::manifest::DISK_FILE;
 use super::rollback::{Rollback, Undo};
 use super::{CoreError, CreateVm, Manager, Result, User};
-use crate::storage::clone_file;
-use crate::store::{VmRecord, VmState};
+use crate::core::model::{VmRecord, VmState};
 use crate::vmm::{process, BootSpec};
 
 pub(super) fn now_secs() -> i64 {
@@ -103,7 +104,7 @@ impl Manager {
             self.admit(&User(vm.owner.clone()), demand)?;
             match self.store.insert_vm(vm) {
                 Ok(()) => return Ok(None),
-                Err(crate::store::StoreError::Conflict(_)) => continue,
+                Err(crate::core::ports::store::StoreError::Conflict(_)) => continue,
                 Err(other) => return Err(other.into()),
             }
         }
@@ -163,7 +164,7 @@ impl Manager {
         crash_point("create.recorded");
         // Runs to the end even if the caller goes away.
         let this = Arc::clone(self);
-        tokio::spawn(async move {
+        detached("create", async move {
             let mut undo = Rollback::default();
             undo.push(Undo::RemoveRecord(Box::new(record.clone())));
             let mut record = record;
@@ -192,7 +193,6 @@ impl Manager {
             }
         })
         .await
-        .map_err(|e| CoreError::Internal(format!("create task: {e}")))?
     }
 
     /// Starts the VM, from the boot snapshot of its shape or by booting it; returns which.
@@ -204,14 +204,18 @@ impl Manager {
     ) -> Result<Start> {
         self.attach_network(record, policy, undo).await?;
         crash_point("create.network_attached");
-        let how = if self.start_from_boot_snapshot(record).await? {
-            undo.push(Undo::RemoveDir(self.layout.vm(&record.id)));
-            if let Some(p) = record.process {
-                undo.push(Undo::StopVmm(p));
-            }
+        let how = if self.start_from_boot_snapshot(record, undo).await? {
             Start::FromBootSnapshot
         } else {
-            self.boot(record, undo).await?;
+            self.launch(
+                record,
+                Source::Image,
+                Target::New,
+                undo,
+                "create.vmm_started",
+            )
+            .await?;
+            crash_point("create.agent_answered");
             self.make_boot_snapshot(record).await;
             Start::Booted
         };
@@ -253,27 +257,8 @@ impl Manager {
             .map_err(|e| CoreError::Internal(format!("cannot make the VM's cgroup: {e}")))
     }
 
-    /// Boots the VM's kernel and waits for its agent.
-    async fn boot(&self, record: &mut VmRecord, undo: &mut Rollback) -> Result<()> {
-        self.connect_network(record).await?;
-        let spec = self.boot_spec(record)?;
-        std::fs::create_dir(&spec.dir).map_err(|e| io_error("creating the VM directory", e))?;
-        undo.push(Undo::RemoveDir(spec.dir.clone()));
-        clone_file(&self.image.rootfs(), &spec.rootfs)
-            .map_err(|e| io_error("copying the root disk", e))?;
-        let process = self.vmm.start(&spec).await?;
-        undo.push(Undo::StopVmm(process));
-        self.watch_console(record);
-        record.process = Some(process);
-        self.store.update_vm(record)?;
-        crash_point("create.vmm_started");
-        self.wait_for_agent(record).await?;
-        crash_point("create.agent_answered");
-        Ok(())
-    }
-
     /// Waits until the guest agent answers, the VMM dies, or the boot timeout passes.
-    async fn wait_for_agent(&self, record: &VmRecord) -> Result<()> {
+    pub(super) async fn wait_for_agent(&self, record: &VmRecord) -> Result<()> {
         let agent = self.agent(record);
         let process = record.process.expect("started");
         let timeout = Duration::from_secs(self.limits.boot_timeout_secs);
@@ -332,11 +317,33 @@ impl Manager {
         Ok(vms)
     }
 
-    /// Marks a running (or paused) VM whose VMM has gone as stopped.
+    /// Marks a running (or paused) VM whose VMM has gone as stopped, unless a flow holds the
+    /// VM's lock: that flow may be replacing the VMM right now, and writes the record itself.
     pub(super) fn refresh_state(&self, vm: &mut VmRecord) -> Result<()> {
-        if matches!(vm.state, VmState::Running | VmState::Paused)
+        if !self.vmm_gone(vm) {
+            return Ok(());
+        }
+        let Some(_guard) = self.try_lock_vm(&vm.id) else {
+            return Ok(());
+        };
+        if let Some(fresh) = self.store.find_vm(&vm.owner, &vm.name)? {
+            if fresh.id == vm.id {
+                *vm = fresh;
+                self.stop_if_gone(vm)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the VM's record says it runs while its VMM is gone.
+    fn vmm_gone(&self, vm: &VmRecord) -> bool {
+        matches!(vm.state, VmState::Running | VmState::Paused)
             && !vm.process.is_some_and(|p| self.vmm.is_running(&p))
-        {
+    }
+
+    /// `refresh_state` for a caller that holds the VM's lock.
+    pub(super) fn stop_if_gone(&self, vm: &mut VmRecord) -> Result<()> {
+        if self.vmm_gone(vm) {
             vm.state = VmState::Stopped;
             vm.state_reason = None;
             self.store.update_vm(vm)?;
@@ -347,29 +354,22 @@ impl Manager {
 
     /// Powers the VM off and removes its process, files and record.
     pub async fn delete_vm(self: &Arc<Self>, user: &User, name: &str) -> Result<()> {
-        let mut vm = self.get_vm(user, name)?;
+        let vm = self.get_vm(user, name)?;
         if vm.state == VmState::Creating {
             return Err(CoreError::FailedPrecondition(format!(
                 "VM {name:?} is still being created"
             )));
         }
         let this = Arc::clone(self);
-        let name = name.to_string();
-        tokio::spawn(async move {
-            let _guard = this.lock_vm(&vm.id).await;
-            // Another flow may have changed the VM while we waited for the lock.
-            vm = this
-                .store
-                .find_vm(&vm.owner, &name)?
-                .filter(|v| v.id == vm.id)
-                .ok_or_else(|| CoreError::NotFound(format!("VM {name:?} not found")))?;
+        let (user, name) = (user.clone(), name.to_string());
+        detached("delete", async move {
+            let (mut vm, _guard) = this.locked_vm(&user, &name).await?;
             vm.state = VmState::Deleting;
             this.store.update_vm(&vm)?;
             crash_point("delete.marked");
             this.finish_delete(vm).await
         })
         .await
-        .map_err(|e| CoreError::Internal(format!("delete task: {e}")))?
     }
 
     pub(super) async fn finish_delete(&self, vm: VmRecord) -> Result<()> {

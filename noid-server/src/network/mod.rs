@@ -10,8 +10,6 @@ pub mod nft;
 pub mod pool;
 pub mod tap;
 
-use std::net::Ipv4Addr;
-
 use async_trait::async_trait;
 use thiserror::Error;
 
@@ -33,23 +31,13 @@ pub enum NetError {
     Config(String),
 }
 
-/// What a guest needs to know about its network.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GuestNet {
-    pub tap: String,
-    pub mac: String,
-    pub ip: Ipv4Addr,
-    pub prefix: u8,
-    pub gateway: Ipv4Addr,
-    pub dns: Vec<String>,
-}
-
 #[async_trait]
 pub trait Network: Send + Sync {
     fn cidr(&self) -> Cidr;
     fn dns(&self) -> Vec<String>;
-    /// Creates the VM's TAP, down and not yet on the bridge.
-    async fn create_tap(&self, name: &str) -> Result<(), NetError>;
+    /// Creates the VM's TAP, down and not yet on the bridge; `owner` (uid, gid) may open it
+    /// besides root (a VMM that runs unprivileged).
+    async fn create_tap(&self, name: &str, owner: Option<(u32, u32)>) -> Result<(), NetError>;
     /// Puts a TAP on the bridge and brings it up: from now on the guest's frames reach the
     /// network (and the bridge learns its MAC).
     async fn connect_tap(&self, name: &str) -> Result<(), NetError>;
@@ -131,8 +119,12 @@ impl Network for LinuxNetwork {
         self.dns.clone()
     }
 
-    async fn create_tap(&self, name: &str) -> Result<(), NetError> {
-        tap::create(name).map_err(|source| NetError::Tap {
+    async fn create_tap(&self, name: &str, owner: Option<(u32, u32)>) -> Result<(), NetError> {
+        let made = tap::create(name).and_then(|()| match owner {
+            Some((uid, gid)) => tap::set_owner(name, uid, gid),
+            None => Ok(()),
+        });
+        made.map_err(|source| NetError::Tap {
             name: name.to_string(),
             source,
         })

@@ -1,4 +1,4 @@
-//! `Store` on sled. Trees: `vms` (id -> record), `vm_names` (owner NUL name -> id), `users`
+//! The store ports on sled. Trees: `vms` (id -> record), `vm_names` (owner NUL name -> id), `users`
 //! (name -> record), `tokens` (token hash -> user name). Multi-tree changes are transactions.
 
 use std::path::Path;
@@ -6,7 +6,8 @@ use std::path::Path;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use super::{CheckpointRecord, Store, StoreError, UserRecord, VmRecord};
+use crate::core::model::{CheckpointRecord, UserRecord, VmRecord};
+use crate::core::ports::store::{CheckpointStore, LeaseStore, StoreError, UserStore, VmStore};
 
 pub struct SledStore {
     db: sled::Db,
@@ -68,7 +69,7 @@ impl SledStore {
     }
 }
 
-impl Store for SledStore {
+impl VmStore for SledStore {
     fn insert_vm(&self, vm: &VmRecord) -> Result<(), StoreError> {
         let key = name_key(&vm.owner, &vm.name);
         (&self.vms, &self.vm_names)
@@ -130,7 +131,9 @@ impl Store for SledStore {
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
+}
 
+impl CheckpointStore for SledStore {
     fn put_checkpoint(&self, c: &CheckpointRecord) -> Result<(), StoreError> {
         self.checkpoints
             .insert(c.id.as_bytes(), encode(c))
@@ -162,7 +165,9 @@ impl Store for SledStore {
         out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
         Ok(out)
     }
+}
 
+impl LeaseStore for SledStore {
     fn allocate_lease(
         &self,
         vm_id: &str,
@@ -202,7 +207,9 @@ impl Store for SledStore {
         }
         Ok(out)
     }
+}
 
+impl UserStore for SledStore {
     fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         (&self.users, &self.tokens)
             .transaction(|(users, tokens)| {
@@ -261,7 +268,7 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::VmState;
+    use crate::core::model::VmState;
 
     fn vm(id: &str, owner: &str, name: &str) -> VmRecord {
         VmRecord {

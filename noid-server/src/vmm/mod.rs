@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::store::ProcessId;
+use crate::core::model::{AgentEndpoint, ProcessId};
 
 #[derive(Debug, Error)]
 pub enum VmmError {
@@ -46,18 +46,9 @@ pub struct BootSpec {
     pub memory_mib: u32,
     pub hostname: String,
     /// The guest's network device and addresses, if it has one.
-    pub net: Option<crate::network::GuestNet>,
+    pub net: Option<crate::core::model::GuestNet>,
     /// The cgroup the VMM runs in (empty: none).
     pub cgroup: cgroup::Slot,
-}
-
-/// How the host reaches the guest agent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AgentEndpoint {
-    /// A Unix socket that is one end of a virtio-serial port (QEMU).
-    Serial(PathBuf),
-    /// Firecracker's hybrid vsock: a Unix socket, then `CONNECT <port>`.
-    HybridVsock { socket: PathBuf, port: u32 },
 }
 
 /// What a VMM says about its guest's vCPUs.
@@ -162,6 +153,11 @@ pub trait Vmm: Send + Sync {
         let _ = dir;
     }
 
+    /// Who the VMM runs as, when not as root: the owner that VMs' TAPs need (uid, gid).
+    fn tap_owner(&self) -> Option<(u32, u32)> {
+        None
+    }
+
     /// Whether the VMM puts each VM into cgroups of its own making (the jailer does): then
     /// the core makes none.
     fn manages_cgroups(&self) -> bool {
@@ -182,13 +178,14 @@ pub trait Vmm: Send + Sync {
 
 /// The guest kernel's command line for `spec`, with the VMM's own `extra` options.
 pub fn kernel_cmdline(spec: &BootSpec, extra: &str) -> String {
+    use noid::guest::cmdline::{DNS, GATEWAY, HOSTNAME, IP};
     let mut cmdline = format!(
-        "console=ttyS0 root=/dev/vda rw quiet panic=-1 {extra} noid.hostname={}",
+        "console=ttyS0 root=/dev/vda rw quiet panic=-1 {extra} {HOSTNAME}={}",
         spec.hostname
     );
     if let Some(n) = &spec.net {
         cmdline.push_str(&format!(
-            " noid.ip={}/{} noid.gw={} noid.dns={}",
+            " {IP}={}/{} {GATEWAY}={} {DNS}={}",
             n.ip,
             n.prefix,
             n.gateway,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::store::ProcessId;
+use crate::core::model::ProcessId;
 
 use super::VmmError;
 

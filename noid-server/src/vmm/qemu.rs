@@ -10,8 +10,9 @@ use serde_json::json;
 
 use super::accel::Accel;
 use super::qmp::Qmp;
-use super::{process, AgentEndpoint, BootSpec, RunState, SavedFile, Vmm, VmmError};
-use crate::store::ProcessId;
+use super::{process, BootSpec, RunState, SavedFile, Vmm, VmmError};
+use crate::core::model::AgentEndpoint;
+use crate::core::model::ProcessId;
 
 /// File names inside a VM's directory; QEMU runs there, so they stay relative and short.
 pub const AGENT_SOCKET: &str = "agent.sock";
@@ -157,16 +158,6 @@ impl QemuVmm {
             .ok_or_else(|| VmmError::Start("QEMU exited right after starting".into()))
     }
 
-    /// QEMU's run state ("running", "paused", "inmigrate", ...).
-    pub(super) async fn status(qmp: &mut Qmp) -> Result<String, VmmError> {
-        let status = qmp.execute("query-status", json!({})).await?;
-        Ok(status
-            .get("status")
-            .and_then(|s| s.as_str())
-            .unwrap_or("unknown")
-            .to_string())
-    }
-
     fn args(&self, spec: &BootSpec) -> Vec<String> {
         let mut extra = "reboot=t".to_string();
         if let Some(khz) = self.tsc_khz {
@@ -211,7 +202,10 @@ impl QemuVmm {
             "-chardev".into(),
             format!("socket,id=agent,path={AGENT_SOCKET},server=on,wait=off"),
             "-device".into(),
-            format!("virtserialport,chardev=agent,name=noid.agent,id={AGENT_PORT_ID}"),
+            format!(
+                "virtserialport,chardev=agent,name={},id={AGENT_PORT_ID}",
+                noid::guest::SERIAL_PORT_NAME
+            ),
             "-chardev".into(),
             format!("socket,id=console,path={CONSOLE_SOCKET},server=on,wait=off"),
             "-serial".into(),
@@ -248,7 +242,7 @@ impl Vmm for QemuVmm {
     async fn start(&self, spec: &BootSpec) -> Result<ProcessId, VmmError> {
         let id = self.launch(spec, false).await?;
         let mut qmp = Qmp::connect(&Self::qmp_socket(&spec.dir)).await?;
-        let status = Self::status(&mut qmp).await?;
+        let status = qmp.status().await?;
         if status != "running" {
             let _ = process::terminate(&id, std::time::Duration::from_secs(1)).await;
             return Err(VmmError::Start(format!("QEMU is not running: {status}")));
@@ -273,7 +267,7 @@ impl Vmm for QemuVmm {
 
     async fn run_state(&self, dir: &Path) -> Result<RunState, VmmError> {
         let mut qmp = Qmp::connect(&Self::qmp_socket(dir)).await?;
-        Ok(match Self::status(&mut qmp).await?.as_str() {
+        Ok(match qmp.status().await?.as_str() {
             "running" => RunState::Running,
             "io-error" => RunState::IoError,
             // Paused by `stop`, or left by an outgoing migration (a checkpoint).

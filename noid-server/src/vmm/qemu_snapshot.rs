@@ -106,7 +106,7 @@ pub async fn load(qmp_socket: &Path, state_dir: &Path) -> Result<(), VmmError> {
         .await?;
     wait_migration(&mut qmp).await?;
     qmp.execute("cont", json!({})).await?;
-    let status = super::qemu::QemuVmm::status(&mut qmp).await?;
+    let status = qmp.status().await?;
     if status != "running" {
         return Err(VmmError::Control(format!(
             "restored VM is not running: {status}"

@@ -60,6 +60,16 @@ impl Qmp {
         .map_err(|_| VmmError::Control("timed out waiting for a QMP event".into()))?
     }
 
+    /// QEMU's run state ("running", "paused", "inmigrate", ...).
+    pub async fn status(&mut self) -> Result<String, VmmError> {
+        let status = self.execute("query-status", json!({})).await?;
+        Ok(status
+            .get("status")
+            .and_then(|s| s.as_str())
+            .unwrap_or("unknown")
+            .to_string())
+    }
+
     /// Runs `command` and returns its `return` value; events are kept for `wait_event`.
     pub async fn execute(&mut self, command: &str, arguments: Value) -> Result<Value, VmmError> {
         let mut msg = json!({ "execute": command, "arguments": arguments }).to_string();

@@ -89,9 +89,6 @@ impl RunDir {
         // Firecracker writes only the disk; the rest it reads, and a hard link shares the
         // owner with the image's file, which must stay as it is.
         chown(self.root.join(ROOTFS), Some(j.uid), Some(j.gid))?;
-        if let Some(n) = &spec.net {
-            crate::network::tap::set_owner(&n.tap, j.uid, j.gid)?;
-        }
         Ok(())
     }
 

@@ -20,13 +20,14 @@ use self::api::Api;
 use self::jail::RunDir;
 use self::model::*;
 use super::shim::{self, ShimArgs};
-use super::{process, AgentEndpoint, BootSpec, RunState, SavedFile, Vmm, VmmError};
-use crate::store::ProcessId;
+use super::{process, BootSpec, RunState, SavedFile, Vmm, VmmError};
+use crate::core::model::AgentEndpoint;
+use crate::core::model::ProcessId;
 
 /// Names inside the directory Firecracker runs in.
 pub const API_SOCKET: &str = "firecracker.sock";
 pub const VSOCK_SOCKET: &str = "vsock.sock";
-const ROOTFS: &str = "rootfs.ext4";
+const ROOTFS: &str = noid::guest::DISK_FILE;
 /// Names inside the VM's own directory.
 pub const CONSOLE_SOCKET: &str = "console.sock";
 const SHIM_PID: &str = "shim.pid";
@@ -37,7 +38,7 @@ pub const VMSTATE_FILE: &str = "vmstate";
 pub const MEMORY_FILE: &str = "memory";
 /// The guest's vsock CID and the port its agent listens on.
 const GUEST_CID: u32 = 3;
-pub const AGENT_PORT: u32 = 1024;
+pub const AGENT_PORT: u32 = noid::guest::VSOCK_PORT;
 const NET_IFACE: &str = "eth0";
 
 /// How Firecracker is run: directly, or under the jailer.
@@ -379,6 +380,11 @@ impl Vmm for FirecrackerVmm {
 
     fn remove_vm_files(&self, dir: &Path) {
         self.run_dir(dir).remove();
+    }
+
+    /// Under the jailer, Firecracker opens the VM's TAP as the jail's user.
+    fn tap_owner(&self) -> Option<(u32, u32)> {
+        self.config.jailer.as_ref().map(|j| (j.uid, j.gid))
     }
 
     /// The jailer makes each VM's cgroups itself.

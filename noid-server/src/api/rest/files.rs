@@ -6,16 +6,25 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::{get, put, MethodRouter};
+use axum::{Extension, Json};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::rest::{ApiError, Caller, Core};
-use crate::core::{CopyTarget, CoreError};
+use super::table::{Route, Verb};
+use super::{caller, ApiError, Gateway};
+use crate::core::{CopyTarget, CoreError, User};
+
+pub(super) fn handler(route: &Route) -> MethodRouter<Gateway> {
+    match route.verb {
+        Verb::Put => put(put_file),
+        _ => get(get_file),
+    }
+}
 
 #[derive(Deserialize)]
-pub struct FileQuery {
+struct FileQuery {
     path: String,
     /// Octal permission bits, e.g. "755" (default 644).
     mode: Option<String>,
@@ -23,13 +32,14 @@ pub struct FileQuery {
     name: Option<String>,
 }
 
-pub async fn put_file(
-    State(core): State<Core>,
-    Caller(u): Caller,
+async fn put_file(
+    State(gw): State<Gateway>,
+    user: Option<Extension<User>>,
     Path(name): Path<String>,
     Query(q): Query<FileQuery>,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let u = caller(user)?;
     let mode = match q.mode.as_deref() {
         None => 0,
         Some(m) => u32::from_str_radix(m, 8).map_err(|_| {
@@ -49,7 +59,7 @@ pub async fn put_file(
         mode,
         source_name: q.name.unwrap_or_default(),
     };
-    let (path, bytes) = core.copy_in(&u, &name, target, data).await?;
+    let (path, bytes) = gw.core.copy_in(&u, &name, target, data).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"vm": name, "path": path, "bytes": bytes})),
@@ -57,13 +67,14 @@ pub async fn put_file(
         .into_response())
 }
 
-pub async fn get_file(
-    State(core): State<Core>,
-    Caller(u): Caller,
+async fn get_file(
+    State(gw): State<Gateway>,
+    user: Option<Extension<User>>,
     Path(name): Path<String>,
     Query(q): Query<FileQuery>,
 ) -> Result<Response, ApiError> {
-    let chunks = core.copy_out(&u, &name, &q.path).await?;
+    let u = caller(user)?;
+    let chunks = gw.core.copy_out(&u, &name, &q.path).await?;
     // An error after the first bytes can only end the body early (the status is sent).
     let body =
         Body::from_stream(chunks.map(|c| c.map_err(|e| std::io::Error::other(e.to_string()))));

@@ -1,0 +1,181 @@
+//! Who may call what, for both APIs: one tower layer that turns the caller's bearer token into
+//! a `User` in the request's extensions before any handler runs, and refuses the request when
+//! it has none, unless its path is on the API's explicit list of public ones. Handlers only
+//! read the `User` (`caller`). A token in the query string (`?token=`) counts only on the
+//! routes that say so: WebSockets, whose browser clients cannot set headers.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use tonic::codegen::http;
+
+use crate::core::{CoreError, Manager, User};
+
+/// An API's rules: its public paths, where a query token counts, and how it refuses.
+pub trait Rules: Send + Sync + 'static {
+    type Body: Send + 'static;
+    /// Callable without a token.
+    fn is_public(&self, path: &str) -> bool;
+    /// Takes its token from `?token=` when the header has none.
+    fn takes_query_token(&self, path: &str) -> bool;
+    /// The API's answer to a request without a valid token.
+    fn refuse(&self, error: CoreError) -> http::Response<Self::Body>;
+}
+
+/// The layer, for an API's `Rules`.
+pub struct Authenticate<R> {
+    core: Arc<Manager>,
+    rules: Arc<R>,
+}
+
+impl<R> Authenticate<R> {
+    pub fn new(core: Arc<Manager>, rules: R) -> Self {
+        Self {
+            core,
+            rules: Arc::new(rules),
+        }
+    }
+}
+
+impl<R> Clone for Authenticate<R> {
+    fn clone(&self) -> Self {
+        Self {
+            core: Arc::clone(&self.core),
+            rules: Arc::clone(&self.rules),
+        }
+    }
+}
+
+impl<S, R> tower::Layer<S> for Authenticate<R> {
+    type Service = AuthenticateService<S, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthenticateService {
+            inner,
+            access: self.clone(),
+        }
+    }
+}
+
+pub struct AuthenticateService<S, R> {
+    inner: S,
+    access: Authenticate<R>,
+}
+
+impl<S: Clone, R> Clone for AuthenticateService<S, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            access: self.access.clone(),
+        }
+    }
+}
+
+/// The `authorization` header's value, or for routes that take one, the query's token.
+fn credentials<B, R: Rules>(req: &http::Request<B>, rules: &R) -> Option<String> {
+    let header = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    header.or_else(|| {
+        if !rules.takes_query_token(req.uri().path()) {
+            return None;
+        }
+        req.uri().query()?.split('&').find_map(|kv| {
+            let token = kv.strip_prefix("token=")?;
+            Some(format!("Bearer {token}"))
+        })
+    })
+}
+
+impl<S, R, B> tower::Service<http::Request<B>> for AuthenticateService<S, R>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R::Body>> + Clone + Send,
+    S::Future: Send + 'static,
+    R: Rules,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let rules = &self.access.rules;
+        let path = req.uri().path().to_string();
+        let found = credentials(&req, rules.as_ref());
+        match self.access.core.authenticate(found.as_deref()) {
+            Ok(user) => {
+                req.extensions_mut().insert(user);
+            }
+            Err(_) if rules.is_public(&path) => {}
+            Err(e) => {
+                let refused = rules.refuse(e);
+                return Box::pin(async move { Ok(refused) });
+            }
+        }
+        // The service that was made ready is the one that serves; its clone waits for the
+        // next call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(inner.call(req))
+    }
+}
+
+/// The authenticated caller of a request that passed the layer (the `User` in its
+/// extensions); none means it came by a public path without a token.
+pub fn caller(found: Option<&User>) -> Result<User, CoreError> {
+    found.cloned().ok_or_else(|| {
+        CoreError::Unauthenticated(
+            "missing or malformed authorization header (expected \"Bearer <token>\")".into(),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Ws;
+    impl Rules for Ws {
+        type Body = ();
+        fn is_public(&self, _: &str) -> bool {
+            false
+        }
+        fn takes_query_token(&self, path: &str) -> bool {
+            path.starts_with("/ws/")
+        }
+        fn refuse(&self, _: CoreError) -> http::Response<()> {
+            http::Response::new(())
+        }
+    }
+
+    fn request(uri: &str, header: Option<&str>) -> http::Request<()> {
+        let mut b = http::Request::builder().uri(uri);
+        if let Some(h) = header {
+            b = b.header("authorization", h);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn query_tokens_count_only_where_the_rules_say() {
+        let got = |uri, h| credentials(&request(uri, h), &Ws);
+        assert_eq!(got("/ws/x?token=t1", None).as_deref(), Some("Bearer t1"));
+        assert_eq!(got("/vms?token=t1", None), None);
+        assert_eq!(
+            got("/ws/x?token=t1", Some("Bearer t2")).as_deref(),
+            Some("Bearer t2"),
+            "the header wins"
+        );
+        assert_eq!(
+            got("/ws/x?follow=true&token=t3", None).as_deref(),
+            Some("Bearer t3")
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! The REST/WebSocket gateway, grpc-gateway style: each unary route is bound to one RPC of
+//! the gRPC service (`routes`), its request message made from the path and the JSON body and
+//! its answer printed, both in the proto's own JSON mapping (pbjson), so the two APIs cannot
+//! drift apart. What has no unary RPC is served here over the same core: exec with captured
+//! output (`exec`), files (`files`), console and logs over WebSockets (`streams`).
+//!
+//! Every error is one JSON body, `{"code": "NOT_FOUND", "message": ...}`, with the HTTP
+//! status of its gRPC code and a `grpc-status` header carrying the code itself.
+
+mod exec;
+mod files;
+mod streams;
+pub mod table;
+mod unary;
+
+use std::sync::Arc;
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, MethodRouter};
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::grpc::GrpcApi;
+use super::status::http_status;
+use crate::core::{CoreError, Manager, User};
+use table::{routes, RouteKind};
+
+pub use exec::EXEC_OUTPUT_CAP;
+
+/// What every handler has: the core, and the gRPC service the unary routes call.
+#[derive(Clone)]
+pub struct Gateway {
+    core: Arc<Manager>,
+    api: Arc<GrpcApi>,
+}
+
+/// An error as the gateway answers it.
+pub struct ApiError(tonic::Status);
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        ApiError(e.into())
+    }
+}
+
+impl From<tonic::Status> for ApiError {
+    fn from(s: tonic::Status) -> Self {
+        ApiError(s)
+    }
+}
+
+impl ApiError {
+    fn invalid(message: impl Into<String>) -> Self {
+        ApiError(tonic::Status::invalid_argument(message))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = self.0.code();
+        let status = StatusCode::from_u16(http_status(code)).expect("valid status");
+        let name = crate::metrics::grpc_code_name(code as i32);
+        let body = json!({ "code": name, "message": self.0.message() });
+        let mut resp = (status, Json(body)).into_response();
+        // What the error-counting layer reads, as for gRPC responses.
+        resp.headers_mut()
+            .insert("grpc-status", HeaderValue::from(code as i32));
+        resp
+    }
+}
+
+/// Who may call what over REST: the health check, the metrics and the API description are
+/// public; WebSocket routes also take `?token=`, since browsers cannot set their headers.
+pub struct RestRules;
+
+/// Paths callable without a token.
+const PUBLIC_PATHS: &[&str] = &["/health", "/metrics", "/openapi.json"];
+
+impl super::access::Rules for RestRules {
+    type Body = axum::body::Body;
+
+    fn is_public(&self, path: &str) -> bool {
+        PUBLIC_PATHS.contains(&path)
+    }
+
+    fn takes_query_token(&self, path: &str) -> bool {
+        routes()
+            .iter()
+            .filter(|r| r.kind == RouteKind::WebSocket)
+            .any(|r| table::matches(r.path, path))
+    }
+
+    fn refuse(&self, error: CoreError) -> Response {
+        ApiError::from(error).into_response()
+    }
+}
+
+/// The caller the access layer found; none on a public path without a token.
+fn caller(user: Option<axum::Extension<User>>) -> Result<User, ApiError> {
+    Ok(super::access::caller(user.as_ref().map(|u| &u.0))?)
+}
+
+async fn not_found() -> ApiError {
+    ApiError(tonic::Status::not_found("no such route"))
+}
+
+async fn metrics(axum::extract::State(gw): axum::extract::State<Gateway>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        gw.core.render_metrics(),
+    )
+}
+
+/// The gateway's router: every route of `routes()`, behind the access layer.
+pub fn router(core: Arc<Manager>, api: Arc<GrpcApi>) -> Router {
+    let gateway = Gateway {
+        core: Arc::clone(&core),
+        api,
+    };
+    let mut router: Router<Gateway> = Router::new();
+    for route in routes() {
+        let handler: MethodRouter<Gateway> = match route.kind {
+            RouteKind::Unary => unary::unary_handler(route),
+            RouteKind::Exec => exec::handler(),
+            RouteKind::Files => files::handler(route),
+            RouteKind::WebSocket => streams::handler(route),
+            RouteKind::Restore => unary::restore_handler(),
+            RouteKind::Metrics => get(metrics),
+            RouteKind::OpenApi => get(|| async { Json(super::openapi::document()) }),
+        };
+        router = router.route(route.path, handler);
+    }
+    router
+        .fallback(not_found)
+        .layer(super::access::Authenticate::new(
+            Arc::clone(&core),
+            RestRules,
+        ))
+        .layer(super::observe::count_errors(core))
+        .with_state(gateway)
+}
+
+#[cfg(test)]
+mod fuzz;

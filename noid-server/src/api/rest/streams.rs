@@ -1,0 +1,98 @@
+//! The gateway's WebSockets: `/console/:name` (the serial console, binary frames both ways)
+//! and `/logs/:name` (console output since boot, then live with `?follow=true`).
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::{get, MethodRouter};
+use axum::Extension;
+use futures::StreamExt;
+use serde::Deserialize;
+
+use super::table::Route;
+use super::{caller, ApiError, Gateway};
+use crate::core::User;
+
+pub(super) fn handler(route: &Route) -> MethodRouter<Gateway> {
+    if route.path.starts_with("/console/") {
+        get(console)
+    } else {
+        get(logs)
+    }
+}
+
+async fn console(
+    State(gw): State<Gateway>,
+    user: Option<Extension<User>>,
+    Path(name): Path<String>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let u = caller(user)?;
+    let (recent, attachment) = gw.core.console(&u, &name)?;
+    Ok(ws.on_upgrade(move |socket| async move {
+        let (mut tx, mut rx) = socket.split();
+        let input = attachment.input;
+        tokio::spawn(async move {
+            while let Some(Ok(msg)) = rx.next().await {
+                let data = match msg {
+                    Message::Binary(b) => b,
+                    Message::Text(t) => t.into_bytes(),
+                    Message::Close(_) => break,
+                    _ => continue,
+                };
+                if input.send(data).await.is_err() {
+                    break;
+                }
+            }
+        });
+        send_output(&mut tx, recent, Some(attachment.output)).await;
+    }))
+}
+
+/// Sends `first`, then everything `live` brings, as binary frames, until the client leaves.
+async fn send_output<S>(
+    sink: &mut S,
+    first: Vec<u8>,
+    live: Option<tokio::sync::broadcast::Receiver<Vec<u8>>>,
+) where
+    S: futures::Sink<Message> + Unpin,
+{
+    use futures::SinkExt;
+    if sink.send(Message::Binary(first)).await.is_err() {
+        return;
+    }
+    let Some(live) = live else { return };
+    let mut live = tokio_stream::wrappers::BroadcastStream::new(live);
+    while let Some(item) = live.next().await {
+        if let Ok(data) = item {
+            if sink.send(Message::Binary(data)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct LogsQuery {
+    #[serde(default)]
+    follow: bool,
+    tail: Option<usize>,
+    /// Read by the access layer; named here so that it is not an unknown parameter.
+    #[serde(default, rename = "token")]
+    _token: Option<String>,
+}
+
+async fn logs(
+    State(gw): State<Gateway>,
+    user: Option<Extension<User>>,
+    Path(name): Path<String>,
+    Query(q): Query<LogsQuery>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let u = caller(user)?;
+    let (text, live) = gw.core.logs(&u, &name, q.tail, q.follow)?;
+    Ok(ws.on_upgrade(move |mut socket: WebSocket| async move {
+        send_output(&mut socket, text, live.map(|a| a.output)).await;
+        let _ = socket.send(Message::Close(None)).await;
+    }))
+}

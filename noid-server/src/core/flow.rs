@@ -1,0 +1,29 @@
+//! How the core runs its work: long flows in tasks of their own (a client that goes away
+//! cannot leave one half done), and blocking file system work off the async threads.
+
+use std::future::Future;
+
+use super::{CoreError, Result};
+
+/// Runs `flow` in a task of its own and waits for it; the flow finishes (or undoes itself)
+/// even if the caller is dropped meanwhile. `what` names the flow should its task panic.
+pub(super) async fn detached<T, F>(what: &'static str, flow: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T>> + Send + 'static,
+{
+    tokio::spawn(flow)
+        .await
+        .map_err(|e| CoreError::Internal(format!("the {what} task failed: {e}")))?
+}
+
+/// Runs blocking work (disk copies, large reads and writes) on the blocking pool.
+pub(super) async fn blocking<T, F>(work: F) -> std::io::Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> std::io::Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| std::io::Error::other(format!("blocking task failed: {e}")))?
+}

@@ -1,0 +1,109 @@
+//! The one way a VM's VMM starts: from the image (a boot) or from a snapshot (a checkpoint
+//! or a boot snapshot), into a new VM directory or into the VM's own one (a restore in
+//! place). Create, fork, boot-snapshot start and restore in place all come through
+//! `Manager::launch`, which records each step's undo in the flow's `Rollback`.
+
+use std::path::Path;
+
+use super::error::io_error;
+use super::faults::crash_point;
+use super::manifest::DISK_FILE;
+use super::rollback::{Rollback, Undo};
+use super::{Manager, Result};
+use crate::core::model::VmRecord;
+
+/// What the VM starts from.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Source<'a> {
+    /// The image's root disk, booting its kernel.
+    Image,
+    /// A checkpoint's directory: its disk and saved memory.
+    Checkpoint(&'a Path),
+    /// A boot snapshot's directory: like a checkpoint, plus the log of the boot it froze.
+    BootSnapshot(&'a Path),
+}
+
+impl Source<'_> {
+    fn snapshot_dir(&self) -> Option<&Path> {
+        match self {
+            Source::Image => None,
+            Source::Checkpoint(dir) | Source::BootSnapshot(dir) => Some(dir),
+        }
+    }
+}
+
+/// Where the VM's files go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Target {
+    /// A new VM: its directory and cgroup are made here, and undone on failure.
+    New,
+    /// The VM's existing directory (restore in place): its disk is already set aside.
+    InPlace,
+}
+
+/// The console output of the boot that a boot snapshot froze, kept with it.
+pub(super) const BOOT_LOG: &str = "boot.log";
+
+/// The log line a VM started from a boot snapshot finds after the boot its memory went through.
+const FROM_BOOT_SNAPSHOT: &[u8] = b"\r\n[noid: started from a boot snapshot of this image]\r\n";
+
+impl Manager {
+    /// Starts `vm` from `source` and returns once its agent answers (and, for a snapshot, has
+    /// taken the new clock, entropy, hostname and address) and its TAP is on the bridge.
+    /// `started` is the crash point right after the VMM process is recorded.
+    pub(super) async fn launch(
+        &self,
+        vm: &mut VmRecord,
+        source: Source<'_>,
+        target: Target,
+        undo: &mut Rollback,
+        started: &'static str,
+    ) -> Result<()> {
+        let spec = self.boot_spec(vm)?;
+        if target == Target::New {
+            undo.push(Undo::RemoveCgroup(vm.id.clone()));
+            std::fs::create_dir(&spec.dir).map_err(|e| io_error("creating the VM directory", e))?;
+            undo.push(Undo::RemoveDir(spec.dir.clone()));
+        }
+        let disk = match source.snapshot_dir() {
+            Some(dir) => dir.join(DISK_FILE),
+            None => self.image.rootfs(),
+        };
+        let rootfs = spec.rootfs.clone();
+        super::blocking(move || crate::storage::clone_file(&disk, &rootfs))
+            .await
+            .map_err(|e| io_error("copying the root disk", e))?;
+        if let Source::BootSnapshot(dir) = source {
+            // The console history starts with the boot this VM's memory went through.
+            if let Ok(mut log) = std::fs::read(dir.join(BOOT_LOG)) {
+                log.extend_from_slice(FROM_BOOT_SNAPSHOT);
+                let _ = std::fs::write(spec.dir.join(crate::console::LOG), log);
+            }
+        }
+        let process = match source.snapshot_dir() {
+            None => {
+                // A booting guest configures its network at once: its TAP is ready first.
+                self.connect_network(vm).await?;
+                self.vmm.start(&spec).await?
+            }
+            Some(dir) => self.vmm.restore(&spec, dir).await?,
+        };
+        undo.push(Undo::StopVmm(process));
+        self.watch_console(vm);
+        vm.process = Some(process);
+        self.store.update_vm(vm)?;
+        crash_point(started);
+        match source {
+            Source::Image => self.wait_for_agent(vm).await,
+            Source::Checkpoint(_) | Source::BootSnapshot(_) => {
+                tracing::debug!("{}: VMM restored", vm.name);
+                self.after_restore(vm).await?;
+                // The guest now has its own address: its TAP may join the bridge.
+                if target == Target::New {
+                    self.connect_network(vm).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+}

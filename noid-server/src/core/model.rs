@@ -1,0 +1,152 @@
+//! The records the core works with: VMs and their state, the identity of a VMM process, a
+//! VM's network and published ports, checkpoints and users. The store keeps them, the API
+//! adapters show them, the backends read what they need of them; none of those defines them.
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+/// Lifecycle state of a VM record. `Creating`, `Restoring` and `Deleting` mark a flow in
+/// progress: a server that restarts finds them and undoes or finishes the flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmState {
+    Creating,
+    Running,
+    /// The VMM runs but the guest's vCPUs do not (`VmRecord::state_reason` says why).
+    Paused,
+    Stopped,
+    /// Being put back to a checkpoint in place.
+    Restoring,
+    Deleting,
+}
+
+impl VmState {
+    /// The state's name as users see it (CLI, REST, messages).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmState::Creating => "creating",
+            VmState::Running => "running",
+            VmState::Paused => "paused",
+            VmState::Stopped => "stopped",
+            VmState::Restoring => "restoring",
+            VmState::Deleting => "deleting",
+        }
+    }
+}
+
+impl std::fmt::Display for VmState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Identity of a host process: pid plus start time (clock ticks since boot), so a recycled
+/// pid is never mistaken for our VMM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessId {
+    pub pid: u32,
+    pub start_time: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmRecord {
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    pub state: VmState,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    pub created_at: i64,
+    pub backend: String,
+    pub image_id: String,
+    pub kernel_release: String,
+    pub process: Option<ProcessId>,
+    #[serde(default)]
+    pub parent_checkpoint: Option<String>,
+    /// The VM's network, when networking is enabled.
+    #[serde(default)]
+    pub net: Option<VmNet>,
+    /// Why the VM is in its state, when that is not plain (e.g. paused by an I/O error).
+    #[serde(default)]
+    pub state_reason: Option<String>,
+    /// The client's id of the request that created the VM, for retries.
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmNet {
+    pub ip: Ipv4Addr,
+    pub mac: String,
+    pub tap: String,
+    #[serde(default)]
+    pub ports: Vec<PortMap>,
+    /// What the VM may reach; records from before policies existed get the open default.
+    #[serde(default)]
+    pub policy: noid::netpolicy::NetPolicy,
+}
+
+/// A published port: TCP to the host's `host` port reaches the guest's `guest` port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMap {
+    pub host: u16,
+    pub guest: u16,
+}
+
+/// A checkpoint of a VM: its files live in `checkpoints/<vm_id>/<id>/` with a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointRecord {
+    pub id: String,
+    pub owner: String,
+    pub vm_id: String,
+    pub vm_name: String,
+    pub label: String,
+    pub created_at: i64,
+    pub backend: String,
+    pub backend_version: String,
+    pub image_id: String,
+    pub kernel_release: String,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    /// Size of the saved memory and device state.
+    pub memory_bytes: u64,
+    /// Apparent size of the disk copy.
+    pub disk_bytes: u64,
+    /// The checkpoint the VM was itself restored from, if any.
+    pub parent: Option<String>,
+    /// The VM's network policy at the checkpoint: what its forks get unless told otherwise.
+    #[serde(default)]
+    pub net_policy: Option<noid::netpolicy::NetPolicy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub name: String,
+    /// SHA-256 of the bearer token, hex.
+    pub token_sha256: String,
+    pub created_at: i64,
+}
+
+/// What a guest needs to know about its network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestNet {
+    pub tap: String,
+    pub mac: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    pub dns: Vec<String>,
+}
+
+/// How the host reaches the guest agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentEndpoint {
+    /// A Unix socket that is one end of a virtio-serial port (QEMU).
+    Serial(std::path::PathBuf),
+    /// Firecracker's hybrid vsock: a Unix socket, then `CONNECT <port>`.
+    HybridVsock {
+        socket: std::path::PathBuf,
+        port: u32,
+    },
+}

@@ -1,0 +1,43 @@
+//! The contract between the host and the guest: what the server tells the guest and where
+//! each side finds the other. Both the server and the agent use these, so neither can drift.
+
+/// Name of the virtio-serial port the agent answers on under QEMU (`/dev/virtio-ports/...`).
+pub const SERIAL_PORT_NAME: &str = "noid.agent";
+
+/// vsock port the agent listens on under Firecracker.
+pub const VSOCK_PORT: u32 = 1024;
+
+/// File name of a VM's root disk, in its directory and in a checkpoint.
+pub const DISK_FILE: &str = "rootfs.ext4";
+
+/// Kernel command line keys the server sets and the agent reads.
+pub mod cmdline {
+    /// The guest's hostname.
+    pub const HOSTNAME: &str = "noid.hostname";
+    /// The guest's address with its prefix length, e.g. `172.16.0.5/24`.
+    pub const IP: &str = "noid.ip";
+    /// The guest's default gateway.
+    pub const GATEWAY: &str = "noid.gw";
+    /// Name servers, comma separated.
+    pub const DNS: &str = "noid.dns";
+
+    /// The value of `key=` on the kernel command line `line`.
+    pub fn value(line: &str, key: &str) -> Option<String> {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key)?.strip_prefix('=').map(str::to_string))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn values_are_found_by_whole_key() {
+            let c = "console=ttyS0 noid.hostname=my-vm quiet noid.x=1 noid.ipx=no";
+            assert_eq!(value(c, HOSTNAME).as_deref(), Some("my-vm"));
+            assert_eq!(value(c, "noid.x").as_deref(), Some("1"));
+            assert_eq!(value(c, IP), None);
+            assert_eq!(value(c, "quiet"), None);
+        }
+    }
+}
