@@ -9,6 +9,7 @@ use noid::v1::{
 use serde_json::json;
 
 use crate::output;
+use crate::progress::spinning;
 
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
@@ -21,17 +22,13 @@ pub async fn create(
     json: bool,
 ) -> Result<()> {
     let started = Instant::now();
-    let spinner = (!json).then(|| crate::progress(&format!("Checkpointing VM {vm}")));
-    let result = client
-        .create_checkpoint(CreateCheckpointRequest {
-            vm,
-            label: label.unwrap_or_default(),
-        })
-        .await;
-    if let Some(s) = spinner {
-        s.finish_and_clear();
-    }
-    let c = result?.into_inner();
+    let call = client.create_checkpoint(CreateCheckpointRequest {
+        vm: vm.clone(),
+        label: label.unwrap_or_default(),
+    });
+    let c = spinning(json, &format!("Checkpointing VM {vm}"), call)
+        .await?
+        .into_inner();
     if json {
         output::print_message(&c);
     } else {
@@ -111,7 +108,6 @@ pub async fn restore(
         Some(n) => format!("Forking checkpoint {id} as {n}"),
         None => format!("Restoring checkpoint {id}"),
     };
-    let spinner = (!json).then(|| crate::progress(&what));
     let request = RestoreRequest {
         checkpoint_id: id.clone(),
         new_name: new_name.clone().unwrap_or_default(),
@@ -123,20 +119,19 @@ pub async fn restore(
             String::new()
         },
     };
-    let result = if new_name.is_some() {
-        crate::retried(|| {
-            let mut client = client.clone();
-            let request = request.clone();
-            async move { client.restore(request).await }
-        })
-        .await
-    } else {
-        client.restore(request).await
+    let call = async {
+        if new_name.is_some() {
+            crate::retried(|| {
+                let mut client = client.clone();
+                let request = request.clone();
+                async move { client.restore(request).await }
+            })
+            .await
+        } else {
+            client.restore(request).await
+        }
     };
-    if let Some(s) = spinner {
-        s.finish_and_clear();
-    }
-    let vm = result?.into_inner();
+    let vm = spinning(json, &what, call).await?.into_inner();
     if json {
         output::print_message(&vm);
     } else if new_name.is_some() {

@@ -14,6 +14,8 @@ use noid::v1::{copy_in_request, CopyInHeader, CopyInRequest, CopyOutRequest};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::progress::spinning;
+
 const CHUNK: usize = 256 * 1024;
 
 /// One side of a copy.
@@ -130,7 +132,6 @@ async fn copy_in(
             source_name: source_name.unwrap_or_default(),
         })),
     };
-    let bar = (!json).then(|| crate::progress(&format!("Copying to {vm}:{path}")));
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tx.send(header).await.ok();
     let reading = tokio::spawn(async move {
@@ -155,12 +156,8 @@ async fn copy_in(
         }
     });
     let started = Instant::now();
-    let result = client
-        .copy_in(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    let call = client.copy_in(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let result = spinning(json, &format!("Copying to {vm}:{path}"), call).await;
     reading.await?.context("reading the local file")?;
     let done = result?.into_inner();
     let (bytes, path) = (done.bytes_written, done.path);
@@ -208,8 +205,7 @@ async fn copy_out(
         ".{}.noid-tmp",
         target.file_name().unwrap_or_default().to_string_lossy()
     ));
-    let bar = (!json).then(|| crate::progress(&format!("Copying {vm}:{path}")));
-    let result = async {
+    let copying = async {
         let mut file = tokio::fs::File::create(&tmp)
             .await
             .with_context(|| format!("cannot write {}", tmp.display()))?;
@@ -224,11 +220,8 @@ async fn copy_out(
             .await
             .with_context(|| format!("cannot write {}", target.display()))?;
         Ok::<_, anyhow::Error>(bytes)
-    }
-    .await;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    };
+    let result = spinning(json, &format!("Copying {vm}:{path}"), copying).await;
     let bytes = match result {
         Ok(b) => b,
         Err(e) => {

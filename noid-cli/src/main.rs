@@ -9,13 +9,15 @@ mod copy;
 mod exec;
 mod net;
 mod output;
+mod progress;
 mod terminal;
+mod vms;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use noid::v1::{CreateVmRequest, DeleteVmRequest, GetVmRequest, ListVmsRequest, WhoAmIRequest};
+use noid::v1::WhoAmIRequest;
 use serde_json::json;
 
 #[derive(Parser)]
@@ -41,17 +43,7 @@ enum Command {
     /// Show who the token belongs to.
     Whoami,
     /// Create a VM and wait until it is ready.
-    Create {
-        name: String,
-        /// Virtual CPUs [default: the server's]
-        #[arg(long)]
-        cpus: Option<u32>,
-        /// Memory in MiB [default: the server's]
-        #[arg(long)]
-        mem: Option<u32>,
-        #[command(flatten)]
-        policy: net::PolicyArgs,
-    },
+    Create(vms::CreateArgs),
     /// List your VMs.
     #[command(alias = "ls")]
     List,
@@ -112,7 +104,7 @@ enum Command {
     /// Publish guest ports on the host.
     Port {
         #[command(subcommand)]
-        action: PortAction,
+        action: vms::PortAction,
     },
     /// Run a command in a VM: noid exec [NAME] [-e K=V] [-w DIR] [-i] [-t] -- CMD...
     Exec {
@@ -137,33 +129,6 @@ enum Command {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
-}
-
-#[derive(Subcommand)]
-enum PortAction {
-    /// TCP to the host's HOSTPORT reaches the VM's GUESTPORT.
-    Add {
-        vm: String,
-        #[arg(value_name = "HOSTPORT:GUESTPORT")]
-        mapping: String,
-    },
-    /// Stop publishing the host's HOSTPORT.
-    Rm {
-        vm: String,
-        #[arg(value_name = "HOSTPORT")]
-        host_port: u16,
-    },
-}
-
-fn parse_mapping(m: &str) -> Result<(u32, u32)> {
-    let parse = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).map(u32::from);
-    match m.split_once(':') {
-        Some((h, g)) => match (parse(h), parse(g)) {
-            (Some(h), Some(g)) => Ok((h, g)),
-            _ => bail!("invalid port mapping {m:?}: ports are 1-65535"),
-        },
-        None => bail!("invalid port mapping {m:?}: expected HOSTPORT:GUESTPORT"),
-    }
 }
 
 #[derive(Subcommand)]
@@ -270,132 +235,22 @@ async fn run(cli: Cli) -> Result<i32> {
                 println!("{user} at {url}");
             }
         }
-        Command::Create {
-            name,
-            cpus,
-            mem,
-            policy,
-        } => {
-            noid::names::validate_name("VM", &name)?;
-            let client = connect().await?;
-            let started = Instant::now();
-            let spinner = (!json).then(|| progress(&format!("Creating VM {name} (booting)")));
-            let request = CreateVmRequest {
-                name: name.clone(),
-                cpus: cpus.unwrap_or(0),
-                memory_mib: mem.unwrap_or(0),
-                network_policy: policy.to_proto(),
-                request_id: request_id(),
-            };
-            let result = retried(|| {
-                let mut client = client.clone();
-                let request = request.clone();
-                async move { client.create_vm(request).await }
-            })
-            .await;
-            if let Some(s) = spinner {
-                s.finish_and_clear();
-            }
-            let vm = result.map_err(status)?.into_inner();
-            if json {
-                output::print_message(&vm);
-            } else {
-                println!(
-                    "Created VM {} in {:.1}s ({} vCPU, {} MiB, {})",
-                    vm.name,
-                    started.elapsed().as_secs_f64(),
-                    vm.cpus,
-                    vm.memory_mib,
-                    vm.backend
-                );
-            }
-        }
-        Command::List => {
-            let vms = connect()
-                .await?
-                .list_vms(ListVmsRequest {})
-                .await
-                .map_err(status)?
-                .into_inner();
-            if json {
-                output::print_message(&vms);
-            } else if vms.vms.is_empty() {
-                println!("No VMs. Create one with: noid create NAME");
-            } else {
-                output::table(&output::VM_HEADER, &output::vm_rows(&vms.vms));
-            }
-        }
+        Command::Create(args) => vms::create(connect().await?, args, json).await?,
+        Command::List => vms::list(&mut connect().await?, json).await?,
         Command::Info { name } => {
             let name = config::resolve_vm(name)?;
-            let vm = connect()
-                .await?
-                .get_vm(GetVmRequest { name })
-                .await
-                .map_err(status)?
-                .into_inner();
-            if json {
-                output::print_message(&vm);
-            } else {
-                output::vm_details(&vm);
-            }
+            vms::info(&mut connect().await?, name, json).await?
         }
         Command::Destroy { name } => {
             let name = config::resolve_vm(name)?;
-            let mut client = connect().await?;
-            let spinner = (!json).then(|| progress(&format!("Destroying VM {name}")));
-            let result = client
-                .delete_vm(DeleteVmRequest { name: name.clone() })
-                .await;
-            if let Some(s) = spinner {
-                s.finish_and_clear();
-            }
-            result.map_err(status)?;
-            if json {
-                output::print_json(&json!({"destroyed": name}));
-            } else {
-                println!("Destroyed VM {name}");
-            }
+            vms::destroy(&mut connect().await?, name, json).await?
         }
         Command::Resume { name } => {
             let name = config::resolve_vm(name)?;
-            let vm = connect()
-                .await?
-                .resume_vm(noid::v1::ResumeVmRequest { name })
-                .await
-                .map_err(status)?
-                .into_inner();
-            if json {
-                output::print_message(&vm);
-            } else {
-                println!("VM {} is {}", vm.name, output::state_name(vm.state));
-            }
+            vms::resume(&mut connect().await?, name, json).await?
         }
-        Command::Use { name } => {
-            noid::names::validate_name("VM", &name)?;
-            connect()
-                .await?
-                .get_vm(GetVmRequest { name: name.clone() })
-                .await
-                .map_err(status)?;
-            let path = std::env::current_dir()?.join(config::ACTIVE_VM_FILE);
-            std::fs::write(&path, format!("{name}\n"))
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            if json {
-                output::print_json(&json!({"active": name, "file": path}));
-            } else {
-                println!("Active VM is now {name} (in {})", path.display());
-            }
-        }
-        Command::Current => match config::active_vm()? {
-            Some((name, file)) => {
-                if json {
-                    output::print_json(&json!({"active": name, "file": file}));
-                } else {
-                    println!("{name} (from {})", file.display());
-                }
-            }
-            None => bail!("no active VM here: run `noid use NAME`"),
-        },
+        Command::Use { name } => vms::use_vm(&mut connect().await?, name, json).await?,
+        Command::Current => vms::current(json)?,
         Command::Checkpoint {
             action: Some(CheckpointAction::Rm { id }),
             ..
@@ -434,36 +289,7 @@ async fn run(cli: Cli) -> Result<i32> {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "noid", &mut std::io::stdout());
         }
-        Command::Port { action } => {
-            let mut client = connect().await?;
-            let vm = match action {
-                PortAction::Add { vm, mapping } => {
-                    let (host_port, guest_port) = parse_mapping(&mapping)?;
-                    client
-                        .add_port(noid::v1::AddPortRequest {
-                            vm,
-                            host_port,
-                            guest_port,
-                        })
-                        .await
-                        .map_err(status)?
-                        .into_inner()
-                }
-                PortAction::Rm { vm, host_port } => client
-                    .remove_port(noid::v1::RemovePortRequest {
-                        vm,
-                        host_port: host_port.into(),
-                    })
-                    .await
-                    .map_err(status)?
-                    .into_inner(),
-            };
-            if json {
-                output::print_message(&vm);
-            } else {
-                println!("VM {} publishes: {}", vm.name, output::ports(&vm));
-            }
-        }
+        Command::Port { action } => vms::port(&mut connect().await?, action, json).await?,
         Command::Exec {
             name,
             env,
@@ -521,20 +347,4 @@ where
             other => return other,
         }
     }
-}
-
-/// A spinner on stderr with elapsed time, only when stderr is a terminal.
-fn progress(msg: &str) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb = indicatif::ProgressBar::new_spinner();
-    pb.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-            .expect("valid template"),
-    );
-    pb.set_message(msg.to_string());
-    pb.enable_steady_tick(Duration::from_millis(100));
-    pb
 }

@@ -1,0 +1,193 @@
+//! The VM commands: create, list, info, destroy, resume, use/current (the active VM of a
+//! directory) and port (published ports).
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use noid::client::Client;
+use noid::v1 as pb;
+use serde_json::json;
+
+use crate::progress::spinning;
+use crate::{config, net, output};
+
+#[derive(clap::Args, Debug)]
+pub struct CreateArgs {
+    pub name: String,
+    /// Virtual CPUs [default: the server's]
+    #[arg(long)]
+    pub cpus: Option<u32>,
+    /// Memory in MiB [default: the server's]
+    #[arg(long)]
+    pub mem: Option<u32>,
+    #[command(flatten)]
+    pub policy: net::PolicyArgs,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum PortAction {
+    /// TCP to the host's HOSTPORT reaches the VM's GUESTPORT.
+    Add {
+        vm: String,
+        #[arg(value_name = "HOSTPORT:GUESTPORT")]
+        mapping: String,
+    },
+    /// Stop publishing the host's HOSTPORT.
+    Rm {
+        vm: String,
+        #[arg(value_name = "HOSTPORT")]
+        host_port: u16,
+    },
+}
+
+fn parse_mapping(m: &str) -> Result<(u32, u32)> {
+    let parse = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).map(u32::from);
+    match m.split_once(':') {
+        Some((h, g)) => match (parse(h), parse(g)) {
+            (Some(h), Some(g)) => Ok((h, g)),
+            _ => bail!("invalid port mapping {m:?}: ports are 1-65535"),
+        },
+        None => bail!("invalid port mapping {m:?}: expected HOSTPORT:GUESTPORT"),
+    }
+}
+
+pub async fn create(client: Client, args: CreateArgs, json: bool) -> Result<()> {
+    let CreateArgs {
+        name,
+        cpus,
+        mem,
+        policy,
+    } = args;
+    noid::names::validate_name("VM", &name)?;
+    let started = Instant::now();
+    let request = pb::CreateVmRequest {
+        name: name.clone(),
+        cpus: cpus.unwrap_or(0),
+        memory_mib: mem.unwrap_or(0),
+        network_policy: policy.to_proto(),
+        request_id: crate::request_id(),
+    };
+    let call = crate::retried(|| {
+        let mut client = client.clone();
+        let request = request.clone();
+        async move { client.create_vm(request).await }
+    });
+    let vm = spinning(json, &format!("Creating VM {name} (booting)"), call)
+        .await?
+        .into_inner();
+    if json {
+        output::print_message(&vm);
+    } else {
+        println!(
+            "Created VM {} in {:.1}s ({} vCPU, {} MiB, {})",
+            vm.name,
+            started.elapsed().as_secs_f64(),
+            vm.cpus,
+            vm.memory_mib,
+            vm.backend
+        );
+    }
+    Ok(())
+}
+
+pub async fn list(client: &mut Client, json: bool) -> Result<()> {
+    let vms = client.list_vms(pb::ListVmsRequest {}).await?.into_inner();
+    if json {
+        output::print_message(&vms);
+    } else if vms.vms.is_empty() {
+        println!("No VMs. Create one with: noid create NAME");
+    } else {
+        output::table(&output::VM_HEADER, &output::vm_rows(&vms.vms));
+    }
+    Ok(())
+}
+
+pub async fn info(client: &mut Client, name: String, json: bool) -> Result<()> {
+    let vm = client.get_vm(pb::GetVmRequest { name }).await?.into_inner();
+    if json {
+        output::print_message(&vm);
+    } else {
+        output::vm_details(&vm);
+    }
+    Ok(())
+}
+
+pub async fn destroy(client: &mut Client, name: String, json: bool) -> Result<()> {
+    let call = client.delete_vm(pb::DeleteVmRequest { name: name.clone() });
+    spinning(json, &format!("Destroying VM {name}"), call).await?;
+    if json {
+        output::print_json(&json!({"destroyed": name}));
+    } else {
+        println!("Destroyed VM {name}");
+    }
+    Ok(())
+}
+
+pub async fn resume(client: &mut Client, name: String, json: bool) -> Result<()> {
+    let vm = client
+        .resume_vm(pb::ResumeVmRequest { name })
+        .await?
+        .into_inner();
+    if json {
+        output::print_message(&vm);
+    } else {
+        println!("VM {} is {}", vm.name, output::state_name(vm.state));
+    }
+    Ok(())
+}
+
+/// Makes `name` the active VM of the current directory (`./.noid`).
+pub async fn use_vm(client: &mut Client, name: String, json: bool) -> Result<()> {
+    noid::names::validate_name("VM", &name)?;
+    client
+        .get_vm(pb::GetVmRequest { name: name.clone() })
+        .await?;
+    let path = std::env::current_dir()?.join(config::ACTIVE_VM_FILE);
+    std::fs::write(&path, format!("{name}\n"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    if json {
+        output::print_json(&json!({"active": name, "file": path}));
+    } else {
+        println!("Active VM is now {name} (in {})", path.display());
+    }
+    Ok(())
+}
+
+pub fn current(json: bool) -> Result<()> {
+    let Some((name, file)) = config::active_vm()? else {
+        bail!("no active VM here: run `noid use NAME`");
+    };
+    if json {
+        output::print_json(&json!({"active": name, "file": file}));
+    } else {
+        println!("{name} (from {})", file.display());
+    }
+    Ok(())
+}
+
+pub async fn port(client: &mut Client, action: PortAction, json: bool) -> Result<()> {
+    let vm = match action {
+        PortAction::Add { vm, mapping } => {
+            let (host_port, guest_port) = parse_mapping(&mapping)?;
+            let request = pb::AddPortRequest {
+                vm,
+                host_port,
+                guest_port,
+            };
+            client.add_port(request).await?.into_inner()
+        }
+        PortAction::Rm { vm, host_port } => {
+            let request = pb::RemovePortRequest {
+                vm,
+                host_port: host_port.into(),
+            };
+            client.remove_port(request).await?.into_inner()
+        }
+    };
+    if json {
+        output::print_message(&vm);
+    } else {
+        println!("VM {} publishes: {}", vm.name, output::ports(&vm));
+    }
+    Ok(())
+}
