@@ -26,6 +26,50 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// Which VMM runs VMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum VmmChoice {
+    /// Firecracker where its binary is found and KVM runs standard guests, QEMU otherwise.
+    #[default]
+    Auto,
+    Firecracker,
+    Qemu,
+}
+
+impl std::str::FromStr for VmmChoice {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        <Self as clap::ValueEnum>::from_str(s, false).map_err(|_| {
+            ConfigError::Invalid(format!(
+                "the VMM must be auto, firecracker or qemu, not {s:?}"
+            ))
+        })
+    }
+}
+
+/// QEMU's accelerator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AccelChoice {
+    /// KVM where it really runs standard guests, TCG otherwise.
+    #[default]
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// What `noid-server serve`'s flags set, over the config file.
+#[derive(Debug, Default)]
+pub struct ServeFlags {
+    pub listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
+    pub image_dir: Option<PathBuf>,
+    pub accel: Option<AccelChoice>,
+    pub vmm: Option<VmmChoice>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -44,9 +88,8 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// The guest image; default `<data_dir>/images/default`.
     pub image_dir: Option<PathBuf>,
-    /// Which VMM runs VMs: "auto" (Firecracker where its binary is found and KVM runs
-    /// standard guests, QEMU otherwise), "firecracker" or "qemu". `NOID_VMM` overrides it.
-    pub vmm: String,
+    /// Which VMM runs VMs. `NOID_VMM` overrides it.
+    pub vmm: VmmChoice,
     pub vm: VmLimits,
     pub qemu: QemuConfig,
     pub firecracker: FirecrackerSettings,
@@ -209,8 +252,7 @@ impl NetworkConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct QemuConfig {
     pub binary: PathBuf,
-    /// "auto" (KVM where it really runs standard guests, TCG otherwise), "kvm" or "tcg".
-    pub accel: String,
+    pub accel: AccelChoice,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -255,7 +297,7 @@ impl Default for Config {
             max_streams_per_connection: 256,
             shutdown_grace_secs: 5,
             image_dir: None,
-            vmm: "auto".into(),
+            vmm: VmmChoice::Auto,
             vm: VmLimits::default(),
             qemu: QemuConfig::default(),
             firecracker: FirecrackerSettings::default(),
@@ -269,7 +311,7 @@ impl Default for QemuConfig {
     fn default() -> Self {
         Self {
             binary: PathBuf::from("qemu-system-x86_64"),
-            accel: "auto".into(),
+            accel: AccelChoice::Auto,
         }
     }
 }
@@ -288,6 +330,23 @@ impl Config {
             path: path.to_path_buf(),
             message: e.message().to_string(),
         })
+    }
+
+    /// The config with `serve`'s flags applied over it.
+    pub fn with_flags(mut self, flags: ServeFlags) -> Self {
+        let ServeFlags {
+            listen,
+            http_listen,
+            image_dir,
+            accel,
+            vmm,
+        } = flags;
+        self.listen = listen.unwrap_or(self.listen);
+        self.http_listen = http_listen.unwrap_or(self.http_listen);
+        self.image_dir = image_dir.or(self.image_dir);
+        self.qemu.accel = accel.unwrap_or(self.qemu.accel);
+        self.vmm = vmm.unwrap_or(self.vmm);
+        self
     }
 
     pub fn chroot_base(&self) -> PathBuf {
@@ -349,22 +408,10 @@ impl Config {
                 )));
             }
         }
-        if !["auto", "firecracker", "qemu"].contains(&self.vmm.as_str()) {
-            return Err(ConfigError::Invalid(format!(
-                "vmm must be \"auto\", \"firecracker\" or \"qemu\", not {:?}",
-                self.vmm
-            )));
-        }
         if ![1, 2].contains(&self.firecracker.cgroup_version) {
             return Err(ConfigError::Invalid(format!(
                 "firecracker.cgroup_version must be 1 or 2, not {}",
                 self.firecracker.cgroup_version
-            )));
-        }
-        if !["auto", "kvm", "tcg"].contains(&self.qemu.accel.as_str()) {
-            return Err(ConfigError::Invalid(format!(
-                "qemu.accel must be \"auto\", \"kvm\" or \"tcg\", not {:?}",
-                self.qemu.accel
             )));
         }
         Ok(())
@@ -449,17 +496,15 @@ mod tests {
     #[test]
     fn rejects_unknown_keys_and_bad_values() {
         assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
-        let mut c = Config::default();
-        c.qemu.accel = "hvf".into();
-        assert!(c.validate().unwrap_err().to_string().contains("qemu.accel"));
-        let c = Config {
-            vmm: "xen".into(),
-            ..Config::default()
-        };
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("vmm must be"));
+        let e = toml::from_str::<Config>("[qemu]\naccel = \"hvf\"").unwrap_err();
+        assert!(
+            e.to_string().contains("hvf") && e.to_string().contains("tcg"),
+            "{e}"
+        );
+        let e = toml::from_str::<Config>("vmm = \"xen\"").unwrap_err();
+        assert!(e.to_string().contains("firecracker"), "{e}");
+        let e = "xen".parse::<VmmChoice>().unwrap_err();
+        assert!(e.to_string().contains("not \"xen\""), "{e}");
+        assert_eq!("qemu".parse::<VmmChoice>().unwrap(), VmmChoice::Qemu);
     }
 }

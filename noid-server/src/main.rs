@@ -9,7 +9,7 @@ mod serve;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use noid_server::admin;
-use noid_server::config::Config;
+use noid_server::config::{AccelChoice, Config, ServeFlags, VmmChoice};
 use noid_server::core::ports::store::VmStore;
 use noid_server::storage::Layout;
 use noid_server::store::SledStore;
@@ -59,12 +59,12 @@ enum Command {
         /// Guest image directory [default: DATA_DIR/images/default]
         #[arg(long)]
         image_dir: Option<PathBuf>,
-        /// QEMU accelerator: auto, kvm or tcg
-        #[arg(long)]
-        accel: Option<String>,
-        /// VMM: auto, firecracker or qemu [env: NOID_VMM; default: vmm from --config, auto]
-        #[arg(long)]
-        vmm: Option<String>,
+        /// QEMU accelerator [default: qemu.accel from --config, auto]
+        #[arg(long, value_enum)]
+        accel: Option<AccelChoice>,
+        /// VMM [env: NOID_VMM; default: vmm from --config, auto]
+        #[arg(long, value_enum)]
+        vmm: Option<VmmChoice>,
     },
     /// Create a user and print their token (shown once).
     AddUser {
@@ -176,22 +176,13 @@ async fn run(cli: Cli) -> Result<()> {
             accel,
             vmm,
         } => {
-            let mut config = load_config(&data)?;
-            if let Some(l) = listen {
-                config.listen = l;
-            }
-            if let Some(l) = http_listen {
-                config.http_listen = l;
-            }
-            if let Some(i) = image_dir {
-                config.image_dir = Some(i);
-            }
-            if let Some(a) = accel {
-                config.qemu.accel = a;
-            }
-            if let Some(v) = vmm {
-                config.vmm = v;
-            }
+            let config = load_config(&data)?.with_flags(ServeFlags {
+                listen,
+                http_listen,
+                image_dir,
+                accel,
+                vmm,
+            });
             serve::serve(config).await
         }
         Command::AddUser { name, data } => {
@@ -262,9 +253,7 @@ async fn run(cli: Cli) -> Result<()> {
                 );
             }
             let bridge = &config.network.bridge;
-            noid_server::network::nft::remove(bridge).await?;
-            let handle = noid_server::network::link::connect()?;
-            noid_server::network::link::delete(&handle, bridge).await?;
+            noid_server::network::teardown(bridge).await?;
             println!(
                 "removed nftables tables bridge and ip {} and bridge {bridge}",
                 noid_server::network::firewall::table(bridge)

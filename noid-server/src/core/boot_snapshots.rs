@@ -195,7 +195,8 @@ impl Manager {
             ..self.checkpoint_record(vm, &saved, key, "boot snapshot")
         };
         Manifest::new(record, saved.files)
-            .publish(staging, snap)
+            .publish_off_thread(staging, snap)
+            .await
             .map_err(|e| io_error("writing the boot snapshot", e))?;
         crash_point("create.boot_snapshot_saved");
         self.mark_verified(key);

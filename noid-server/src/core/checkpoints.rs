@@ -108,7 +108,8 @@ impl Manager {
         let record = self.checkpoint_record(vm, &saved, id, label);
         let final_dir = self.layout.checkpoint(&vm.id, id);
         Manifest::new(record.clone(), saved.files)
-            .publish(staging, &final_dir)
+            .publish_off_thread(staging, &final_dir)
+            .await
             .map_err(|e| io_error("writing the checkpoint", e))?;
         crash_point("checkpoint.published");
         if let Err(e) = self.store.put_checkpoint(&record) {
@@ -165,19 +166,18 @@ impl Manager {
             .await
             .map_err(|e| CoreError::Unavailable(format!("VM {} does not answer: {e}", vm.name)))?;
         let a = agent.clone();
+        let running = self.vmm.vm(&dir);
         let saved = async {
-            self.vmm
-                .hang_up_agent(&dir, Box::new(move || a.hang_up()))
-                .await?;
+            running.hang_up_agent(Box::new(move || a.hang_up())).await?;
             std::fs::create_dir_all(staging).map_err(|e| io_error("creating the checkpoint", e))?;
-            self.vmm.pause(&dir).await?;
+            running.pause().await?;
             crash_point("checkpoint.paused");
             let paused = Instant::now();
             // Memory and disk are written side by side: the guest is paused for the longer
             // of the two, not their sum.
             let (src, dst) = (dir.join(DISK_FILE), staging.join(DISK_FILE));
             let copy = tokio::task::spawn_blocking(move || clone_file(&src, &dst));
-            let (state, copied) = tokio::join!(self.vmm.save_state(&dir, staging), copy);
+            let (state, copied) = tokio::join!(running.save_state(staging), copy);
             let saved = async {
                 copied
                     .map_err(|e| CoreError::Internal(e.to_string()))?
@@ -187,7 +187,7 @@ impl Manager {
             .await;
             crash_point("checkpoint.saved");
             // The guest runs again whatever happened above.
-            let resumed = self.vmm.resume(&dir).await;
+            let resumed = running.resume().await;
             tracing::debug!("VM {} paused for {:?}", vm.name, paused.elapsed());
             resumed?;
             saved

@@ -60,6 +60,12 @@ impl Manifest {
     /// Writes the manifest into `staging`, which holds the files it names (already
     /// fsynced), and renames `staging` to `final_dir`, durably: a crash leaves either the
     /// complete directory or the staging one.
+    /// `publish` on the blocking pool (it writes and syncs files and directories).
+    pub async fn publish_off_thread(self, staging: &Path, final_dir: &Path) -> std::io::Result<()> {
+        let (staging, final_dir) = (staging.to_path_buf(), final_dir.to_path_buf());
+        super::blocking(move || self.publish(&staging, &final_dir)).await
+    }
+
     pub fn publish(&self, staging: &Path, final_dir: &Path) -> std::io::Result<()> {
         self.write(staging)?;
         crate::storage::sync_dir(staging)?;

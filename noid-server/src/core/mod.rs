@@ -26,6 +26,8 @@ mod reconcile;
 mod restore;
 mod rollback;
 mod run_state;
+#[cfg(test)]
+mod tests;
 pub mod types;
 mod vms;
 

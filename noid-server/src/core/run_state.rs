@@ -34,8 +34,8 @@ impl Manager {
             }
         }
         let dir = self.layout.vm(&vm.id);
-        self.vmm.resume(&dir).await?;
-        if self.vmm.run_state(&dir).await? == RunState::IoError {
+        self.vmm.vm(&dir).resume().await?;
+        if self.vmm.vm(&dir).run_state().await? == RunState::IoError {
             return Err(CoreError::ResourceExhausted(format!(
                 "VM {name:?} paused again: {IO_ERROR_REASON}"
             )));
@@ -56,7 +56,7 @@ impl Manager {
             return Ok(());
         }
         let dir = self.layout.vm(&vm.id);
-        let state = match self.vmm.run_state(&dir).await {
+        let state = match self.vmm.vm(&dir).run_state().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!("cannot ask the VMM of {} how it runs: {e}", vm.name);
@@ -70,7 +70,7 @@ impl Manager {
                     "VM {} was left paused (by an interrupted checkpoint?): resuming it",
                     vm.name
                 );
-                self.vmm.resume(&dir).await?;
+                self.vmm.vm(&dir).resume().await?;
             }
             (VmState::Running, RunState::IoError) => {
                 tracing::warn!("VM {} paused: {IO_ERROR_REASON}", vm.name);
@@ -86,7 +86,7 @@ impl Manager {
                         vm.name,
                         free >> 20
                     );
-                    self.vmm.resume(&dir).await?;
+                    self.vmm.vm(&dir).resume().await?;
                 }
             }
             (VmState::Paused, RunState::Running) if io_paused => {

@@ -14,7 +14,7 @@ use super::manifest::DISK_FILE;
 use super::rollback::{Rollback, Undo};
 use super::{CoreError, CreateVm, Manager, Result, User};
 use crate::core::model::{VmRecord, VmState};
-use crate::vmm::{process, BootSpec};
+use crate::vmm::BootSpec;
 
 pub(super) fn now_secs() -> i64 {
     std::time::SystemTime::now()
@@ -378,7 +378,7 @@ impl Manager {
         if let Some(p) = vm.process.filter(|p| self.vmm.is_running(p)) {
             let agent = self.agent(&vm);
             let asked = agent.shutdown(Duration::from_secs(1)).await.is_ok();
-            if !(asked && process::wait_exit(&p, grace).await) {
+            if !(asked && self.vmm.wait_exit(&p, grace).await) {
                 self.vmm.stop(&p, grace).await?;
             }
         }

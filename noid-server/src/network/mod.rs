@@ -72,6 +72,14 @@ pub fn mac_for(vm_id: &str) -> String {
     )
 }
 
+/// Removes noid's host networking: its nftables tables and its bridge (for `network-down`;
+/// the caller makes sure no VM has a network any more).
+pub async fn teardown(bridge: &str) -> Result<(), NetError> {
+    nft::remove(bridge).await?;
+    let handle = link::connect()?;
+    link::delete(&handle, bridge).await
+}
+
 pub struct LinuxNetwork {
     handle: rtnetlink::Handle,
     settings: Settings,

@@ -64,8 +64,17 @@ impl SledStore {
         })
     }
 
+    /// Makes every write so far durable. It waits for the disk: called from a runtime worker
+    /// thread, the worker is handed over to the blocking pool meanwhile (`block_in_place`),
+    /// so other tasks keep running.
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(backend)
+        let flush = || self.db.flush().map(|_| ()).map_err(backend);
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(flush)
+            }
+            _ => flush(),
+        }
     }
 }
 

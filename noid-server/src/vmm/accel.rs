@@ -32,12 +32,13 @@ pub fn kvm_usable() -> Result<(), String> {
         .map_err(|e| format!("/dev/kvm: {e}"))
 }
 
-/// Resolves the configured setting ("auto", "kvm", "tcg").
-pub fn choose(setting: &str) -> Accel {
+/// Resolves the configured setting.
+pub fn choose(setting: crate::config::AccelChoice) -> Accel {
+    use crate::config::AccelChoice;
     match setting {
-        "kvm" => Accel::Kvm,
-        "tcg" => Accel::Tcg,
-        _ => {
+        AccelChoice::Kvm => Accel::Kvm,
+        AccelChoice::Tcg => Accel::Tcg,
+        AccelChoice::Auto => {
             if kvm_usable().is_ok() {
                 Accel::Kvm
             } else {

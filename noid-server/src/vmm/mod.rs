@@ -1,5 +1,5 @@
-//! The VMM port: how the core starts, watches and stops a VM's hypervisor process. One
-//! implementation per hypervisor: `firecracker` (KVM hosts) and `qemu` (KVM or TCG);
+//! The VMM port: how the core starts, watches and stops a VM's hypervisor process (`Vmm`),
+//! and controls one running VM (`VmHandle`, from `Vmm::vm`). One implementation per hypervisor: `firecracker` (KVM hosts) and `qemu` (KVM or TCG);
 //! `select` picks one.
 
 pub mod accel;
@@ -72,6 +72,32 @@ pub struct SavedFile {
     pub sha256: String,
 }
 
+/// One VM's running VMM, as `Vmm::vm` hands it out: what the core asks of a running VM.
+#[async_trait]
+pub trait VmHandle: Send + Sync {
+    /// Whether the guest runs.
+    async fn run_state(&self) -> Result<RunState, VmmError>;
+
+    /// Freezes the guest's vCPUs (the process keeps running).
+    async fn pause(&self) -> Result<(), VmmError>;
+
+    /// Lets a paused guest run again.
+    async fn resume(&self) -> Result<(), VmmError>;
+
+    /// Saves the paused VM's memory and device state into files in `out_dir`. The VM stays
+    /// paused; on error nothing in `out_dir` is to be trusted.
+    async fn save_state(&self, out_dir: &std::path::Path) -> Result<Vec<SavedFile>, VmmError>;
+
+    /// Hangs up the host's connection to the guest agent (`hang_up`) and returns once the VMM
+    /// has passed that on to the guest, so that a checkpoint taken next holds an agent about
+    /// to wait for a new host rather than one inside a session with a host that a restored
+    /// copy will never see.
+    async fn hang_up_agent(&self, hang_up: Box<dyn FnOnce() + Send>) -> Result<(), VmmError> {
+        hang_up();
+        Ok(())
+    }
+}
+
 #[async_trait]
 pub trait Vmm: Send + Sync {
     /// e.g. "qemu/tcg".
@@ -102,42 +128,14 @@ pub trait Vmm: Send + Sync {
         process::is_alive(process)
     }
 
-    /// Hangs up the host's connection to the guest agent (`hang_up`) and returns once the VMM
-    /// has passed that on to the guest, so that a checkpoint taken next holds an agent about
-    /// to wait for a new host rather than one inside a session with a host that a restored
-    /// copy will never see.
-    async fn hang_up_agent(
-        &self,
-        dir: &std::path::Path,
-        hang_up: Box<dyn FnOnce() + Send>,
-    ) -> Result<(), VmmError> {
-        let _ = dir;
-        hang_up();
-        Ok(())
-    }
-
-    /// Whether the guest of the VM whose directory is `dir` runs.
-    async fn run_state(&self, dir: &std::path::Path) -> Result<RunState, VmmError>;
-
     /// Whether the VMM pauses a guest on its own (QEMU does when a disk write fails on the
     /// host), so that running VMs need watching.
     fn pauses_on_its_own(&self) -> bool {
         false
     }
 
-    /// Freezes the guest's vCPUs (the process keeps running).
-    async fn pause(&self, dir: &std::path::Path) -> Result<(), VmmError>;
-
-    /// Lets a paused guest run again.
-    async fn resume(&self, dir: &std::path::Path) -> Result<(), VmmError>;
-
-    /// Saves the paused VM's memory and device state into files in `out_dir`. The VM stays
-    /// paused; on error nothing in `out_dir` is to be trusted.
-    async fn save_state(
-        &self,
-        dir: &std::path::Path,
-        out_dir: &std::path::Path,
-    ) -> Result<Vec<SavedFile>, VmmError>;
+    /// The VM whose directory is `dir`, to control while its VMM runs.
+    fn vm<'a>(&'a self, dir: &std::path::Path) -> Box<dyn VmHandle + 'a>;
 
     /// Starts a VMM for `spec` from state that `save_state` wrote into `state_dir`, and returns
     /// once the guest runs again.
@@ -168,6 +166,12 @@ pub trait Vmm: Send + Sync {
     /// checkpoint must not be deleted under it).
     fn restore_maps_memory(&self) -> bool {
         false
+    }
+
+    /// Waits up to `limit` for the VMM to exit on its own (after the guest powered off);
+    /// whether it did.
+    async fn wait_exit(&self, process: &ProcessId, limit: Duration) -> bool {
+        process::wait_exit(process, limit).await
     }
 
     /// Stops the VMM: SIGTERM, then SIGKILL after `grace`. Returns once it is gone.

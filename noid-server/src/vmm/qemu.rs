@@ -1,6 +1,7 @@
-//! The QEMU backend: `qemu-system-x86_64 -M microvm`, KVM or TCG, controlled over QMP. The
-//! agent channel is a virtio-serial port on a Unix socket (vhost-user-vsock cannot migrate).
-//! QEMU daemonizes, so it outlives the server; its pid file and start time identify it.
+//! The QEMU backend: `qemu-system-x86_64 -M microvm`, KVM or TCG, controlled over QMP (a
+//! running VM is a `QemuVm`: its directory, where the QMP socket is). The agent channel is a
+//! virtio-serial port on a Unix socket (vhost-user-vsock cannot migrate). QEMU daemonizes, so
+//! it outlives the server; its pid file and start time identify it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use serde_json::json;
 
 use super::accel::Accel;
 use super::qmp::Qmp;
-use super::{process, BootSpec, RunState, SavedFile, Vmm, VmmError};
+use super::{process, BootSpec, RunState, SavedFile, VmHandle, Vmm, VmmError};
 use crate::core::model::AgentEndpoint;
 use crate::core::model::ProcessId;
 
@@ -250,46 +251,15 @@ impl Vmm for QemuVmm {
         Ok(id)
     }
 
-    async fn hang_up_agent(
-        &self,
-        dir: &Path,
-        hang_up: Box<dyn FnOnce() + Send>,
-    ) -> Result<(), VmmError> {
-        let mut qmp = Qmp::connect(&Self::qmp_socket(dir)).await?;
-        hang_up();
-        super::qemu_snapshot::wait_agent_disconnected(&mut qmp).await
-    }
-
     /// QEMU stops a guest whose disk write failed (`werror=enospc`, its default).
     fn pauses_on_its_own(&self) -> bool {
         true
     }
 
-    async fn run_state(&self, dir: &Path) -> Result<RunState, VmmError> {
-        let mut qmp = Qmp::connect(&Self::qmp_socket(dir)).await?;
-        Ok(match qmp.status().await?.as_str() {
-            "running" => RunState::Running,
-            "io-error" => RunState::IoError,
-            // Paused by `stop`, or left by an outgoing migration (a checkpoint).
-            "paused" | "postmigrate" | "finish-migrate" => RunState::Paused,
-            other => RunState::Other(other.to_string()),
+    fn vm<'a>(&'a self, dir: &Path) -> Box<dyn VmHandle + 'a> {
+        Box::new(QemuVm {
+            qmp: Self::qmp_socket(dir),
         })
-    }
-
-    async fn pause(&self, dir: &Path) -> Result<(), VmmError> {
-        let mut qmp = Qmp::connect(&Self::qmp_socket(dir)).await?;
-        qmp.execute("stop", json!({})).await?;
-        Ok(())
-    }
-
-    async fn resume(&self, dir: &Path) -> Result<(), VmmError> {
-        let mut qmp = Qmp::connect(&Self::qmp_socket(dir)).await?;
-        qmp.execute("cont", json!({})).await?;
-        Ok(())
-    }
-
-    async fn save_state(&self, dir: &Path, out_dir: &Path) -> Result<Vec<SavedFile>, VmmError> {
-        super::qemu_snapshot::save(&Self::qmp_socket(dir), out_dir).await
     }
 
     async fn restore(&self, spec: &BootSpec, state_dir: &Path) -> Result<ProcessId, VmmError> {
@@ -312,5 +282,46 @@ impl Vmm for QemuVmm {
 
     fn agent_endpoint(&self, dir: &Path) -> AgentEndpoint {
         AgentEndpoint::Serial(dir.join(AGENT_SOCKET))
+    }
+}
+
+/// A running QEMU VM, reached over its QMP socket.
+struct QemuVm {
+    qmp: PathBuf,
+}
+
+#[async_trait]
+impl VmHandle for QemuVm {
+    async fn run_state(&self) -> Result<RunState, VmmError> {
+        let mut qmp = Qmp::connect(&self.qmp).await?;
+        Ok(match qmp.status().await?.as_str() {
+            "running" => RunState::Running,
+            "io-error" => RunState::IoError,
+            // Paused by `stop`, or left by an outgoing migration (a checkpoint).
+            "paused" | "postmigrate" | "finish-migrate" => RunState::Paused,
+            other => RunState::Other(other.to_string()),
+        })
+    }
+
+    async fn pause(&self) -> Result<(), VmmError> {
+        let mut qmp = Qmp::connect(&self.qmp).await?;
+        qmp.execute("stop", json!({})).await?;
+        Ok(())
+    }
+
+    async fn resume(&self) -> Result<(), VmmError> {
+        let mut qmp = Qmp::connect(&self.qmp).await?;
+        qmp.execute("cont", json!({})).await?;
+        Ok(())
+    }
+
+    async fn save_state(&self, out_dir: &Path) -> Result<Vec<SavedFile>, VmmError> {
+        super::qemu_snapshot::save(&self.qmp, out_dir).await
+    }
+
+    async fn hang_up_agent(&self, hang_up: Box<dyn FnOnce() + Send>) -> Result<(), VmmError> {
+        let mut qmp = Qmp::connect(&self.qmp).await?;
+        hang_up();
+        super::qemu_snapshot::wait_agent_disconnected(&mut qmp).await
     }
 }

@@ -7,74 +7,80 @@ use super::accel::{self, Accel};
 use super::firecracker::{self, FirecrackerConfig, FirecrackerVmm, JailerConfig};
 use super::qemu::QemuVmm;
 use super::{Vmm, VmmError};
-use crate::config::Config;
+use crate::config::{AccelChoice, Config, VmmChoice};
 
 /// What the server will run VMs with, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    Firecracker { why: String },
-    Qemu { accel: Accel, why: String },
+    /// `workable` is false for an explicit choice this host cannot honour (the server then
+    /// refuses to start, and `doctor` says why).
+    Firecracker {
+        workable: bool,
+        why: String,
+    },
+    Qemu {
+        accel: Accel,
+        why: String,
+    },
 }
 
 impl Decision {
-    /// Whether VMs can run with this decision (false: an explicit choice this host cannot
-    /// honour).
+    /// Whether VMs can run with this decision.
     pub fn workable(&self) -> bool {
-        !matches!(self, Decision::Firecracker { why } if why.contains("will not"))
+        match self {
+            Decision::Firecracker { workable, .. } => *workable,
+            Decision::Qemu { .. } => true,
+        }
     }
 
     pub fn describe(&self) -> String {
         match self {
-            Decision::Firecracker { why } => format!("firecracker ({why})"),
+            Decision::Firecracker { why, .. } => format!("firecracker ({why})"),
             Decision::Qemu { accel, why } => format!("qemu/{} ({why})", accel.as_str()),
         }
     }
 }
 
 /// The setting in force: `NOID_VMM` if set, else the config's `vmm`.
-pub fn setting(config: &Config) -> Result<String, VmmError> {
+pub fn setting(config: &Config) -> Result<VmmChoice, VmmError> {
     match std::env::var("NOID_VMM") {
-        Ok(v) if !v.is_empty() => {
-            if ["auto", "firecracker", "qemu"].contains(&v.as_str()) {
-                Ok(v)
-            } else {
-                Err(VmmError::Start(format!(
-                    "NOID_VMM must be auto, firecracker or qemu, not {v:?}"
-                )))
-            }
-        }
-        _ => Ok(config.vmm.clone()),
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .map_err(|e: crate::config::ConfigError| VmmError::Start(format!("NOID_VMM: {e}"))),
+        _ => Ok(config.vmm),
     }
 }
 
 /// Decides from the setting, the Firecracker binary's presence and KVM's usability.
 pub fn decide(
-    setting: &str,
+    setting: VmmChoice,
     firecracker_found: bool,
     kvm: Result<(), String>,
-    qemu_accel: &str,
+    qemu_accel: AccelChoice,
 ) -> Decision {
     let qemu = |why: String| Decision::Qemu {
         accel: accel::choose(qemu_accel),
         why,
     };
+    let firecracker = |workable, why: String| Decision::Firecracker { workable, why };
     match (setting, firecracker_found, kvm) {
-        ("qemu", _, _) => qemu("vmm = \"qemu\"".into()),
-        ("firecracker", false, _) => Decision::Firecracker {
-            why: "vmm = \"firecracker\", but no firecracker binary was found: the server will not start"
+        (VmmChoice::Qemu, _, _) => qemu("vmm = \"qemu\"".into()),
+        (VmmChoice::Firecracker, false, _) => firecracker(
+            false,
+            "vmm = \"firecracker\", but no firecracker binary was found: the server will not start"
                 .into(),
-        },
-        ("firecracker", _, Ok(())) => Decision::Firecracker {
-            why: "vmm = \"firecracker\"".into(),
-        },
-        ("firecracker", _, Err(why)) => Decision::Firecracker {
-            why: format!("vmm = \"firecracker\", but {why}: guests will not boot"),
-        },
-        (_, true, Ok(())) => Decision::Firecracker {
-            why: "auto: firecracker found and KVM runs standard guests".into(),
-        },
-        (_, false, _) => qemu("auto: no firecracker binary".into()),
-        (_, true, Err(why)) => qemu(format!("auto: firecracker found, but {why}")),
+        ),
+        (VmmChoice::Firecracker, _, Ok(())) => firecracker(true, "vmm = \"firecracker\"".into()),
+        (VmmChoice::Firecracker, _, Err(why)) => firecracker(
+            false,
+            format!("vmm = \"firecracker\", but {why}: guests will not boot"),
+        ),
+        (VmmChoice::Auto, true, Ok(())) => firecracker(
+            true,
+            "auto: firecracker found and KVM runs standard guests".into(),
+        ),
+        (VmmChoice::Auto, false, _) => qemu("auto: no firecracker binary".into()),
+        (VmmChoice::Auto, true, Err(why)) => qemu(format!("auto: firecracker found, but {why}")),
     }
 }
 
@@ -83,10 +89,10 @@ pub fn decide_here(config: &Config) -> Result<Decision, VmmError> {
     let setting = setting(config)?;
     let found = firecracker::version_of(&config.firecracker.binary).is_some();
     Ok(decide(
-        &setting,
+        setting,
         found,
         accel::kvm_usable(),
-        &config.qemu.accel,
+        config.qemu.accel,
     ))
 }
 
@@ -119,17 +125,17 @@ mod tests {
     fn auto_prefers_firecracker_only_where_it_can_run() {
         let pvm = || Err("KVM is PVM-based".to_string());
         assert!(matches!(
-            decide("auto", true, Ok(()), "auto"),
+            decide(VmmChoice::Auto, true, Ok(()), AccelChoice::Auto),
             Decision::Firecracker { .. }
         ));
         assert!(matches!(
-            decide("auto", false, Ok(()), "kvm"),
+            decide(VmmChoice::Auto, false, Ok(()), AccelChoice::Kvm),
             Decision::Qemu {
                 accel: Accel::Kvm,
                 ..
             }
         ));
-        let d = decide("auto", true, pvm(), "tcg");
+        let d = decide(VmmChoice::Auto, true, pvm(), AccelChoice::Tcg);
         assert!(matches!(
             d,
             Decision::Qemu {
@@ -139,15 +145,15 @@ mod tests {
         ));
         assert!(d.describe().contains("PVM"), "{}", d.describe());
         assert!(matches!(
-            decide("qemu", true, Ok(()), "kvm"),
+            decide(VmmChoice::Qemu, true, Ok(()), AccelChoice::Kvm),
             Decision::Qemu { .. }
         ));
         // An explicit choice is kept, with the reason it will fail spelled out.
-        let d = decide("firecracker", true, pvm(), "auto");
+        let d = decide(VmmChoice::Firecracker, true, pvm(), AccelChoice::Auto);
         assert!(matches!(d, Decision::Firecracker { .. }) && !d.workable());
         assert!(d.describe().contains("will not boot"));
-        let d = decide("firecracker", false, Ok(()), "auto");
+        let d = decide(VmmChoice::Firecracker, false, Ok(()), AccelChoice::Auto);
         assert!(!d.workable() && d.describe().contains("no firecracker binary"));
-        assert!(decide("firecracker", true, Ok(()), "auto").workable());
+        assert!(decide(VmmChoice::Firecracker, true, Ok(()), AccelChoice::Auto).workable());
     }
 }

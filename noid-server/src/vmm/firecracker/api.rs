@@ -45,7 +45,7 @@ impl Api {
         self.call(method, path, Some(json)).await.map(|_| ())
     }
 
-    pub async fn get(&self, path: &str) -> Result<serde_json::Value, VmmError> {
+    pub async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, VmmError> {
         let body = self.call(Method::GET, path, None).await?;
         serde_json::from_slice(&body)
             .map_err(|e| VmmError::Control(format!("GET {path}: unreadable answer: {e}")))

@@ -20,7 +20,7 @@ use self::api::Api;
 use self::jail::RunDir;
 use self::model::*;
 use super::shim::{self, ShimArgs};
-use super::{process, BootSpec, RunState, SavedFile, Vmm, VmmError};
+use super::{process, BootSpec, RunState, SavedFile, VmHandle, Vmm, VmmError};
 use crate::core::model::AgentEndpoint;
 use crate::core::model::ProcessId;
 
@@ -179,7 +179,7 @@ impl FirecrackerVmm {
         api.put(
             "/actions",
             &InstanceActionInfo {
-                action_type: "InstanceStart",
+                action_type: ActionType::InstanceStart,
             },
         )
         .await
@@ -249,91 +249,11 @@ impl Vmm for FirecrackerVmm {
         process::find_by_pid_file(&dir.join(SHIM_PID), dir)
     }
 
-    async fn run_state(&self, dir: &Path) -> Result<RunState, VmmError> {
-        let info = self.api(dir).get("/").await?;
-        Ok(match info.get("state").and_then(|s| s.as_str()) {
-            Some("Running") => RunState::Running,
-            Some("Paused") => {
-                // Paused by a server that is gone, for all we know without a snapshot since:
-                // a resume takes the throwaway snapshot that keeps vsock alive.
-                self.paused_bare
-                    .lock()
-                    .expect("paused set")
-                    .insert(dir.to_path_buf());
-                RunState::Paused
-            }
-            other => RunState::Other(other.unwrap_or("unknown").to_string()),
+    fn vm<'a>(&'a self, dir: &Path) -> Box<dyn VmHandle + 'a> {
+        Box::new(FirecrackerVm {
+            vmm: self,
+            dir: dir.to_path_buf(),
         })
-    }
-
-    async fn pause(&self, dir: &Path) -> Result<(), VmmError> {
-        self.api(dir).patch("/vm", &Vm { state: "Paused" }).await?;
-        self.paused_bare
-            .lock()
-            .expect("paused set")
-            .insert(dir.to_path_buf());
-        Ok(())
-    }
-
-    /// Firecracker 1.16.x wedges host-initiated vsock connections after a pause and resume
-    /// with no snapshot in between (firecracker#6100): the resume arms a reset gate that only
-    /// the reset event queued by `snapshot/create` clears. So a VM paused without a snapshot
-    /// (a checkpoint that failed before Firecracker wrote one) gets a throwaway snapshot
-    /// before it runs again.
-    async fn resume(&self, dir: &Path) -> Result<(), VmmError> {
-        let bare = self.paused_bare.lock().expect("paused set").remove(dir);
-        let api = self.api(dir);
-        if bare {
-            let run = self.run_dir(dir);
-            let throwaway = SnapshotCreateParams {
-                snapshot_type: "Full",
-                snapshot_path: "discard.vmstate".into(),
-                mem_file_path: "discard.memory".into(),
-            };
-            if let Err(e) = api.put("/snapshot/create", &throwaway).await {
-                tracing::warn!(
-                    "cannot take the snapshot that keeps vsock alive across a resume ({e}): \
-                     the agent may not answer until the VM is restarted"
-                );
-            }
-            let _ = std::fs::remove_file(run.root.join("discard.vmstate"));
-            let _ = std::fs::remove_file(run.root.join("discard.memory"));
-        }
-        api.patch("/vm", &Vm { state: "Resumed" }).await
-    }
-
-    async fn save_state(&self, dir: &Path, out_dir: &Path) -> Result<Vec<SavedFile>, VmmError> {
-        let run = self.run_dir(dir);
-        let params = SnapshotCreateParams {
-            snapshot_type: "Full",
-            snapshot_path: format!("{VMSTATE_FILE}.new"),
-            mem_file_path: format!("{MEMORY_FILE}.new"),
-        };
-        let result = self.api(dir).put("/snapshot/create", &params).await;
-        self.paused_bare.lock().expect("paused set").remove(dir);
-        let mut saved = Vec::new();
-        for (written, name) in [
-            (&params.snapshot_path, VMSTATE_FILE),
-            (&params.mem_file_path, MEMORY_FILE),
-        ] {
-            let from = run.root.join(written);
-            if result.is_err() {
-                let _ = std::fs::remove_file(&from);
-                continue;
-            }
-            let to = out_dir.join(name);
-            jail::move_file(&from, &to)?;
-            let path = to.clone();
-            let sha256 = tokio::task::spawn_blocking(move || crate::checksum::file_sha256(&path))
-                .await
-                .map_err(|e| VmmError::Control(e.to_string()))??;
-            saved.push(SavedFile {
-                name: name.into(),
-                bytes: std::fs::metadata(&to)?.len(),
-                sha256,
-            });
-        }
-        result.map(|()| saved)
     }
 
     async fn restore(&self, spec: &BootSpec, state_dir: &Path) -> Result<ProcessId, VmmError> {
@@ -344,7 +264,7 @@ impl Vmm for FirecrackerVmm {
         let load = SnapshotLoadParams {
             snapshot_path: vmstate,
             mem_backend: MemoryBackend {
-                backend_type: "File",
+                backend_type: MemoryBackendType::File,
                 backend_path: memory,
             },
             resume_vm: true,
@@ -363,9 +283,9 @@ impl Vmm for FirecrackerVmm {
         let api = Api::new(&run.root.join(API_SOCKET));
         let loaded = async {
             api.put("/snapshot/load", &load).await?;
-            let info = api.get("/").await?;
-            match info.get("state").and_then(|s| s.as_str()) {
-                Some("Running") => Ok(()),
+            let info: InstanceInfo = api.get("/").await?;
+            match info.state {
+                InstanceState::Running => Ok(()),
                 other => Err(VmmError::Control(format!(
                     "the restored VM is not running (state {other:?})"
                 ))),
@@ -401,5 +321,130 @@ impl Vmm for FirecrackerVmm {
         // The shim passes SIGTERM on and exits with Firecracker.
         let result = process::terminate(process, grace).await;
         result
+    }
+}
+
+/// A running Firecracker VM, reached over its API socket.
+struct FirecrackerVm<'a> {
+    vmm: &'a FirecrackerVmm,
+    dir: PathBuf,
+}
+
+#[async_trait]
+impl VmHandle for FirecrackerVm<'_> {
+    async fn run_state(&self) -> Result<RunState, VmmError> {
+        let info: InstanceInfo = self.vmm.api(&self.dir).get("/").await?;
+        Ok(match info.state {
+            InstanceState::Running => RunState::Running,
+            InstanceState::Paused => {
+                // Paused by a server that is gone, for all we know without a snapshot since:
+                // a resume takes the throwaway snapshot that keeps vsock alive.
+                self.vmm
+                    .paused_bare
+                    .lock()
+                    .expect("paused set")
+                    .insert(self.dir.clone());
+                RunState::Paused
+            }
+            InstanceState::NotStarted => RunState::Other("not started".into()),
+        })
+    }
+
+    async fn pause(&self) -> Result<(), VmmError> {
+        self.vmm
+            .api(&self.dir)
+            .patch(
+                "/vm",
+                &Vm {
+                    state: VmState::Paused,
+                },
+            )
+            .await?;
+        self.vmm
+            .paused_bare
+            .lock()
+            .expect("paused set")
+            .insert(self.dir.clone());
+        Ok(())
+    }
+
+    /// Firecracker 1.16.x wedges host-initiated vsock connections after a pause and resume
+    /// with no snapshot in between (firecracker#6100): the resume arms a reset gate that only
+    /// the reset event queued by `snapshot/create` clears. So a VM paused without a snapshot
+    /// (a checkpoint that failed before Firecracker wrote one) gets a throwaway snapshot
+    /// before it runs again.
+    async fn resume(&self) -> Result<(), VmmError> {
+        let bare = self
+            .vmm
+            .paused_bare
+            .lock()
+            .expect("paused set")
+            .remove(&self.dir);
+        let api = self.vmm.api(&self.dir);
+        if bare {
+            let run = self.vmm.run_dir(&self.dir);
+            let throwaway = SnapshotCreateParams {
+                snapshot_type: SnapshotType::Full,
+                snapshot_path: "discard.vmstate".into(),
+                mem_file_path: "discard.memory".into(),
+            };
+            if let Err(e) = api.put("/snapshot/create", &throwaway).await {
+                tracing::warn!(
+                    "cannot take the snapshot that keeps vsock alive across a resume ({e}): \
+                     the agent may not answer until the VM is restarted"
+                );
+            }
+            let _ = std::fs::remove_file(run.root.join("discard.vmstate"));
+            let _ = std::fs::remove_file(run.root.join("discard.memory"));
+        }
+        api.patch(
+            "/vm",
+            &Vm {
+                state: VmState::Resumed,
+            },
+        )
+        .await
+    }
+
+    async fn save_state(&self, out_dir: &Path) -> Result<Vec<SavedFile>, VmmError> {
+        let run = self.vmm.run_dir(&self.dir);
+        let params = SnapshotCreateParams {
+            snapshot_type: SnapshotType::Full,
+            snapshot_path: format!("{VMSTATE_FILE}.new"),
+            mem_file_path: format!("{MEMORY_FILE}.new"),
+        };
+        let result = self
+            .vmm
+            .api(&self.dir)
+            .put("/snapshot/create", &params)
+            .await;
+        self.vmm
+            .paused_bare
+            .lock()
+            .expect("paused set")
+            .remove(&self.dir);
+        let mut saved = Vec::new();
+        for (written, name) in [
+            (&params.snapshot_path, VMSTATE_FILE),
+            (&params.mem_file_path, MEMORY_FILE),
+        ] {
+            let from = run.root.join(written);
+            if result.is_err() {
+                let _ = std::fs::remove_file(&from);
+                continue;
+            }
+            let to = out_dir.join(name);
+            jail::move_file(&from, &to)?;
+            let path = to.clone();
+            let sha256 = tokio::task::spawn_blocking(move || crate::checksum::file_sha256(&path))
+                .await
+                .map_err(|e| VmmError::Control(e.to_string()))??;
+            saved.push(SavedFile {
+                name: name.into(),
+                bytes: std::fs::metadata(&to)?.len(),
+                sha256,
+            });
+        }
+        result.map(|()| saved)
     }
 }

@@ -2,7 +2,7 @@
 //! OpenAPI spec (`firecracker-v1.16.1.yaml`) defines them. Optional fields are left out
 //! rather than sent empty.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize)]
 pub struct MachineConfiguration {
@@ -44,25 +44,47 @@ pub struct Vsock {
 pub struct EntropyDevice {}
 
 #[derive(Debug, Serialize)]
+pub enum ActionType {
+    InstanceStart,
+}
+
+#[derive(Debug, Serialize)]
 pub struct InstanceActionInfo {
-    pub action_type: &'static str,
+    pub action_type: ActionType,
+}
+
+/// `PATCH /vm`'s state.
+#[derive(Debug, Serialize)]
+pub enum VmState {
+    Paused,
+    Resumed,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Vm {
-    pub state: &'static str,
+    pub state: VmState,
+}
+
+#[derive(Debug, Serialize)]
+pub enum SnapshotType {
+    Full,
 }
 
 #[derive(Debug, Serialize)]
 pub struct SnapshotCreateParams {
-    pub snapshot_type: &'static str,
+    pub snapshot_type: SnapshotType,
     pub snapshot_path: String,
     pub mem_file_path: String,
 }
 
 #[derive(Debug, Serialize)]
+pub enum MemoryBackendType {
+    File,
+}
+
+#[derive(Debug, Serialize)]
 pub struct MemoryBackend {
-    pub backend_type: &'static str,
+    pub backend_type: MemoryBackendType,
     pub backend_path: String,
 }
 
@@ -85,4 +107,19 @@ pub struct SnapshotLoadParams {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub network_overrides: Vec<NetworkOverride>,
     pub vsock_override: VsockOverride,
+}
+
+/// `GET /`'s `InstanceInfo.state`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub enum InstanceState {
+    #[serde(rename = "Not started")]
+    NotStarted,
+    Running,
+    Paused,
+}
+
+/// The part of `GET /`'s `InstanceInfo` that noid reads.
+#[derive(Debug, Deserialize)]
+pub struct InstanceInfo {
+    pub state: InstanceState,
 }
