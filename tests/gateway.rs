@@ -32,6 +32,12 @@ impl Api {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// A JSON document from a public route, asked without a token.
+    async fn public_json(&self, path: &str) -> Value {
+        let resp = self.http.get(format!("{}{path}", self.base)).send().await;
+        resp.unwrap().json().await.unwrap()
+    }
+
     async fn metrics_text(&self) -> String {
         let resp = self.http.get(format!("{}/metrics", self.base)).send().await;
         resp.unwrap().text().await.unwrap()
@@ -111,15 +117,7 @@ async fn rest_and_websocket_gateway() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 401);
     // Public: health; everything else names the caller.
-    let health: Value = api
-        .http
-        .get(format!("{}/health", api.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = api.public_json("/health").await;
     assert_eq!(health["serving"], true);
     let (status, me) = api.call(Method::GET, "/whoami", None).await;
     assert_eq!((status, me["user"].as_str()), (200, Some("alice")));
@@ -386,15 +384,7 @@ async fn rest_and_websocket_gateway() {
     );
 
     // The OpenAPI document lists every route.
-    let doc: Value = api
-        .http
-        .get(format!("{}/openapi.json", api.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = api.public_json("/openapi.json").await;
     for path in [
         "/health",
         "/whoami",

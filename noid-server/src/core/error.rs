@@ -3,9 +3,9 @@
 
 use thiserror::Error;
 
+use super::ports::vmm::VmmError;
 use crate::auth::AuthError;
 use crate::core::ports::store::StoreError;
-use crate::vmm::VmmError;
 
 #[derive(Debug, Error)]
 pub enum CoreError {

@@ -40,8 +40,8 @@ use crate::core::ports::store::Store;
 use crate::image::Image;
 use crate::network::Network;
 use crate::storage::Layout;
-use crate::vmm::Vmm;
 use ports::agent::{AgentConnector, GuestAgent};
+use ports::vmm::Vmm;
 
 pub use admission::Quota;
 pub use error::{CoreError, Result};

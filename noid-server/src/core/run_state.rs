@@ -8,9 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::ports::vmm::RunState;
 use super::{CoreError, Manager, Result, User};
 use crate::core::model::{VmRecord, VmState};
-use crate::vmm::RunState;
 
 /// How often the watcher looks at every VM.
 const WATCH_EVERY: Duration = Duration::from_secs(3);

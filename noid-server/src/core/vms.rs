@@ -11,10 +11,10 @@ use super::error::io_error;
 use super::faults::crash_point;
 use super::launch::{Source, Target};
 use super::manifest::DISK_FILE;
+use super::ports::vmm::BootSpec;
 use super::rollback::{Rollback, Undo};
 use super::{CoreError, CreateVm, Manager, Result, User};
 use crate::core::model::{VmRecord, VmState};
-use crate::vmm::BootSpec;
 
 pub(super) fn now_secs() -> i64 {
     std::time::SystemTime::now()

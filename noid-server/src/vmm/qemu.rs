@@ -232,6 +232,18 @@ impl QemuVmm {
 
 #[async_trait]
 impl Vmm for QemuVmm {
+    fn is_running(&self, process: &ProcessId) -> bool {
+        process::is_alive(process)
+    }
+
+    async fn wait_exit(&self, process: &ProcessId, limit: std::time::Duration) -> bool {
+        process::wait_exit(process, limit).await
+    }
+
+    async fn stop(&self, process: &ProcessId, grace: std::time::Duration) -> Result<(), VmmError> {
+        process::terminate(process, grace).await
+    }
+
     fn backend(&self) -> String {
         format!("qemu/{}", self.accel.as_str())
     }

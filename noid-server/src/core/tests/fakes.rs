@@ -13,9 +13,9 @@ use futures::stream::BoxStream;
 
 use crate::core::model::{AgentEndpoint, ProcessId};
 use crate::core::ports::agent::*;
+use crate::core::ports::vmm::{BootSpec, RunState, SavedFile, VmHandle, Vmm, VmmError};
 use crate::core::types::{ExecInput, ExecSpec, TtySize};
 use crate::core::CoreError;
-use crate::vmm::{BootSpec, RunState, SavedFile, VmHandle, Vmm, VmmError};
 
 /// Processes are numbers in `running`; `start` fails while `fail_start` is set.
 #[derive(Default)]

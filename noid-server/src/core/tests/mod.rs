@@ -63,7 +63,7 @@ impl Rig {
             layout: self.layout(),
             image: crate::image::Image::open(&self.dir.path().join("image")).unwrap(),
             store: Arc::clone(&self.store) as Arc<dyn Store>,
-            vmm: Arc::clone(&self.vmm) as Arc<dyn crate::vmm::Vmm>,
+            vmm: Arc::clone(&self.vmm) as Arc<dyn super::ports::vmm::Vmm>,
             network: None,
             agents: Arc::new(FakeAgents {
                 up: Arc::clone(&self.agent_up),

@@ -211,6 +211,14 @@ fn last_line(path: &Path) -> String {
 
 #[async_trait]
 impl Vmm for FirecrackerVmm {
+    fn is_running(&self, process: &ProcessId) -> bool {
+        process::is_alive(process)
+    }
+
+    async fn wait_exit(&self, process: &ProcessId, limit: std::time::Duration) -> bool {
+        process::wait_exit(process, limit).await
+    }
+
     fn backend(&self) -> String {
         if self.config.jailer.is_some() {
             "firecracker/jailer".into()
