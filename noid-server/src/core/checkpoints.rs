@@ -134,7 +134,7 @@ impl Manager {
             vm_name: vm.name.clone(),
             label: label.to_string(),
             created_at: now_secs(),
-            backend: self.vmm.backend(),
+            backend: self.vmm.backend().to_string(),
             backend_version: self.vmm.version(),
             image_id: vm.image_id.clone(),
             kernel_release: vm.kernel_release.clone(),

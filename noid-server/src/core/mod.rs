@@ -150,7 +150,7 @@ impl Manager {
 
     pub fn server_info(&self) -> ServerInfo {
         ServerInfo {
-            backend: self.vmm.backend(),
+            backend: self.vmm.backend().to_string(),
             image_id: self.image.manifest.id.clone(),
             kernel_release: self.image.manifest.kernel_release.clone(),
             default_cpus: self.limits.default_cpus,

@@ -150,3 +150,73 @@ pub enum AgentEndpoint {
         port: u32,
     },
 }
+
+/// The VMM that runs a VM, named in records, checkpoints and the API as "qemu/kvm",
+/// "qemu/tcg", "firecracker" or "firecracker/jailer".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    QemuKvm,
+    QemuTcg,
+    Firecracker,
+    FirecrackerJailer,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::QemuKvm => "qemu/kvm",
+            Backend::QemuTcg => "qemu/tcg",
+            Backend::Firecracker => "firecracker",
+            Backend::FirecrackerJailer => "firecracker/jailer",
+        }
+    }
+
+    /// The hypervisor, whatever its accelerator or jail: a VM runs on under another
+    /// backend of its family, not of another.
+    pub fn family(self) -> &'static str {
+        match self {
+            Backend::QemuKvm | Backend::QemuTcg => "qemu",
+            Backend::Firecracker | Backend::FirecrackerJailer => "firecracker",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [
+            Backend::QemuKvm,
+            Backend::QemuTcg,
+            Backend::Firecracker,
+            Backend::FirecrackerJailer,
+        ]
+        .into_iter()
+        .find(|b| b.as_str() == s)
+        .ok_or_else(|| format!("unknown VMM backend {s:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Backend;
+
+    #[test]
+    fn backends_read_back_what_records_hold() {
+        for name in ["qemu/kvm", "qemu/tcg", "firecracker", "firecracker/jailer"] {
+            let b: Backend = name.parse().unwrap();
+            assert_eq!(b.to_string(), name);
+        }
+        assert_eq!(
+            "qemu/kvm".parse::<Backend>().map(Backend::family),
+            "qemu/tcg".parse::<Backend>().map(Backend::family)
+        );
+        assert!("xen".parse::<Backend>().is_err());
+    }
+}

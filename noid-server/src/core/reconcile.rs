@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 
+use super::model::Backend;
 use super::restore::DISK_BEFORE_RESTORE;
 use super::rollback::{Rollback, Undo};
 use super::{Manager, Result};
@@ -45,16 +46,15 @@ impl Manager {
                     known.insert(vm.id);
                 }
                 VmState::Running | VmState::Paused | VmState::Stopped => {
-                    let family = |b: &str| b.split('/').next().unwrap_or("").to_string();
-                    if family(&vm.backend) != family(&self.vmm.backend()) {
+                    let ours = self.vmm.backend();
+                    let theirs = vm.backend.parse::<Backend>();
+                    if theirs.map(Backend::family) != Ok(ours.family()) {
                         tracing::warn!(
-                            "VM {} runs on {}, but this server uses {}: it cannot be reached \
-                             until the server uses {} again (vmm setting); destroy it to \
-                             remove it",
+                            "VM {} runs on {}, but this server uses {ours}: it cannot be \
+                             reached until the server uses that VMM again (vmm setting); \
+                             destroy it to remove it",
                             vm.name,
                             vm.backend,
-                            self.vmm.backend(),
-                            family(&vm.backend)
                         );
                     }
                     self.refresh_state(&mut vm)?;

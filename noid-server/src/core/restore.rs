@@ -71,7 +71,7 @@ impl Manager {
 
     fn check_compatible(&self, ckpt: &CheckpointRecord) -> Result<()> {
         let (backend, version) = (self.vmm.backend(), self.vmm.version());
-        if ckpt.backend != backend || ckpt.backend_version != version {
+        if ckpt.backend != backend.as_str() || ckpt.backend_version != version {
             return Err(CoreError::FailedPrecondition(format!(
                 "checkpoint {} was made by {} {}, this server runs {backend} {version}",
                 ckpt.id, ckpt.backend, ckpt.backend_version
@@ -121,7 +121,7 @@ impl Manager {
             cpus,
             memory_mib,
             created_at: now_secs(),
-            backend: self.vmm.backend(),
+            backend: self.vmm.backend().to_string(),
             image_id: ckpt.image_id.clone(),
             kernel_release: ckpt.kernel_release.clone(),
             process: None,

@@ -144,7 +144,7 @@ impl Manager {
             cpus,
             memory_mib,
             created_at: now_secs(),
-            backend: self.vmm.backend(),
+            backend: self.vmm.backend().to_string(),
             image_id: self.image.manifest.id.clone(),
             kernel_release: self.image.manifest.kernel_release.clone(),
             process: None,

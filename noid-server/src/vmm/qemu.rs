@@ -12,8 +12,8 @@ use serde_json::json;
 use super::accel::Accel;
 use super::qmp::Qmp;
 use super::{process, BootSpec, RunState, SavedFile, VmHandle, Vmm, VmmError};
-use crate::core::model::AgentEndpoint;
 use crate::core::model::ProcessId;
+use crate::core::model::{AgentEndpoint, Backend};
 
 /// File names inside a VM's directory; QEMU runs there, so they stay relative and short.
 pub const AGENT_SOCKET: &str = "agent.sock";
@@ -244,8 +244,11 @@ impl Vmm for QemuVmm {
         process::terminate(process, grace).await
     }
 
-    fn backend(&self) -> String {
-        format!("qemu/{}", self.accel.as_str())
+    fn backend(&self) -> Backend {
+        match self.accel {
+            Accel::Kvm => Backend::QemuKvm,
+            Accel::Tcg => Backend::QemuTcg,
+        }
     }
 
     fn version(&self) -> String {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::core::model::{AgentEndpoint, GuestNet, ProcessId};
+use crate::core::model::{AgentEndpoint, Backend, GuestNet, ProcessId};
 
 #[derive(Debug, Error)]
 pub enum VmmError {
@@ -91,7 +91,7 @@ pub trait VmHandle: Send + Sync {
 #[async_trait]
 pub trait Vmm: Send + Sync {
     /// e.g. "qemu/tcg".
-    fn backend(&self) -> String;
+    fn backend(&self) -> Backend;
 
     /// The hypervisor's version; state saved by one version is restored only by the same.
     fn version(&self) -> String;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
-use crate::core::model::{AgentEndpoint, ProcessId};
+use crate::core::model::{AgentEndpoint, Backend, ProcessId};
 use crate::core::ports::agent::*;
 use crate::core::ports::vmm::{BootSpec, RunState, SavedFile, VmHandle, Vmm, VmmError};
 use crate::core::types::{ExecInput, ExecSpec, TtySize};
@@ -45,8 +45,8 @@ impl FakeVmm {
 
 #[async_trait]
 impl Vmm for FakeVmm {
-    fn backend(&self) -> String {
-        "fake".into()
+    fn backend(&self) -> Backend {
+        Backend::QemuTcg
     }
 
     fn version(&self) -> String {

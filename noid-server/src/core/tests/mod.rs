@@ -153,7 +153,7 @@ fn crashed(rig: &Rig, name: &str, state: VmState, running: bool) -> VmRecord {
         cpus: 1,
         memory_mib: 256,
         created_at: 0,
-        backend: "fake".into(),
+        backend: "qemu/tcg".into(),
         image_id: "img1".into(),
         kernel_release: "6.1.0-fake".into(),
         process,

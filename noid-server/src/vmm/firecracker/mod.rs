@@ -21,8 +21,8 @@ use self::jail::RunDir;
 use self::model::*;
 use super::shim::{self, ShimArgs};
 use super::{process, BootSpec, RunState, SavedFile, VmHandle, Vmm, VmmError};
-use crate::core::model::AgentEndpoint;
 use crate::core::model::ProcessId;
+use crate::core::model::{AgentEndpoint, Backend};
 
 /// Names inside the directory Firecracker runs in.
 pub const API_SOCKET: &str = "firecracker.sock";
@@ -219,11 +219,11 @@ impl Vmm for FirecrackerVmm {
         process::wait_exit(process, limit).await
     }
 
-    fn backend(&self) -> String {
+    fn backend(&self) -> Backend {
         if self.config.jailer.is_some() {
-            "firecracker/jailer".into()
+            Backend::FirecrackerJailer
         } else {
-            "firecracker".into()
+            Backend::Firecracker
         }
     }
 
