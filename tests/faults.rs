@@ -144,13 +144,17 @@ where
 
 #[test]
 fn a_crash_at_any_step_leaves_a_consistent_host() {
-    let ns = NetNs::new("faults");
-    let rt = ns.runtime();
-    let mut server = Server::start(&["alice"], CONFIG);
     let points: BTreeSet<String> = common::server_command(["crash-points"])
         .lines()
         .map(str::to_string)
         .collect();
+    if points.is_empty() {
+        eprintln!("SKIP: this server build has no crash points (a release build); run in debug");
+        return;
+    }
+    let ns = NetNs::new("faults");
+    let rt = ns.runtime();
+    let mut server = Server::start(&["alice"], CONFIG);
     let mut covered = BTreeSet::new();
     rt.block_on(async {
         let mut c = server.client("alice").await;

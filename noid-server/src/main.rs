@@ -231,8 +231,11 @@ async fn run(cli: Cli) -> Result<()> {
             std::process::exit(code)
         }
         Command::CrashPoints => {
-            for p in noid_server::core::faults::CRASH_POINTS {
-                println!("{p}");
+            // Release builds have none armed: they list none.
+            if cfg!(debug_assertions) {
+                for p in noid_server::core::faults::CRASH_POINTS {
+                    println!("{p}");
+                }
             }
             Ok(())
         }

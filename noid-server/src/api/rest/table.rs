@@ -105,14 +105,8 @@ const fn other(
     summary: &'static str,
 ) -> Route {
     Route {
-        verb,
-        path,
         kind,
-        rpc: "",
-        params: &[],
-        body: Body::None,
-        ok,
-        summary,
+        ..unary(verb, path, "", &[], Body::None, ok, summary)
     }
 }
 
