@@ -19,6 +19,8 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let result = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(noid::guest::HTTP2_STREAM_WINDOW)
+        .initial_connection_window_size(noid::guest::HTTP2_CONNECTION_WINDOW)
         .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
         .await;
     if let Err(e) = result {

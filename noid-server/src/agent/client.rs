@@ -218,6 +218,8 @@ impl RemoteAgent {
             }
         });
         let channel = Endpoint::from_static("http://agent.noid.internal")
+            .initial_stream_window_size(noid::guest::HTTP2_STREAM_WINDOW)
+            .initial_connection_window_size(noid::guest::HTTP2_CONNECTION_WINDOW)
             .http2_keep_alive_interval(Duration::from_secs(20))
             .keep_alive_timeout(Duration::from_secs(20))
             .connect_with_connector_lazy(connector);
