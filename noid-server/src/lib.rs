@@ -1,5 +1,6 @@
-//! noid-server as a library: the core (`core`) with its backend ports (`vmm`, `agent`, `store`,
-//! `storage`) and the API adapters over it (`api`). `main.rs` only parses the command line.
+//! noid-server as a library: the core (`core`, with its model and ports), the backends that
+//! implement the ports (`vmm`, `agent`, `store`, `network`) and the API adapters over it
+//! (`api`). `main.rs` only parses the command line; `serve.rs` runs the server.
 
 pub mod admin;
 pub mod agent;

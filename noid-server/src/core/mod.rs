@@ -1,10 +1,14 @@
-//! The core: one API of domain types and errors over the backend ports (VMM, agent, store,
-//! storage). The gRPC service (and later the REST shim) only translate to and from it.
+//! The core: one API of domain types (`model`, `types`) and errors over the ports it owns
+//! (`ports`: store, guest agent, VMM; networking's is `network::Network`). The gRPC service and
+//! the REST gateway above only translate to and from it; the backends below implement the
+//! ports and depend on nothing here but the model and the ports.
 //!
-//! Long flows (create, delete) are ordered steps with an undo each (`rollback`); they run in
-//! their own task so a client that disconnects cannot leave one half done, and their progress
-//! is in the store so a restarted server finishes or undoes them (`reconcile`). New VMs start
-//! from a boot snapshot of their shape where there is one (`boot_snapshots`).
+//! Long flows (create, delete, checkpoint, restore) are ordered steps with an undo each
+//! (`rollback`); they run in their own task (`flow::detached`) so a client that disconnects
+//! cannot leave one half done, and their progress is in the store so a restarted server
+//! finishes or undoes them (`reconcile`). Every VM starts through `launch`, from the image or
+//! a snapshot; new VMs from a boot snapshot of their shape where there is one
+//! (`boot_snapshots`).
 
 mod admission;
 mod boot_snapshots;
