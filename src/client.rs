@@ -48,11 +48,6 @@ impl tonic::service::Interceptor for BearerToken {
     }
 }
 
-/// HTTP/2 flow-control windows of the public API, per stream and per connection (the server
-/// uses the same).
-pub const API_STREAM_WINDOW: u32 = 4 << 20;
-pub const API_CONNECTION_WINDOW: u32 = 8 << 20;
-
 /// Connects to `url` (e.g. `http://127.0.0.1:7777`) and authenticates with `token`.
 pub async fn connect(url: &str, token: Option<&str>) -> Result<Client, ConnectError> {
     let endpoint = Endpoint::from_shared(url.to_string())
@@ -63,8 +58,8 @@ pub async fn connect(url: &str, token: Option<&str>) -> Result<Client, ConnectEr
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         // Large files and outputs move at the link's speed, not one 64 KiB window per round trip.
-        .initial_stream_window_size(API_STREAM_WINDOW)
-        .initial_connection_window_size(API_CONNECTION_WINDOW)
+        .initial_stream_window_size(crate::API_STREAM_WINDOW)
+        .initial_connection_window_size(crate::API_CONNECTION_WINDOW)
         .http2_keep_alive_interval(Duration::from_secs(30));
     let channel = endpoint
         .connect()

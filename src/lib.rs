@@ -31,5 +31,10 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// Version of this build, reported by the server, the CLI and the agent.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// HTTP/2 flow-control windows of the public API, per stream and per connection, used by the
+/// server and the client alike.
+pub const API_STREAM_WINDOW: u32 = 4 << 20;
+pub const API_CONNECTION_WINDOW: u32 = 8 << 20;
+
 /// Version of the agent API; the server refuses agents that speak another.
 pub const AGENT_PROTOCOL: u32 = 2;

@@ -159,8 +159,8 @@ pub async fn serve(config: Config) -> Result<()> {
     health_reporter.set_serving::<NoidServer<GrpcApi>>().await;
     let grpc = tonic::transport::Server::builder()
         .max_concurrent_streams(Some(config.max_streams_per_connection))
-        .initial_stream_window_size(noid::client::API_STREAM_WINDOW)
-        .initial_connection_window_size(noid::client::API_CONNECTION_WINDOW)
+        .initial_stream_window_size(noid::API_STREAM_WINDOW)
+        .initial_connection_window_size(noid::API_CONNECTION_WINDOW)
         .layer(noid_server::api::observe::count_errors(Arc::clone(&core)))
         .layer(Authenticate::new(Arc::clone(&core), GrpcRules))
         .add_service(service)

@@ -130,11 +130,9 @@ where
 /// The authenticated caller of a request that passed the layer (the `User` in its
 /// extensions); none means it came by a public path without a token.
 pub fn caller(found: Option<&User>) -> Result<User, CoreError> {
-    found.cloned().ok_or_else(|| {
-        CoreError::Unauthenticated(
-            "missing or malformed authorization header (expected \"Bearer <token>\")".into(),
-        )
-    })
+    found
+        .cloned()
+        .ok_or_else(|| crate::auth::AuthError::MissingToken.into())
 }
 
 #[cfg(test)]

@@ -116,21 +116,9 @@ mod tests {
 
     fn vm(owner: &str, cpus: u32, memory_mib: u32) -> VmRecord {
         VmRecord {
-            id: "0".into(),
-            name: "v".into(),
-            owner: owner.into(),
-            state: VmState::Running,
             cpus,
             memory_mib,
-            created_at: 0,
-            backend: String::new(),
-            image_id: String::new(),
-            kernel_release: String::new(),
-            process: None,
-            parent_checkpoint: None,
-            net: None,
-            state_reason: None,
-            request_id: None,
+            ..VmRecord::for_test("0", owner, "v")
         }
     }
 

@@ -176,15 +176,11 @@ impl Manager {
             // Memory and disk are written side by side: the guest is paused for the longer
             // of the two, not their sum.
             let (src, dst) = (dir.join(DISK_FILE), staging.join(DISK_FILE));
-            let copy = tokio::task::spawn_blocking(move || clone_file(&src, &dst));
+            let copy = super::blocking(move || clone_file(&src, &dst));
             let (state, copied) = tokio::join!(running.save_state(staging), copy);
-            let saved = async {
-                copied
-                    .map_err(|e| CoreError::Internal(e.to_string()))?
-                    .map_err(|e| io_error("copying the disk", e))?;
-                Ok::<_, CoreError>(state?)
-            }
-            .await;
+            let saved = copied
+                .map_err(|e| io_error("copying the disk", e))
+                .and_then(|_| state.map_err(CoreError::from));
             crash_point("checkpoint.saved");
             // The guest runs again whatever happened above.
             let resumed = running.resume().await;
@@ -203,7 +199,7 @@ impl Manager {
             .chain([DISK_FILE.into()])
             .collect();
         let dir_to_sync = staging.to_path_buf();
-        let sync = tokio::task::spawn_blocking(move || {
+        let sync = super::blocking(move || {
             names
                 .iter()
                 .try_for_each(|n| sync_file(&dir_to_sync.join(n)))
@@ -213,14 +209,10 @@ impl Manager {
             .map_err(|e| io_error("reading the disk copy", e))?
             .len();
         // The disk's checksum is computed while the files go to disk.
-        let digest = tokio::task::spawn_blocking(move || checksum::disk_digest(&disk_path));
+        let digest = super::blocking(move || checksum::disk_digest(&disk_path));
         let (synced, digest) = tokio::join!(sync, digest);
-        synced
-            .map_err(|e| CoreError::Internal(e.to_string()))?
-            .map_err(|e| io_error("syncing the checkpoint files", e))?;
-        let digest = digest
-            .map_err(|e| CoreError::Internal(e.to_string()))?
-            .map_err(|e| io_error("checksumming the disk copy", e))?;
+        synced.map_err(|e| io_error("syncing the checkpoint files", e))?;
+        let digest = digest.map_err(|e| io_error("checksumming the disk copy", e))?;
         tracing::debug!("{}: disk digest done", staging.display());
         let mut files: Vec<FileEntry> = state
             .iter()

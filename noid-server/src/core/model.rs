@@ -204,6 +204,30 @@ impl std::str::FromStr for Backend {
 }
 
 #[cfg(test)]
+impl VmRecord {
+    /// A running VM record for unit tests: 1 CPU, 256 MiB, no process, no network.
+    pub fn for_test(id: &str, owner: &str, name: &str) -> VmRecord {
+        VmRecord {
+            id: id.into(),
+            name: name.into(),
+            owner: owner.into(),
+            state: VmState::Running,
+            cpus: 1,
+            memory_mib: 256,
+            created_at: 0,
+            backend: Backend::QemuTcg.to_string(),
+            image_id: "img1".into(),
+            kernel_release: "6.1".into(),
+            process: None,
+            parent_checkpoint: None,
+            net: None,
+            state_reason: None,
+            request_id: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::Backend;
 

@@ -277,26 +277,9 @@ impl UserStore for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::model::VmState;
 
     fn vm(id: &str, owner: &str, name: &str) -> VmRecord {
-        VmRecord {
-            id: id.into(),
-            name: name.into(),
-            owner: owner.into(),
-            state: VmState::Running,
-            cpus: 1,
-            memory_mib: 256,
-            created_at: 0,
-            backend: "qemu/tcg".into(),
-            image_id: "img".into(),
-            kernel_release: "6.1".into(),
-            process: None,
-            parent_checkpoint: None,
-            net: None,
-            state_reason: None,
-            request_id: None,
-        }
+        VmRecord::for_test(id, owner, name)
     }
 
     #[test]

@@ -28,7 +28,7 @@ impl Rig {
         std::fs::create_dir(&image).unwrap();
         std::fs::write(
             image.join("manifest.json"),
-            r#"{"format": 1, "id": "img1", "kernel_release": "6.1.0-fake"}"#,
+            r#"{"format": 1, "id": "img1", "kernel_release": "6.1"}"#,
         )
         .unwrap();
         for f in ["vmlinuz", "initrd.img", noid::guest::DISK_FILE] {
@@ -146,21 +146,9 @@ fn crashed(rig: &Rig, name: &str, state: VmState, running: bool) -> VmRecord {
     std::fs::write(dir.join(noid::guest::DISK_FILE), b"disk").unwrap();
     let process = running.then(|| rig.vmm.spawn());
     let vm = VmRecord {
-        id,
-        name: name.into(),
-        owner: "alice".into(),
         state,
-        cpus: 1,
-        memory_mib: 256,
-        created_at: 0,
-        backend: "qemu/tcg".into(),
-        image_id: "img1".into(),
-        kernel_release: "6.1.0-fake".into(),
         process,
-        parent_checkpoint: None,
-        net: None,
-        state_reason: None,
-        request_id: None,
+        ..VmRecord::for_test(&id, "alice", name)
     };
     rig.store.insert_vm(&vm).unwrap();
     vm
