@@ -17,6 +17,22 @@ pub const HTTP2_CONNECTION_WINDOW: u32 = 16 << 20;
 /// File name of a VM's root disk, in its directory and in a checkpoint.
 pub const DISK_FILE: &str = "rootfs.ext4";
 
+/// The transfer disk (QEMU): a second virtio-blk disk that carries the bytes of file copies,
+/// because the agent's virtio-serial port moves only about 15 MiB/s under TCG while the
+/// block layer moves hundreds. Its serial number is how the agent tells it from the root
+/// disk; the host keeps it as a sparse file in the VM's directory.
+pub mod transfer_disk {
+    /// The disk's serial number (virtio-blk allows 20 bytes).
+    pub const SERIAL: &str = "noid-transfer";
+    /// Its file in the VM's directory.
+    pub const FILE: &str = "transfer.img";
+    /// Its size: what a guest can make the host store at most, and the room for copies in
+    /// flight at once.
+    pub const BYTES: u64 = 64 << 20;
+    /// Slot offsets and sizes, and the I/O on the disk, are multiples of this.
+    pub const ALIGN: u64 = 4096;
+}
+
 /// Kernel command line keys the server sets and the agent reads.
 pub mod cmdline {
     /// The guest's hostname.

@@ -272,4 +272,87 @@ async fn files_go_in_and_out_intact_and_failures_change_nothing() {
         assert!(Instant::now() < deadline, "the agent still reads /dev/zero");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // Large copies take the transfer disk (its I/O counters move by the file's size), use
+    // every slot of a window many times over, and come back byte for byte; more copies at
+    // once than the disk has windows take the agent channel, and arrive as well.
+    let disk_stat =
+        "for d in /sys/block/*; do [ \"$(cat $d/serial 2>/dev/null)\" = noid-transfer ] \
+                     && awk '{print $3, $7}' $d/stat; done";
+    let sectors = |s: String| -> (u64, u64) {
+        let v: Vec<u64> = s.split_whitespace().map(|x| x.parse().unwrap()).collect();
+        assert_eq!(v.len(), 2, "no transfer disk in the guest: {s:?}");
+        (v[0], v[1])
+    };
+    let mut big = vec![0u8; 20 << 20];
+    rand::thread_rng().fill_bytes(&mut big);
+    let big_local = work.path().join("big.bin");
+    std::fs::write(&big_local, &big).unwrap();
+    let (read0, written0) = sectors(sh(&mut c, "box", disk_stat).await);
+    let out = server.run(
+        "alice",
+        &["cp", big_local.to_str().unwrap(), "box:/root/big"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (read1, _) = sectors(sh(&mut c, "box", disk_stat).await);
+    assert!(
+        read1 - read0 >= (big.len() / 512) as u64,
+        "{read0} -> {read1} sectors read"
+    );
+    let big_back = work.path().join("big.back");
+    let out = server.run(
+        "alice",
+        &["cp", "box:/root/big", big_back.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, written1) = sectors(sh(&mut c, "box", disk_stat).await);
+    assert!(
+        written1 - written0 >= (big.len() / 512) as u64,
+        "{written0} -> {written1} sectors written"
+    );
+    assert!(
+        std::fs::read(&big_back).unwrap() == big,
+        "the copy out differs"
+    );
+    let mid_local = work.path().join("mid.bin");
+    std::fs::write(&mid_local, &big[..6 << 20]).unwrap();
+    let copies: Vec<_> = (0..6)
+        .map(|i| {
+            server
+                .cli("alice")
+                .args([
+                    "cp",
+                    big_local.to_str().unwrap(),
+                    &format!("box:/root/c{i}"),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for copy in copies {
+        let out = copy.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let sums = sh(
+        &mut c,
+        "box",
+        "sha256sum /root/c? | cut -d' ' -f1 | sort -u",
+    )
+    .await;
+    assert_eq!(sums.lines().count(), 1, "copies differ: {sums}");
+    sh(&mut c, "box", "rm /root/big /root/c?").await;
 }

@@ -18,7 +18,7 @@ use tonic::{Status, Streaming};
 const READ_CHUNK: usize = 256 * 1024;
 
 /// An I/O error about `path`, as the status the host maps to its own error kinds.
-fn status(path: &Path, e: io::Error) -> Status {
+pub(crate) fn status(path: &Path, e: io::Error) -> Status {
     let p = path.display();
     match e.raw_os_error() {
         Some(libc::ENOENT) => Status::not_found(format!("{p}: No such file or directory")),
@@ -94,14 +94,14 @@ pub(crate) fn target(header: &WriteFileHeader) -> Result<Target, Status> {
 }
 
 /// A temporary file next to `path`, removed on drop unless it was put in place.
-struct Staged {
-    tmp: PathBuf,
-    file: File,
+pub(crate) struct Staged {
+    pub(crate) tmp: PathBuf,
+    pub(crate) file: File,
     done: bool,
 }
 
 impl Staged {
-    fn create(path: &Path) -> Result<Self, Status> {
+    pub(crate) fn create(path: &Path) -> Result<Self, Status> {
         let dir = path.parent().unwrap_or(Path::new("/"));
         let name = path
             .file_name()
@@ -125,7 +125,7 @@ impl Staged {
     }
 
     /// Syncs the file, gives it `mode` and renames it to `path`.
-    fn place(mut self, path: &Path, mode: u32) -> Result<(), Status> {
+    pub(crate) fn place(mut self, path: &Path, mode: u32) -> Result<(), Status> {
         let fail = |e| status(path, e);
         self.file.sync_all().map_err(fail)?;
         self.file

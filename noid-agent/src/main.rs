@@ -2,6 +2,7 @@
 //! then it serves the agent API on every transport the guest has.
 
 mod console;
+mod disk_copy;
 mod exec;
 mod fdstream;
 mod files;

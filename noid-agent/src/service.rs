@@ -1,4 +1,5 @@
-//! The agent's gRPC service: thin handlers over `exec`, `files`, `system` and `init`.
+//! The agent's gRPC service: thin handlers over `exec`, `files`, `disk_copy`, `system` and
+//! `init`.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -6,16 +7,17 @@ use std::time::Duration;
 use futures::Stream;
 use noid::agent::v1::agent_server::Agent;
 use noid::agent::v1::{
-    exec_request, ExecRequest, ExecResponse, FileData, HealthRequest, HealthResponse,
-    PostRestoreRequest, PostRestoreResponse, ReadFileRequest, ShutdownRequest, ShutdownResponse,
-    WriteFileRequest, WriteFileResponse,
+    exec_request, DiskReadRequest, DiskReadResponse, DiskWriteRequest, DiskWriteResponse,
+    ExecRequest, ExecResponse, FileData, HealthRequest, HealthResponse, PostRestoreRequest,
+    PostRestoreResponse, ReadFileRequest, ShutdownRequest, ShutdownResponse, WriteFileRequest,
+    WriteFileResponse,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::reaper::Reaper;
-use crate::{exec, files, system};
+use crate::{disk_copy, exec, files, system};
 
 pub struct AgentService {
     reaper: Reaper,
@@ -114,6 +116,30 @@ impl Agent for AgentService {
     ) -> Result<Response<Self::ReadFileStream>, Status> {
         let (tx, rx) = mpsc::channel(4);
         files::read(req.into_inner().path, tx)?;
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type WriteFileFromDiskStream =
+        Pin<Box<dyn Stream<Item = Result<DiskWriteResponse, Status>> + Send>>;
+
+    async fn write_file_from_disk(
+        &self,
+        req: Request<Streaming<DiskWriteRequest>>,
+    ) -> Result<Response<Self::WriteFileFromDiskStream>, Status> {
+        let (tx, rx) = mpsc::channel(8);
+        disk_copy::write(req.into_inner(), tx).await?;
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type ReadFileToDiskStream =
+        Pin<Box<dyn Stream<Item = Result<DiskReadResponse, Status>> + Send>>;
+
+    async fn read_file_to_disk(
+        &self,
+        req: Request<Streaming<DiskReadRequest>>,
+    ) -> Result<Response<Self::ReadFileToDiskStream>, Status> {
+        let (tx, rx) = mpsc::channel(8);
+        disk_copy::read(req.into_inner(), tx).await?;
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

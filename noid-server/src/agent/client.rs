@@ -14,34 +14,15 @@ use noid::agent::v1::agent_client::AgentClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::connect::connect;
+use super::disk_copy::{self, Attempt, TransferDisk};
+use super::status::from_status;
 use crate::core::model::AgentEndpoint;
 use crate::core::ports::agent::{
     AgentConnector, AgentError, AgentHealth, ExecEvents, FileChunks, FileTarget, GuestAgent,
-    PostRestore, Rejection, Upload,
+    PostRestore, Upload,
 };
 use crate::core::types::{ExecEvent, ExecInput, ExecSpec, ExitStatus, TtySize};
 use crate::core::CoreError;
-
-/// The agent's gRPC status as the port's error: transport failures (Unavailable, Unknown,
-/// Cancelled without an answer from the agent itself) are `Unreachable`.
-fn from_status(s: tonic::Status) -> AgentError {
-    use tonic::Code;
-    let kind = match s.code() {
-        Code::Unavailable | Code::Unknown | Code::Cancelled => {
-            return AgentError::Unreachable(format!("guest agent unreachable: {}", s.message()))
-        }
-        Code::InvalidArgument => Rejection::InvalidArgument,
-        Code::NotFound => Rejection::NotFound,
-        Code::PermissionDenied | Code::FailedPrecondition => Rejection::FailedPrecondition,
-        Code::ResourceExhausted => Rejection::ResourceExhausted,
-        Code::DataLoss => Rejection::Unavailable,
-        _ => Rejection::Other,
-    };
-    AgentError::Rejected {
-        kind,
-        message: s.message().to_string(),
-    }
-}
 
 /// Makes `RemoteAgent`s.
 pub struct Connector;
@@ -59,6 +40,8 @@ pub struct RemoteAgent {
     link: Arc<Link>,
     /// How long a call may wait for the agent's answer (a frozen or overloaded guest).
     timeout: Duration,
+    /// The VM's transfer disk, which file copies take when they can.
+    disk: Option<Arc<TransferDisk>>,
 }
 
 /// `call`, unless the agent does not answer within `timeout`.
@@ -204,6 +187,13 @@ impl RemoteAgent {
     /// A handle that connects on first use (and again after the connection breaks); each
     /// call waits at most `timeout` for the agent's answer.
     pub fn lazy(endpoint: AgentEndpoint, timeout: Duration) -> Self {
+        let disk = match &endpoint {
+            AgentEndpoint::Serial {
+                transfer_disk: Some(path),
+                ..
+            } => Some(TransferDisk::new(path.clone())),
+            _ => None,
+        };
         let link = Arc::new(Link::new());
         let l = Arc::clone(&link);
         let connector = tower::service_fn(move |_: Uri| {
@@ -229,6 +219,7 @@ impl RemoteAgent {
                 .max_encoding_message_size(64 << 20),
             link,
             timeout,
+            disk,
         }
     }
 }
@@ -289,6 +280,16 @@ impl GuestAgent for RemoteAgent {
         data: Upload,
     ) -> Result<Result<(String, u64), CoreError>, AgentError> {
         use pb::write_file_request::Msg;
+        let data = match &self.disk {
+            Some(disk) => {
+                let client = self.client.clone();
+                match disk_copy::write(client, disk, self.timeout, target.clone(), data).await {
+                    Attempt::Done(result) => return result,
+                    Attempt::NotServed(data) => data,
+                }
+            }
+            None => data,
+        };
         let (failed_tx, mut failed_rx) = tokio::sync::oneshot::channel();
         let header = pb::WriteFileRequest {
             msg: Some(Msg::Header(pb::WriteFileHeader {
@@ -310,6 +311,16 @@ impl GuestAgent for RemoteAgent {
     }
 
     async fn read_file(&self, path: String) -> Result<FileChunks, AgentError> {
+        let path = match &self.disk {
+            Some(disk) => {
+                let client = self.client.clone();
+                match disk_copy::read(client, disk, self.timeout, path).await {
+                    Attempt::Done(result) => return result,
+                    Attempt::NotServed(path) => path,
+                }
+            }
+            None => path,
+        };
         let mut client = self.client.clone();
         let inbound = answered(self.timeout, client.read_file(pb::ReadFileRequest { path }))
             .await?

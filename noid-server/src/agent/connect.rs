@@ -95,7 +95,7 @@ impl AsyncWrite for Greeted {
 
 async fn open(endpoint: &AgentEndpoint) -> io::Result<UnixStream> {
     match endpoint {
-        AgentEndpoint::Serial(path) => UnixStream::connect(path).await,
+        AgentEndpoint::Serial { socket, .. } => UnixStream::connect(socket).await,
         AgentEndpoint::HybridVsock { socket, port } => {
             let mut stream = UnixStream::connect(socket).await?;
             stream
@@ -222,7 +222,12 @@ mod tests {
             let (mut s, _) = listener.accept().await.unwrap();
             s.write_all(&SETTINGS).await.unwrap();
         });
-        let mut s = connect(&AgentEndpoint::Serial(path)).await.unwrap();
+        let mut s = connect(&AgentEndpoint::Serial {
+            socket: path,
+            transfer_disk: None,
+        })
+        .await
+        .unwrap();
         let mut buf = [0u8; 9];
         s.read_exact(&mut buf).await.unwrap();
         assert_eq!(buf, SETTINGS);

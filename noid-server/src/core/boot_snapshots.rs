@@ -24,7 +24,8 @@ use super::{CoreError, Manager, Result};
 use crate::core::model::{CheckpointRecord, VmRecord};
 
 /// Bump when what a boot snapshot holds changes meaning: older ones are then never used.
-const FORMAT: &str = "1";
+/// 2: QEMU VMs have a transfer disk.
+const FORMAT: &str = "2";
 
 /// Which boot snapshots exist in usable form and which are being made, in this process.
 #[derive(Default)]

@@ -142,8 +142,12 @@ pub struct GuestNet {
 /// How the host reaches the guest agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentEndpoint {
-    /// A Unix socket that is one end of a virtio-serial port (QEMU).
-    Serial(std::path::PathBuf),
+    /// A Unix socket that is one end of a virtio-serial port (QEMU), and the transfer disk
+    /// for file copies when the VM has one (`noid::guest::transfer_disk`).
+    Serial {
+        socket: std::path::PathBuf,
+        transfer_disk: Option<std::path::PathBuf>,
+    },
     /// Firecracker's hybrid vsock: a Unix socket, then `CONNECT <port>`.
     HybridVsock {
         socket: std::path::PathBuf,

@@ -14,6 +14,7 @@ use super::qmp::Qmp;
 use super::{process, BootSpec, RunState, SavedFile, VmHandle, Vmm, VmmError};
 use crate::core::model::ProcessId;
 use crate::core::model::{AgentEndpoint, Backend};
+use noid::guest::transfer_disk;
 
 /// File names inside a VM's directory; QEMU runs there, so they stay relative and short.
 pub const AGENT_SOCKET: &str = "agent.sock";
@@ -97,12 +98,38 @@ impl QemuVmm {
     }
 
     /// Starts QEMU (daemonized) for `spec`; with `incoming` it waits for migration state.
+    /// `transfer_disk`: the size of the transfer disk to attach (a fresh, empty one), if any.
     pub(super) async fn launch(
         &self,
         spec: &BootSpec,
         incoming: bool,
+        transfer_disk: Option<u64>,
     ) -> Result<ProcessId, VmmError> {
         let mut args = self.args(spec);
+        let disk_file = spec.dir.join(transfer_disk::FILE);
+        match transfer_disk {
+            Some(bytes) => {
+                std::fs::File::create(&disk_file)?.set_len(bytes)?;
+                args.extend([
+                    "-drive".into(),
+                    // An absolute path: QEMU reopens its disks at the end of a migration,
+                    // after daemonizing has moved it to `/`.
+                    format!(
+                        "id=transfer,file={},format=raw,if=none",
+                        disk_file.display()
+                    ),
+                    "-device".into(),
+                    format!(
+                        "virtio-blk-device,drive=transfer,serial={}",
+                        transfer_disk::SERIAL
+                    ),
+                ]);
+            }
+            None => match std::fs::remove_file(&disk_file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            },
+        }
         if incoming {
             args.extend(["-incoming".into(), "defer".into(), "-S".into()]);
         }
@@ -256,7 +283,7 @@ impl Vmm for QemuVmm {
     }
 
     async fn start(&self, spec: &BootSpec) -> Result<ProcessId, VmmError> {
-        let id = self.launch(spec, false).await?;
+        let id = self.launch(spec, false, Some(transfer_disk::BYTES)).await?;
         let mut qmp = Qmp::connect(&Self::qmp_socket(&spec.dir)).await?;
         let status = qmp.status().await?;
         if status != "running" {
@@ -274,11 +301,15 @@ impl Vmm for QemuVmm {
     fn vm<'a>(&'a self, dir: &Path) -> Box<dyn VmHandle + 'a> {
         Box::new(QemuVm {
             qmp: Self::qmp_socket(dir),
+            dir: dir.to_path_buf(),
         })
     }
 
     async fn restore(&self, spec: &BootSpec, state_dir: &Path) -> Result<ProcessId, VmmError> {
-        let id = self.launch(spec, true).await?;
+        // The devices must be those the state was saved with: a checkpoint from before the
+        // transfer disk existed restores without one (its copies take the agent channel).
+        let disk = super::qemu_snapshot::saved_transfer_disk(state_dir)?;
+        let id = self.launch(spec, true, disk).await?;
         let result = super::qemu_snapshot::load(&Self::qmp_socket(&spec.dir), state_dir).await;
         if let Err(e) = result {
             let _ = process::terminate(&id, std::time::Duration::from_secs(1)).await;
@@ -296,13 +327,18 @@ impl Vmm for QemuVmm {
     }
 
     fn agent_endpoint(&self, dir: &Path) -> AgentEndpoint {
-        AgentEndpoint::Serial(dir.join(AGENT_SOCKET))
+        let disk = dir.join(transfer_disk::FILE);
+        AgentEndpoint::Serial {
+            socket: dir.join(AGENT_SOCKET),
+            transfer_disk: disk.exists().then_some(disk),
+        }
     }
 }
 
 /// A running QEMU VM, reached over its QMP socket.
 struct QemuVm {
     qmp: PathBuf,
+    dir: PathBuf,
 }
 
 #[async_trait]
@@ -331,7 +367,7 @@ impl VmHandle for QemuVm {
     }
 
     async fn save_state(&self, out_dir: &Path) -> Result<Vec<SavedFile>, VmmError> {
-        super::qemu_snapshot::save(&self.qmp, out_dir).await
+        super::qemu_snapshot::save(&self.qmp, &self.dir, out_dir).await
     }
 
     async fn hang_up_agent(&self, hang_up: Box<dyn FnOnce() + Send>) -> Result<(), VmmError> {

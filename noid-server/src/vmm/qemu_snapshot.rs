@@ -17,6 +17,38 @@ use super::{SavedFile, VmmError};
 /// The file that holds memory and device state.
 pub const STATE_FILE: &str = "memory.state";
 const MIGRATE_SOCKET: &str = "migrate.sock";
+/// Saved beside the state when the VM has a transfer disk: its size, which the restored VM's
+/// disk must have (QEMU does not migrate a disk's size, and the guest remembers it).
+const TRANSFER_DISK_MARK: &str = "transfer-disk";
+
+/// The transfer disk that a VM saved in `state_dir` had: its size, or None.
+pub fn saved_transfer_disk(state_dir: &Path) -> Result<Option<u64>, VmmError> {
+    match std::fs::read_to_string(state_dir.join(TRANSFER_DISK_MARK)) {
+        Ok(text) => {
+            text.trim().parse().map(Some).map_err(|_| {
+                VmmError::Control(format!("{TRANSFER_DISK_MARK}: not a size: {text:?}"))
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Records the transfer disk of the VM in `vm_dir` (if it has one) in `out_dir`.
+fn save_transfer_disk(vm_dir: &Path, out_dir: &Path) -> Result<Option<SavedFile>, VmmError> {
+    let disk = match std::fs::metadata(vm_dir.join(noid::guest::transfer_disk::FILE)) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let text = format!("{disk}\n");
+    std::fs::write(out_dir.join(TRANSFER_DISK_MARK), &text)?;
+    Ok(Some(SavedFile {
+        name: TRANSFER_DISK_MARK.into(),
+        bytes: text.len() as u64,
+        sha256: hex::encode(Sha256::digest(text.as_bytes())),
+    }))
+}
 
 /// Polls `query-migrate` until the migration ends; errors unless it completed.
 async fn wait_migration(qmp: &mut Qmp) -> Result<(), VmmError> {
@@ -63,7 +95,12 @@ async fn receive(listener: UnixListener, path: &Path) -> Result<SavedFile, VmmEr
     })
 }
 
-pub async fn save(qmp_socket: &Path, out_dir: &Path) -> Result<Vec<SavedFile>, VmmError> {
+pub async fn save(
+    qmp_socket: &Path,
+    vm_dir: &Path,
+    out_dir: &Path,
+) -> Result<Vec<SavedFile>, VmmError> {
+    let mut saved: Vec<SavedFile> = save_transfer_disk(vm_dir, out_dir)?.into_iter().collect();
     let sock = out_dir.join(MIGRATE_SOCKET);
     let listener = UnixListener::bind(&sock)?;
     let mut qmp = Qmp::connect(qmp_socket).await?;
@@ -90,7 +127,8 @@ pub async fn save(qmp_socket: &Path, out_dir: &Path) -> Result<Vec<SavedFile>, V
         }
     };
     wait_migration(&mut qmp).await?;
-    Ok(vec![file])
+    saved.insert(0, file);
+    Ok(saved)
 }
 
 /// Quotes `s` for a POSIX shell (QEMU runs `exec:` URIs through /bin/sh).
@@ -145,7 +183,25 @@ pub async fn wait_agent_disconnected(qmp: &mut Qmp) -> Result<(), VmmError> {
 
 #[cfg(test)]
 mod tests {
-    use super::shell_quote;
+    use super::*;
+
+    #[test]
+    fn the_transfer_disk_goes_with_the_saved_state() {
+        let (vm, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        // A VM without one (started before the disk existed) saves no mark.
+        assert!(save_transfer_disk(vm.path(), out.path()).unwrap().is_none());
+        assert_eq!(saved_transfer_disk(out.path()).unwrap(), None);
+        let disk = vm.path().join(noid::guest::transfer_disk::FILE);
+        std::fs::File::create(&disk)
+            .unwrap()
+            .set_len(1 << 20)
+            .unwrap();
+        let saved = save_transfer_disk(vm.path(), out.path()).unwrap().unwrap();
+        assert_eq!(saved.name, TRANSFER_DISK_MARK);
+        assert_eq!(saved_transfer_disk(out.path()).unwrap(), Some(1 << 20));
+        std::fs::write(out.path().join(TRANSFER_DISK_MARK), "junk").unwrap();
+        assert!(saved_transfer_disk(out.path()).is_err());
+    }
 
     #[test]
     fn quotes_for_the_shell() {

@@ -70,7 +70,10 @@ impl Vmm for FakeVmm {
     }
 
     fn agent_endpoint(&self, dir: &Path) -> AgentEndpoint {
-        AgentEndpoint::Serial(dir.join("agent.sock"))
+        AgentEndpoint::Serial {
+            socket: dir.join("agent.sock"),
+            transfer_disk: None,
+        }
     }
 
     fn is_running(&self, process: &ProcessId) -> bool {
