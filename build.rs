@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/noid/v1/exec.proto",
         "proto/noid/v1/checkpoint.proto",
         "proto/noid/v1/files.proto",
+        "proto/noid/v1/image.proto",
         "proto/noid/v1/service.proto",
         "proto/noid/agent/v1/agent.proto",
     ];

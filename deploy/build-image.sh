@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds noid's default guest image from this host's Debian registries:
 #   kernel     Debian linux-image-cloud-amd64 (vmlinuz for QEMU, vmlinux extracted for Firecracker)
-#   initramfs  busybox-static + the virtio modules needed to mount the root disk
-#   rootfs     ext4 with busybox-static and noid-agent as PID 1
+#   initramfs  busybox-static, every module the guest needs, and noid-agent: it mounts the root
+#              disk, puts the agent and busybox on a tmpfs at /run/noid inside it and starts
+#              the agent there as PID 1, so any root filesystem works (images need no agent)
+#   rootfs     ext4 with busybox-static: the `default` image's userland
 # Usage: deploy/build-image.sh [OUT_DIR [AGENT_BINARY]]
 #   OUT_DIR defaults to /var/lib/noid/images/default; the agent is built when not given.
 # Idempotent: when OUT_DIR/manifest.json records the same inputs, it does nothing.
@@ -11,7 +13,7 @@ set -euo pipefail
 out=${1:-/var/lib/noid/images/default}
 agent=${2:-$("$(dirname "$0")/build-agent.sh")}
 # Bump when the layout of the image changes; the server refuses images of another format.
-format=1
+format=2
 rootfs_size=${NOID_ROOTFS_SIZE:-512M}
 
 need() { command -v "$1" >/dev/null || { echo "build-image: '$1' is missing (see README set-up)" >&2; exit 1; }; }
@@ -52,14 +54,15 @@ modules_for() {
   modprobe -d "$work/kernel" -S "$krel" --show-depends -a "$@" | awk '$1 == "insmod" {print $2}' \
     | sed "s#^$work/kernel/lib/modules/$krel/##" | awk '!seen[$0]++'
 }
-boot_modules=$(modules_for virtio_mmio virtio_blk)
-# What the agent loads once it runs: console channel, entropy, network, vsock (Firecracker).
-late_modules=$(modules_for virtio_console virtio_rng virtio_net vmw_vsock_virtio_transport)
+# Root disk, agent channel, entropy, network, vsock (Firecracker).
+boot_modules=$(modules_for virtio_mmio virtio_blk virtio_console virtio_rng virtio_net \
+  vmw_vsock_virtio_transport)
 
 echo "==> initramfs"
 ird="$work/initramfs"
 mkdir -p "$ird"/{bin,dev,proc,sys,newroot,lib/modules}
 cp /bin/busybox "$ird/bin/busybox"
+install -m 755 "$agent" "$ird/noid-agent"
 for m in $boot_modules; do
   mkdir -p "$ird/lib/modules/$(dirname "$m")"
   cp "$work/kernel/lib/modules/$krel/$m" "$ird/lib/modules/$m"
@@ -77,27 +80,27 @@ if ! /bin/busybox mount -t ext4 -o rw,noatime /dev/vda /newroot; then
   echo "noid initramfs: cannot mount the root disk /dev/vda" >/dev/console
   /bin/busybox poweroff -f
 fi
+# The agent and a busybox for images without their own tools live on a tmpfs at /run.
+for d in dev proc sys run tmp; do /bin/busybox mkdir -p "/newroot/$d"; done
+/bin/busybox mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /newroot/run
+/bin/busybox mkdir -p /newroot/run/noid/bin
+/bin/busybox cp /noid-agent /newroot/run/noid/noid-agent
+/bin/busybox cp /bin/busybox /newroot/run/noid/bin/busybox
 /bin/busybox umount /proc /sys
 /bin/busybox mount --move /dev /newroot/dev
-exec /bin/busybox switch_root /newroot /sbin/noid-agent
+exec /bin/busybox switch_root /newroot /run/noid/noid-agent
 INIT
 chmod 755 "$ird/init"
 (cd "$ird" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/initrd.img"
 
 echo "==> rootfs ($rootfs_size)"
 rd="$work/rootfs"
-mkdir -p "$rd"/{bin,sbin,usr/bin,usr/sbin,etc/noid,dev,proc,sys,tmp,run,root,var/tmp,lib/modules/"$krel"}
+mkdir -p "$rd"/{bin,sbin,usr/bin,usr/sbin,etc,dev,proc,sys,tmp,run,root,var/tmp}
 chmod 1777 "$rd/tmp" "$rd/var/tmp"
 cp /bin/busybox "$rd/bin/busybox"
 for applet in $(/bin/busybox --list-full); do
   [ -e "$rd/$applet" ] || ln -s /bin/busybox "$rd/$applet"
 done
-install -m 755 "$agent" "$rd/sbin/noid-agent"
-for m in $late_modules; do
-  mkdir -p "$rd/lib/modules/$krel/$(dirname "$m")"
-  cp "$work/kernel/lib/modules/$krel/$m" "$rd/lib/modules/$krel/$m"
-done
-printf '%s\n' $late_modules > "$rd/etc/noid/modules"
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$rd/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' > "$rd/etc/group"
 echo noid > "$rd/etc/hostname"

@@ -2,7 +2,7 @@
 //! `noid console` always finds a prompt.
 
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::reaper::Reaper;
@@ -13,9 +13,9 @@ fn spawn(
     reaper: &Reaper,
 ) -> std::io::Result<tokio::sync::oneshot::Receiver<std::process::ExitStatus>> {
     let tty = || std::fs::OpenOptions::new().read(true).write(true).open(TTY);
-    let mut cmd = Command::new("/bin/sh");
+    let mut cmd = crate::toolbox::shell();
     cmd.arg("-l")
-        .current_dir("/root")
+        .current_dir(crate::toolbox::dir_or_root("/root"))
         .env_clear()
         .envs([
             (

@@ -41,8 +41,9 @@ pub(crate) fn build_command(start: &ExecStart) -> Result<Command, Status> {
         .argv
         .split_first()
         .ok_or_else(|| Status::invalid_argument("argv must not be empty"))?;
+    let who = crate::users::resolve(&start.user)?;
     let cwd = if start.cwd.is_empty() {
-        "/root"
+        crate::toolbox::dir_or_root(&who.home)
     } else {
         &start.cwd
     };
@@ -53,8 +54,8 @@ pub(crate) fn build_command(start: &ExecStart) -> Result<Command, Status> {
     }
     let mut env: HashMap<String, String> = HashMap::from([
         ("PATH".into(), DEFAULT_PATH.into()),
-        ("HOME".into(), "/root".into()),
-        ("USER".into(), "root".into()),
+        ("HOME".into(), who.home.clone()),
+        ("USER".into(), who.name.clone()),
         ("SHELL".into(), "/bin/sh".into()),
     ]);
     if start.tty {
@@ -63,6 +64,10 @@ pub(crate) fn build_command(start: &ExecStart) -> Result<Command, Status> {
     env.extend(start.env.clone());
     let mut cmd = Command::new(prog);
     cmd.args(args).env_clear().envs(env).current_dir(cwd);
+    if who.uid != 0 || who.gid != 0 {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(who.uid).gid(who.gid);
+    }
     Ok(cmd)
 }
 

@@ -1,9 +1,9 @@
-//! Duties of PID 1 in a minimal guest: mount the kernel filesystems, load the modules the
-//! image lists, set the hostname, bring up loopback. Child reaping lives in `reaper`.
+//! Duties of PID 1 in a guest: mount the kernel filesystems (the initramfs loaded the
+//! modules), set the hostname, bring up loopback and the network. Child reaping lives in
+//! `reaper`; the tools it runs come from `toolbox`.
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::AsRawFd;
 
 use noid::guest::cmdline;
 
@@ -32,20 +32,6 @@ fn mount(source: &str, target: &str, fstype: &str, flags: libc::c_ulong) -> io::
     Ok(())
 }
 
-fn load_module(path: &str) -> io::Result<()> {
-    let f = std::fs::File::open(path)?;
-    let params = c"";
-    // SAFETY: finit_module takes a module file descriptor we hold open and a C string.
-    let rc = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), params.as_ptr(), 0) };
-    if rc != 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EEXIST) {
-            return Err(e);
-        }
-    }
-    Ok(())
-}
-
 pub fn run() {
     let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
     let mounts = [
@@ -61,22 +47,18 @@ pub fn run() {
         ("tmpfs", "/dev/shm", "tmpfs", nosuid_nodev),
         ("tmpfs", "/run", "tmpfs", nosuid_nodev),
     ];
+    // The initramfs already made /run a tmpfs, holding the agent itself.
+    let run_mounted = std::path::Path::new(crate::toolbox::DIR).exists();
     for (src, target, fs, flags) in mounts {
+        if target == "/run" && run_mounted {
+            continue;
+        }
         if let Err(e) = mount(src, target, fs, flags) {
             eprintln!("noid-agent: mount {target}: {e}");
         }
     }
     let _ = std::os::unix::fs::symlink("/proc/self/fd", "/dev/fd");
     let _ = std::os::unix::fs::symlink("/dev/pts/ptmx", "/dev/ptmx");
-
-    let release = system::kernel_release();
-    if let Ok(list) = std::fs::read_to_string("/etc/noid/modules") {
-        for m in list.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            if let Err(e) = load_module(&format!("/lib/modules/{release}/{m}")) {
-                eprintln!("noid-agent: module {m}: {e}");
-            }
-        }
-    }
 
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let hostname = cmdline::value(&cmdline, cmdline::HOSTNAME).or_else(|| {
@@ -94,15 +76,12 @@ pub fn run() {
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     );
     // Runs before the reaper starts, so std's own wait collects it.
-    let _ = std::process::Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status();
+    let lo_up = ["ip", "link", "set", "lo", "up"].map(String::from);
+    let _ = crate::toolbox::command(&lo_up).status();
     if let Some(net) = crate::net::NetConfig::from_cmdline(&cmdline) {
         if crate::net::wait_for_device(std::time::Duration::from_secs(3)) {
             for args in net.commands() {
-                let _ = std::process::Command::new(&args[0])
-                    .args(&args[1..])
-                    .status();
+                let _ = crate::toolbox::command(&args).status();
             }
             net.write_resolv_conf();
         } else {

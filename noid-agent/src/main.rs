@@ -11,7 +11,9 @@ mod net;
 mod reaper;
 mod service;
 mod system;
+mod toolbox;
 mod transport;
+mod users;
 
 #[cfg(test)]
 mod fuzz;

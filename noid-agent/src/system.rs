@@ -98,11 +98,8 @@ pub async fn post_restore(req: &PostRestoreRequest, reaper: &Reaper) -> io::Resu
             dns: n.dns.clone(),
         };
         for args in cfg.commands() {
-            let (_child, exit) = reaper.spawn(
-                std::process::Command::new(&args[0])
-                    .args(&args[1..])
-                    .stdin(std::process::Stdio::null()),
-            )?;
+            let (_child, exit) =
+                reaper.spawn(crate::toolbox::command(&args).stdin(std::process::Stdio::null()))?;
             let status = exit
                 .await
                 .map_err(|_| io::Error::other("lost the exit status"))?;

@@ -19,6 +19,7 @@ pub struct ExecArgs {
     pub argv: Vec<String>,
     pub env: Vec<String>,
     pub cwd: Option<String>,
+    pub user: Option<String>,
     pub interactive: bool,
     pub tty: bool,
     pub timeout_secs: Option<f64>,
@@ -62,6 +63,7 @@ pub async fn run(client: &mut noid::client::Client, args: ExecArgs) -> Result<i3
         tty,
         tty_size: size.map(|(rows, cols)| TtySize { rows, cols }),
         timeout_ms,
+        user: args.user.clone().unwrap_or_default(),
     })))
     .await?;
     let _raw = if tty && args.interactive {

@@ -7,6 +7,7 @@ mod config;
 mod console;
 mod copy;
 mod exec;
+mod images;
 mod net;
 mod output;
 mod progress;
@@ -99,6 +100,13 @@ enum Command {
     /// Copy a file into or out of a VM: noid cp LOCAL VM:/PATH, noid cp VM:/PATH LOCAL
     /// (`:/PATH` is in the active VM; `-` is stdin or stdout).
     Cp { src: String, dst: String },
+    /// List the images VMs can start from.
+    Images,
+    /// Inspect, remove, import or build images.
+    Image {
+        #[command(subcommand)]
+        action: images::ImageAction,
+    },
     /// Print a shell completion script: noid completions bash > /etc/bash_completion.d/noid
     Completions { shell: clap_complete::Shell },
     /// Publish guest ports on the host.
@@ -113,9 +121,12 @@ enum Command {
         /// Set an environment variable (repeatable).
         #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
         env: Vec<String>,
-        /// Working directory in the guest.
+        /// Working directory in the guest [default: the image's, else the user's home].
         #[arg(short = 'w', long = "workdir", value_name = "DIR")]
         workdir: Option<String>,
+        /// Run as this guest user: NAME, UID or NAME:GROUP [default: the image's, else root].
+        #[arg(short = 'u', long = "user", value_name = "USER")]
+        user: Option<String>,
         /// Send this terminal's stdin to the command.
         #[arg(short, long)]
         interactive: bool,
@@ -290,10 +301,13 @@ async fn run(cli: Cli) -> Result<i32> {
             clap_complete::generate(shell, &mut Cli::command(), "noid", &mut std::io::stdout());
         }
         Command::Port { action } => vms::port(&mut connect().await?, action, json).await?,
+        Command::Images => images::list(&mut connect().await?, json).await?,
+        Command::Image { action } => images::run(&mut connect().await?, action, json).await?,
         Command::Exec {
             name,
             env,
             workdir,
+            user,
             interactive,
             tty,
             timeout,
@@ -306,6 +320,7 @@ async fn run(cli: Cli) -> Result<i32> {
                 argv: command,
                 env,
                 cwd: workdir,
+                user,
                 interactive,
                 tty,
                 timeout_secs: timeout,

@@ -113,7 +113,7 @@ pub fn vm_details(vm: &Vm) {
         ("ports", ports(vm)),
         ("network", policy_summary(vm)),
         ("backend", vm.backend.clone()),
-        ("image", vm.image_id.clone()),
+        ("image", format!("{} (base {})", vm.image, vm.image_id)),
         ("kernel", vm.kernel_release.clone()),
         ("from checkpoint", or_dash(&vm.parent_checkpoint)),
         ("vmm pid", vm.vmm_pid.to_string()),

@@ -14,9 +14,37 @@ pub async fn spinning<T>(json: bool, msg: &str, work: impl Future<Output = T>) -
     result
 }
 
-fn start(msg: &str) -> indicatif::ProgressBar {
+/// A byte counter for an upload of `total` bytes.
+pub fn bytes(json: bool, msg: &str, total: u64) -> indicatif::ProgressBar {
+    if json || !shown() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(total);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} {bytes}/{total_bytes} ({bytes_per_sec}) {elapsed}",
+        )
+        .expect("valid template"),
+    );
+    pb.set_message(msg.to_string());
+    pb
+}
+
+/// A spinner whose message is the latest progress line of the server.
+pub fn line(json: bool) -> indicatif::ProgressBar {
+    if json || !shown() {
+        return indicatif::ProgressBar::hidden();
+    }
+    start("")
+}
+
+fn shown() -> bool {
     use std::io::IsTerminal;
-    if !std::io::stderr().is_terminal() {
+    std::io::stderr().is_terminal()
+}
+
+fn start(msg: &str) -> indicatif::ProgressBar {
+    if !shown() {
         return indicatif::ProgressBar::hidden();
     }
     let pb = indicatif::ProgressBar::new_spinner();

@@ -20,6 +20,9 @@ pub struct CreateArgs {
     /// Memory in MiB [default: the server's]
     #[arg(long)]
     pub mem: Option<u32>,
+    /// The image to start from (see `noid images`) [default: default]
+    #[arg(long)]
+    pub image: Option<String>,
     #[command(flatten)]
     pub policy: net::PolicyArgs,
 }
@@ -56,6 +59,7 @@ pub async fn create(client: Client, args: CreateArgs, json: bool) -> Result<()> 
         name,
         cpus,
         mem,
+        image,
         policy,
     } = args;
     noid::names::validate_name("VM", &name)?;
@@ -66,6 +70,7 @@ pub async fn create(client: Client, args: CreateArgs, json: bool) -> Result<()> 
         memory_mib: mem.unwrap_or(0),
         network_policy: policy.to_proto(),
         request_id: crate::request_id(),
+        image: image.unwrap_or_default(),
     };
     let call = crate::retried(|| {
         let mut client = client.clone();

@@ -123,7 +123,7 @@ pub fn run(config: &Config) -> Vec<Finding> {
     out.push(find("data dir", filesystem(&config.data_dir)));
     out.push(find(
         "image",
-        crate::image::Image::open(&config.image_dir())
+        crate::images::Base::open(&config.image_dir())
             .map(|i| {
                 let vmlinux = if i.dir.join("vmlinux").exists() {
                     ", vmlinux present"

@@ -11,7 +11,7 @@ pub mod config;
 pub mod console;
 pub mod core;
 pub mod doctor;
-pub mod image;
+pub mod images;
 pub mod logging;
 pub mod metrics;
 pub mod network;

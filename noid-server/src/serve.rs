@@ -15,7 +15,7 @@ use noid_server::api::MAX_MESSAGE_BYTES;
 use noid_server::config::Config;
 use noid_server::core::ports::store::Store;
 use noid_server::core::{Manager, Parts};
-use noid_server::image::Image;
+use noid_server::images::{Base, ImageStore};
 use noid_server::storage::Layout;
 use noid_server::vmm::select;
 use tokio::sync::watch;
@@ -72,7 +72,8 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 pub async fn serve(config: Config) -> Result<()> {
     config.validate()?;
     let file_limit = raise_file_limit();
-    let image = Image::open(&config.image_dir())?;
+    let base = Base::open(&config.image_dir())?;
+    let images = Arc::new(ImageStore::open(&config.data_dir.join("images"), base)?);
     let layout = Layout::new(&config.data_dir);
     let store: Arc<dyn Store> = Arc::new(crate::open_store(&config.data_dir)?);
     let admin_socket = admin::socket_path(&config.data_dir);
@@ -107,7 +108,7 @@ pub async fn serve(config: Config) -> Result<()> {
     let core = Manager::open(Parts {
         limits: config.vm.clone(),
         layout,
-        image,
+        images,
         store,
         vmm,
         network,

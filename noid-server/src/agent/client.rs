@@ -256,6 +256,7 @@ impl GuestAgent for RemoteAgent {
         input: BoxStream<'static, ExecInput>,
     ) -> Result<ExecEvents, AgentError> {
         let start = pb::ExecStart {
+            user: spec.user.unwrap_or_default(),
             argv: spec.argv,
             env: spec.env,
             cwd: spec.cwd.unwrap_or_default(),

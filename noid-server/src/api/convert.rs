@@ -43,6 +43,7 @@ pub fn vm(v: &VmRecord) -> pb::Vm {
             .collect(),
         network_policy: v.net.as_ref().map(|n| n.policy.to_proto()),
         state_reason: v.state_reason.clone().unwrap_or_default(),
+        image: v.image.clone(),
     }
 }
 
@@ -71,6 +72,7 @@ pub fn exec_start(s: pb::ExecStart) -> (String, ExecSpec) {
             .tty
             .then(|| size(s.tty_size.unwrap_or(pb::TtySize { rows: 24, cols: 80 }))),
         timeout: (s.timeout_ms > 0).then(|| Duration::from_millis(s.timeout_ms.into())),
+        user: (!s.user.is_empty()).then_some(s.user),
     };
     (s.vm, spec)
 }

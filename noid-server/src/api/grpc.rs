@@ -8,7 +8,7 @@ use noid::v1 as pb;
 use noid::v1::noid_server::Noid;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::convert;
+use super::{convert, images};
 use crate::core::{CopyTarget, CoreError, CreateVm, Manager, Restore, User};
 
 pub struct GrpcApi {
@@ -125,6 +125,7 @@ impl Noid for GrpcApi {
                         .map(|p| convert::parse_net_policy(&self.core, p))
                         .transpose()?,
                     request_id: (!r.request_id.is_empty()).then_some(r.request_id),
+                    image: (!r.image.is_empty()).then_some(r.image),
                 },
             )
             .await?;
@@ -445,5 +446,56 @@ impl Noid for GrpcApi {
         let chunks = self.core.copy_out(&user, &r.vm, &r.path).await?;
         let out = chunks.map(|c| c.map(|data| pb::FileChunk { data }).map_err(Status::from));
         Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn list_images(
+        &self,
+        req: Request<pb::ListImagesRequest>,
+    ) -> Result<Response<pb::ListImagesResponse>, Status> {
+        let user = self.user(&req)?;
+        let images = self.core.list_images(&user)?;
+        Ok(Response::new(pb::ListImagesResponse {
+            images: images.iter().map(images::image).collect(),
+        }))
+    }
+
+    async fn get_image(
+        &self,
+        req: Request<pb::GetImageRequest>,
+    ) -> Result<Response<pb::Image>, Status> {
+        let user = self.user(&req)?;
+        let image = self.core.get_image(&user, &req.get_ref().name)?;
+        Ok(Response::new(images::image(&image)))
+    }
+
+    async fn delete_image(
+        &self,
+        req: Request<pb::DeleteImageRequest>,
+    ) -> Result<Response<pb::DeleteImageResponse>, Status> {
+        let user = self.user(&req)?;
+        self.core.delete_image(&user, &req.get_ref().name)?;
+        Ok(Response::new(pb::DeleteImageResponse {}))
+    }
+
+    type ImportImageStream = images::ProgressStream;
+
+    async fn import_image(
+        &self,
+        req: Request<Streaming<pb::ImportImageRequest>>,
+    ) -> Result<Response<Self::ImportImageStream>, Status> {
+        let user = self.user(&req)?;
+        let stream = images::import(Arc::clone(&self.core), user, req.into_inner()).await?;
+        Ok(Response::new(stream))
+    }
+
+    type BuildImageStream = images::ProgressStream;
+
+    async fn build_image(
+        &self,
+        req: Request<pb::BuildImageRequest>,
+    ) -> Result<Response<Self::BuildImageStream>, Status> {
+        let user = self.user(&req)?;
+        let stream = images::build(Arc::clone(&self.core), user, req.into_inner());
+        Ok(Response::new(stream))
     }
 }

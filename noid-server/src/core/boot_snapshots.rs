@@ -24,8 +24,8 @@ use super::{CoreError, Manager, Result};
 use crate::core::model::{CheckpointRecord, VmRecord};
 
 /// Bump when what a boot snapshot holds changes meaning: older ones are then never used.
-/// 2: QEMU VMs have a transfer disk.
-const FORMAT: &str = "2";
+/// 2: QEMU VMs have a transfer disk. 3: keyed by image.
+const FORMAT: &str = "3";
 
 /// Which boot snapshots exist in usable form and which are being made, in this process.
 #[derive(Default)]
@@ -38,10 +38,12 @@ pub(super) struct BootSnapshots {
 
 impl Manager {
     /// The snapshot key of a VM shape: everything a restore must match.
-    fn boot_snapshot_key(&self, cpus: u32, memory_mib: u32) -> String {
+    fn boot_snapshot_key(&self, image: &str, cpus: u32, memory_mib: u32) -> String {
+        // The image by name and content: one made again under the same name is another.
+        let image_id = self.images.get(image).map(|m| m.id).unwrap_or_default();
         let shape = format!(
-            "{FORMAT}\n{}\n{}\n{}\n{}\n{}\n{}",
-            self.image.manifest.id,
+            "{FORMAT}\n{}\n{image}\n{image_id}\n{}\n{}\n{}\n{}\n{}",
+            self.base().manifest.id,
             self.vmm.backend(),
             self.vmm.version(),
             cpus,
@@ -62,7 +64,7 @@ impl Manager {
         if !self.limits.boot_snapshots {
             return Ok(false);
         }
-        let key = self.boot_snapshot_key(vm.cpus, vm.memory_mib);
+        let key = self.boot_snapshot_key(&vm.image, vm.cpus, vm.memory_mib);
         let snap = self.layout.boot_snapshot(&key);
         if !snap.join(super::manifest::MANIFEST).is_file() {
             return Ok(false);
@@ -144,7 +146,7 @@ impl Manager {
         if !self.limits.boot_snapshots {
             return;
         }
-        let key = self.boot_snapshot_key(vm.cpus, vm.memory_mib);
+        let key = self.boot_snapshot_key(&vm.image, vm.cpus, vm.memory_mib);
         let snap = self.layout.boot_snapshot(&key);
         if snap.is_dir()
             || !self
@@ -223,6 +225,20 @@ impl Manager {
         }
     }
 
+    /// Removes the boot snapshots of image `image` (it is being removed).
+    pub(super) fn remove_boot_snapshots_of(&self, image: &str) {
+        for entry in std::fs::read_dir(self.layout.boot_snapshots())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if Manifest::read(&entry.path()).is_ok_and(|m| m.checkpoint.image == image) {
+                tracing::info!("removing boot snapshot {}", entry.path().display());
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+
     /// At start: removes unfinished snapshots and those no create can use any more (another
     /// image, VMM version or network setting, or an older format: the name is no longer the
     /// key of the shape it holds); with boot snapshots off, all of them.
@@ -236,7 +252,11 @@ impl Manager {
             let name = entry.file_name().to_string_lossy().into_owned();
             let keep = self.limits.boot_snapshots
                 && Manifest::read(&path).is_ok_and(|m| {
-                    name == self.boot_snapshot_key(m.checkpoint.cpus, m.checkpoint.memory_mib)
+                    name == self.boot_snapshot_key(
+                        &m.checkpoint.image,
+                        m.checkpoint.cpus,
+                        m.checkpoint.memory_mib,
+                    )
                 });
             if !keep {
                 tracing::info!("removing boot snapshot {}", path.display());

@@ -144,6 +144,7 @@ impl Manager {
             disk_bytes: saved.disk_bytes,
             parent: vm.parent_checkpoint.clone(),
             net_policy: vm.net.as_ref().map(|n| n.policy.clone()),
+            image: vm.image.clone(),
         }
     }
 

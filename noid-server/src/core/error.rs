@@ -6,6 +6,7 @@ use thiserror::Error;
 use super::ports::vmm::VmmError;
 use crate::auth::AuthError;
 use crate::core::ports::store::StoreError;
+use crate::images::ImageError;
 
 #[derive(Debug, Error)]
 pub enum CoreError {
@@ -46,6 +47,19 @@ impl From<StoreError> for CoreError {
                 CoreError::AlreadyExists(format!("{what} already exists"))
             }
             other => CoreError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<ImageError> for CoreError {
+    fn from(e: ImageError) -> Self {
+        match e {
+            ImageError::NotFound(_) => CoreError::NotFound(e.to_string()),
+            ImageError::AlreadyExists(_) => CoreError::AlreadyExists(e.to_string()),
+            ImageError::InvalidName(n) => n.into(),
+            ImageError::Invalid(m) => CoreError::InvalidArgument(m),
+            ImageError::Refused(m) => CoreError::FailedPrecondition(m),
+            ImageError::Io { .. } => CoreError::Internal(e.to_string()),
         }
     }
 }

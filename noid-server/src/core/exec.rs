@@ -104,6 +104,29 @@ impl Manager {
         }
     }
 
+    /// `spec` over the settings of the VM's image (Env, WorkingDir, User): what the request
+    /// gives wins.
+    fn with_image_defaults(&self, vm: &VmRecord, mut spec: ExecSpec) -> ExecSpec {
+        if vm.image == crate::images::store::DEFAULT {
+            return spec;
+        }
+        let Ok(image) = self.images.get(&vm.image) else {
+            return spec;
+        };
+        let config = image.config;
+        let mut env: std::collections::HashMap<String, String> =
+            config.env_pairs().into_iter().collect();
+        env.extend(spec.env);
+        spec.env = env;
+        if spec.cwd.is_none() && !config.working_dir.is_empty() {
+            spec.cwd = Some(config.working_dir);
+        }
+        if spec.user.is_none() && !config.user.is_empty() {
+            spec.user = Some(config.user);
+        }
+        spec
+    }
+
     /// Starts `spec` in the caller's VM `vm_name`. `input` feeds the command (its end closes
     /// stdin); the returned stream reports output and ends with `ExecEvent::Exit`.
     pub async fn exec<S>(
@@ -118,6 +141,7 @@ impl Manager {
     {
         validate(&spec)?;
         let vm = self.running_vm(user, vm_name)?;
+        let spec = self.with_image_defaults(&vm, spec);
         self.metrics.exec_started();
         let events = match self.agent(&vm).exec(spec, input.boxed()).await {
             Ok(e) => e,

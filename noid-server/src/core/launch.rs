@@ -67,7 +67,7 @@ impl Manager {
         }
         let disk = match source.snapshot_dir() {
             Some(dir) => dir.join(DISK_FILE),
-            None => self.image.rootfs(),
+            None => self.images.rootfs(&vm.image),
         };
         let rootfs = spec.rootfs.clone();
         super::blocking(move || crate::storage::clone_file(&disk, &rootfs))

@@ -187,6 +187,7 @@ mod fuzz {
             disk_bytes: 0,
             parent: None,
             net_policy: None,
+            image: "default".into(),
         }
     }
 

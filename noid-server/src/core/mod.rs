@@ -19,6 +19,7 @@ mod exec;
 pub mod faults;
 mod files;
 mod flow;
+mod images;
 mod launch;
 mod limits;
 mod locks;
@@ -41,7 +42,7 @@ use std::time::Duration;
 
 use crate::core::model::VmRecord;
 use crate::core::ports::store::Store;
-use crate::image::Image;
+use crate::images::{Base, ImageStore};
 use crate::network::Network;
 use crate::storage::Layout;
 use ports::agent::{AgentConnector, GuestAgent};
@@ -51,6 +52,7 @@ pub use admission::Quota;
 pub use error::{CoreError, Result};
 pub use files::CopyTarget;
 use flow::{blocking, detached};
+pub use images::{ImageSource, Progress};
 pub use limits::VmLimits;
 pub use net::NetOptions;
 pub use types::*;
@@ -58,7 +60,7 @@ pub use types::*;
 pub struct Manager {
     limits: VmLimits,
     layout: Layout,
-    image: Image,
+    images: Arc<ImageStore>,
     store: Arc<dyn Store>,
     vmm: Arc<dyn Vmm>,
     consoles: crate::console::Consoles,
@@ -89,7 +91,8 @@ pub struct Manager {
 pub struct Parts {
     pub limits: VmLimits,
     pub layout: Layout,
-    pub image: Image,
+    /// The base VMs boot and the images their disks come from.
+    pub images: Arc<ImageStore>,
     pub store: Arc<dyn Store>,
     pub vmm: Arc<dyn Vmm>,
     /// Guest networking; None gives VMs no network.
@@ -106,7 +109,7 @@ impl Manager {
         let Parts {
             limits,
             layout,
-            image,
+            images,
             store,
             vmm,
             network,
@@ -122,7 +125,7 @@ impl Manager {
         let manager = Arc::new(Self {
             limits,
             layout,
-            image,
+            images,
             store,
             vmm,
             network,
@@ -155,8 +158,8 @@ impl Manager {
     pub fn server_info(&self) -> ServerInfo {
         ServerInfo {
             backend: self.vmm.backend().to_string(),
-            image_id: self.image.manifest.id.clone(),
-            kernel_release: self.image.manifest.kernel_release.clone(),
+            image_id: self.base().manifest.id.clone(),
+            kernel_release: self.base().manifest.kernel_release.clone(),
             default_cpus: self.limits.default_cpus,
             max_cpus: self.limits.max_cpus,
             default_memory_mib: self.limits.default_memory_mib,
@@ -188,6 +191,11 @@ impl Manager {
                 .collect(),
         };
         self.metrics.render(&snap)
+    }
+
+    /// The kernel and initramfs every VM boots.
+    fn base(&self) -> &Base {
+        self.images.base()
     }
 
     fn agent(&self, vm: &VmRecord) -> Arc<dyn GuestAgent> {

@@ -73,6 +73,13 @@ pub struct VmRecord {
     /// The client's id of the request that created the VM, for retries.
     #[serde(default)]
     pub request_id: Option<String>,
+    /// The image its root disk came from (by name); `image_id` is the base it boots.
+    #[serde(default = "default_image")]
+    pub image: String,
+}
+
+fn default_image() -> String {
+    crate::images::store::DEFAULT.to_string()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +125,10 @@ pub struct CheckpointRecord {
     /// The VM's network policy at the checkpoint: what its forks get unless told otherwise.
     #[serde(default)]
     pub net_policy: Option<noid::netpolicy::NetPolicy>,
+    /// The image of the VM it was taken of (by name); its forks run with that image's
+    /// settings.
+    #[serde(default = "default_image")]
+    pub image: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,6 +238,7 @@ impl VmRecord {
             net: None,
             state_reason: None,
             request_id: None,
+            image: "default".into(),
         }
     }
 }

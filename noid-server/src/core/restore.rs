@@ -77,7 +77,7 @@ impl Manager {
                 ckpt.id, ckpt.backend, ckpt.backend_version
             )));
         }
-        let image = &self.image.manifest.id;
+        let image = &self.base().manifest.id;
         if &ckpt.image_id != image {
             return Err(CoreError::FailedPrecondition(format!(
                 "checkpoint {} was made with guest image {}, this server has image {image}",
@@ -128,6 +128,7 @@ impl Manager {
             parent_checkpoint: Some(ckpt.id.clone()),
             net: None,
             state_reason: None,
+            image: ckpt.image.clone(),
             request_id,
         };
         let demand = super::admission::Demand {

@@ -17,6 +17,8 @@ pub struct CreateVm {
     pub net_policy: Option<noid::netpolicy::NetPolicy>,
     /// The client's id for this create, which makes retrying it safe.
     pub request_id: Option<String>,
+    /// The image its disk comes from; None: `default`.
+    pub image: Option<String>,
 }
 
 /// A restore of a checkpoint: in place, or into a new VM (a fork).
@@ -47,6 +49,8 @@ pub struct ExecSpec {
     pub stdin: bool,
     pub tty: Option<TtySize>,
     pub timeout: Option<Duration>,
+    /// Run as this guest user ("name", "uid", "name:group"); None: the image's, or root.
+    pub user: Option<String>,
 }
 
 /// What a client sends to a running command.

@@ -136,6 +136,11 @@ impl Manager {
         noid::names::validate_name("VM", &req.name)?;
         let (cpus, memory_mib) = self.check_resources(&req)?;
         let policy = self.policy_for(req.net_policy)?;
+        let image = req
+            .image
+            .filter(|i| !i.is_empty())
+            .unwrap_or_else(|| crate::images::store::DEFAULT.into());
+        self.images.get(&image)?;
         let record = VmRecord {
             id: new_id(),
             name: req.name,
@@ -145,18 +150,19 @@ impl Manager {
             memory_mib,
             created_at: now_secs(),
             backend: self.vmm.backend().to_string(),
-            image_id: self.image.manifest.id.clone(),
-            kernel_release: self.image.manifest.kernel_release.clone(),
+            image_id: self.base().manifest.id.clone(),
+            kernel_release: self.base().manifest.kernel_release.clone(),
             process: None,
             parent_checkpoint: None,
             net: None,
             state_reason: None,
             request_id: req.request_id,
+            image,
         };
         let demand = super::admission::Demand {
             cpus,
             memory_mib,
-            disk_bytes: super::admission::allocated_bytes(&self.image.rootfs()),
+            disk_bytes: super::admission::allocated_bytes(&self.images.rootfs(&record.image)),
         };
         if let Some(done) = self.insert_new_vm(&record, &demand).await? {
             return Ok(done);
@@ -232,9 +238,9 @@ impl Manager {
         Ok(BootSpec {
             rootfs: dir.join(DISK_FILE),
             dir,
-            kernel: self.image.kernel(),
-            kernel_elf: self.image.kernel_elf(),
-            initrd: self.image.initrd(),
+            kernel: self.base().kernel(),
+            kernel_elf: self.base().kernel_elf(),
+            initrd: self.base().initrd(),
             cpus: vm.cpus,
             memory_mib: vm.memory_mib,
             hostname: vm.name.clone(),

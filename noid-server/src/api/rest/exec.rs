@@ -64,6 +64,7 @@ async fn exec(
         stdin: b.stdin.is_some(),
         tty: None,
         timeout,
+        user: None,
     };
     let input: Vec<ExecInput> = match b.stdin {
         Some(s) => vec![ExecInput::Stdin(s.into_bytes()), ExecInput::CloseStdin],

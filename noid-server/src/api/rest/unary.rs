@@ -55,6 +55,9 @@ pub(super) fn unary_handler(route: &'static Route) -> MethodRouter<Gateway> {
             bind::<pb::DeleteCheckpointRequest, _>(route, |a, r| a.delete_checkpoint(r))
         }
         "Restore" => bind::<pb::RestoreRequest, _>(route, |a, r| a.restore(r)),
+        "ListImages" => bind::<pb::ListImagesRequest, _>(route, |a, r| a.list_images(r)),
+        "GetImage" => bind::<pb::GetImageRequest, _>(route, |a, r| a.get_image(r)),
+        "DeleteImage" => bind::<pb::DeleteImageRequest, _>(route, |a, r| a.delete_image(r)),
         other => unreachable!("route {} names no unary RPC {other:?}", route.path),
     }
 }

@@ -28,7 +28,10 @@ impl Rig {
         std::fs::create_dir(&image).unwrap();
         std::fs::write(
             image.join("manifest.json"),
-            r#"{"format": 1, "id": "img1", "kernel_release": "6.1"}"#,
+            format!(
+                r#"{{"format": {}, "id": "img1", "kernel_release": "6.1"}}"#,
+                crate::images::base::IMAGE_FORMAT
+            ),
         )
         .unwrap();
         for f in ["vmlinuz", "initrd.img", noid::guest::DISK_FILE] {
@@ -61,7 +64,13 @@ impl Rig {
         Manager::open(Parts {
             limits,
             layout: self.layout(),
-            image: crate::image::Image::open(&self.dir.path().join("image")).unwrap(),
+            images: Arc::new(
+                crate::images::ImageStore::open(
+                    &self.dir.path().join("images"),
+                    crate::images::Base::open(&self.dir.path().join("image")).unwrap(),
+                )
+                .unwrap(),
+            ),
             store: Arc::clone(&self.store) as Arc<dyn Store>,
             vmm: Arc::clone(&self.vmm) as Arc<dyn super::ports::vmm::Vmm>,
             network: None,

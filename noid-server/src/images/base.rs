@@ -1,5 +1,6 @@
-//! The guest image the server boots: kernel, initramfs, root filesystem and the manifest that
-//! `deploy/build-image.sh` stamps on it. The server refuses an image of another format.
+//! The base every VM boots from, as `deploy/build-image.sh` makes it: the kernel, the
+//! initramfs (which carries the agent), the `default` image's root filesystem and the manifest
+//! stamped on them. The server refuses a base of another format.
 
 use std::path::{Path, PathBuf};
 
@@ -7,10 +8,10 @@ use serde::Deserialize;
 use thiserror::Error;
 
 /// The image layout this server understands (`format` in manifest.json).
-pub const IMAGE_FORMAT: u32 = 1;
+pub const IMAGE_FORMAT: u32 = 2;
 
 #[derive(Debug, Error)]
-pub enum ImageError {
+pub enum BaseError {
     #[error("no guest image at {0}: build it with deploy/build-image.sh (see README)")]
     Missing(PathBuf),
     #[error("guest image manifest {path} is unreadable: {reason}")]
@@ -29,35 +30,35 @@ pub struct Manifest {
 }
 
 #[derive(Debug, Clone)]
-pub struct Image {
+pub struct Base {
     pub dir: PathBuf,
     pub manifest: Manifest,
 }
 
-impl Image {
-    pub fn open(dir: &Path) -> Result<Self, ImageError> {
+impl Base {
+    pub fn open(dir: &Path) -> Result<Self, BaseError> {
         let path = dir.join("manifest.json");
         if !path.exists() {
-            return Err(ImageError::Missing(dir.to_path_buf()));
+            return Err(BaseError::Missing(dir.to_path_buf()));
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| ImageError::BadManifest {
+        let text = std::fs::read_to_string(&path).map_err(|e| BaseError::BadManifest {
             path: path.clone(),
             reason: e.to_string(),
         })?;
         let manifest: Manifest =
-            serde_json::from_str(&text).map_err(|e| ImageError::BadManifest {
+            serde_json::from_str(&text).map_err(|e| BaseError::BadManifest {
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
         if manifest.format != IMAGE_FORMAT {
-            return Err(ImageError::WrongFormat {
+            return Err(BaseError::WrongFormat {
                 path: dir.to_path_buf(),
                 found: manifest.format,
             });
         }
         for file in ["vmlinuz", "initrd.img", noid::guest::DISK_FILE] {
             if !dir.join(file).exists() {
-                return Err(ImageError::MissingFile {
+                return Err(BaseError::MissingFile {
                     dir: dir.to_path_buf(),
                     file,
                 });
@@ -94,18 +95,15 @@ mod tests {
     #[test]
     fn refuses_missing_and_foreign_images() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            Image::open(dir.path()),
-            Err(ImageError::Missing(_))
-        ));
+        assert!(matches!(Base::open(dir.path()), Err(BaseError::Missing(_))));
         std::fs::write(
             dir.path().join("manifest.json"),
             r#"{"format": 99, "id": "x", "kernel_release": "k"}"#,
         )
         .unwrap();
         assert!(matches!(
-            Image::open(dir.path()),
-            Err(ImageError::WrongFormat { found: 99, .. })
+            Base::open(dir.path()),
+            Err(BaseError::WrongFormat { found: 99, .. })
         ));
     }
 }

@@ -1,0 +1,129 @@
+//! The image calls of the gRPC service: translation to and from the core, and the progress
+//! streams of imports and builds (lines while the work runs, then the image or the error).
+
+use std::sync::Arc;
+
+use futures::{Future, Stream};
+use noid::v1 as pb;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Status, Streaming};
+
+use crate::core::{CoreError, ImageSource, Manager, User};
+use crate::images::debian::Recipe;
+use crate::images::ImageManifest;
+
+pub fn image(m: &ImageManifest) -> pb::Image {
+    pb::Image {
+        name: m.name.clone(),
+        id: m.id.clone(),
+        source: m.source.clone(),
+        created_at: m.created_at as i64,
+        disk_bytes: m.disk_bytes,
+        stored_bytes: m.stored_bytes,
+        kernel_release: m.kernel_release.clone(),
+        owner: m.owner.clone(),
+        config: Some(pb::ImageConfig {
+            env: m.config.env.clone(),
+            working_dir: m.config.working_dir.clone(),
+            user: m.config.user.clone(),
+            entrypoint: m.config.entrypoint.clone(),
+            cmd: m.config.cmd.clone(),
+        }),
+    }
+}
+
+pub type ProgressStream =
+    std::pin::Pin<Box<dyn Stream<Item = Result<pb::ImageProgress, Status>> + Send>>;
+
+/// Runs `work` (which reports on the sender it is given) and streams its progress, then its
+/// image or error.
+fn with_progress<F, W>(work: W) -> ProgressStream
+where
+    W: FnOnce(crate::core::Progress) -> F,
+    F: Future<Output = Result<ImageManifest, CoreError>> + Send + 'static,
+{
+    let (lines_tx, mut lines) = mpsc::unbounded_channel::<String>();
+    let (tx, rx) = mpsc::channel(16);
+    let done = work(lines_tx);
+    tokio::spawn(async move {
+        let mut done = std::pin::pin!(done);
+        let result = loop {
+            tokio::select! {
+                biased;
+                Some(line) = lines.recv() => {
+                    let msg = pb::image_progress::Msg::Log(line);
+                    // A client that went away does not stop the work.
+                    let _ = tx.send(Ok(pb::ImageProgress { msg: Some(msg) })).await;
+                }
+                result = &mut done => break result,
+            }
+        };
+        while let Ok(line) = lines.try_recv() {
+            let msg = pb::image_progress::Msg::Log(line);
+            let _ = tx.send(Ok(pb::ImageProgress { msg: Some(msg) })).await;
+        }
+        let last = result
+            .map(|m| pb::ImageProgress {
+                msg: Some(pb::image_progress::Msg::Image(image(&m))),
+            })
+            .map_err(Status::from);
+        let _ = tx.send(last).await;
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
+
+pub async fn import(
+    core: Arc<Manager>,
+    user: User,
+    mut inbound: Streaming<pb::ImportImageRequest>,
+) -> Result<ProgressStream, Status> {
+    let header = match inbound.message().await? {
+        Some(pb::ImportImageRequest {
+            msg: Some(pb::import_image_request::Msg::Header(h)),
+        }) => h,
+        _ => {
+            return Err(Status::invalid_argument(
+                "the first message of an ImportImage stream must be `header`",
+            ))
+        }
+    };
+    noid::names::validate_name("image", &header.name).map_err(CoreError::from)?;
+    let data = futures::stream::unfold(inbound, |mut inbound| async move {
+        let item = match inbound.message().await {
+            Ok(Some(pb::ImportImageRequest {
+                msg: Some(pb::import_image_request::Msg::Data(d)),
+            })) => Ok(d),
+            Ok(None) => return None,
+            Ok(Some(_)) => Err(CoreError::InvalidArgument(
+                "an ImportImage stream is one header, then data".into(),
+            )),
+            Err(e) => Err(CoreError::Unavailable(format!(
+                "the upload broke off ({}); no image was made",
+                e.message()
+            ))),
+        };
+        Some((item, inbound))
+    });
+    Ok(with_progress(move |progress| async move {
+        core.import_image(&user, &header.name, header.disk_bytes, data, progress)
+            .await
+    }))
+}
+
+pub fn build(core: Arc<Manager>, user: User, r: pb::BuildImageRequest) -> ProgressStream {
+    let recipe = Recipe {
+        suite: r.debian_suite,
+        packages: r.packages,
+    };
+    with_progress(move |progress| async move {
+        core.build_image(
+            &user,
+            &r.name,
+            ImageSource::Debian(recipe),
+            r.disk_bytes,
+            progress,
+        )
+        .await
+    })
+}
