@@ -211,9 +211,10 @@ fn place<R: Read>(root: &Path, path: &Path, entry: &mut tar::Entry<R>) -> Result
     let dest = parent.join(path.file_name().expect("entries have names"));
     let header = entry.header();
     let mode = header.mode().map_err(bad_tar)? & 0o7777;
+    // Some tar writers leave the owner fields empty: root, then.
     let (uid, gid) = (
-        header.uid().map_err(bad_tar)? as u32,
-        header.gid().map_err(bad_tar)? as u32,
+        header.uid().unwrap_or(0) as u32,
+        header.gid().unwrap_or(0) as u32,
     );
     let mtime = header.mtime().unwrap_or(0);
     let kind = header.entry_type();
