@@ -8,7 +8,8 @@ set -euo pipefail
 packages=(
   qemu-system-x86    # the VMM (qemu-system-x86_64 -M microvm) and its firmware
   busybox-static     # the default guest userland
-  e2fsprogs          # mkfs.ext4 -d for the root filesystem
+  e2fsprogs          # mkfs.ext4 -d for root filesystems (the default image, imported ones)
+  mmdebstrap         # noid image build --debian: a Debian userland from the Debian archive
   cpio gzip kmod     # initramfs and kernel module dependency resolution
   lz4                # vmlinux (for Firecracker) from the LZ4-compressed kernel image
   libc6-dev gcc pkg-config  # the static guest agent and crates that build C

@@ -282,10 +282,15 @@ async fn checkpoint_restore_and_fork() {
     for f in ["vmlinuz", "initrd.img", "rootfs.ext4"] {
         std::os::unix::fs::symlink(common::image_dir().join(f), other_image.join(f)).unwrap();
     }
+    // The same base but for its id: the format of the real one.
+    let real: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(common::image_dir().join("manifest.json")).unwrap())
+            .unwrap();
     std::fs::write(
         other_image.join("manifest.json"),
         format!(
-            r#"{{"format": 1, "id": "someotherimage", "kernel_release": "{}"}}"#,
+            r#"{{"format": {}, "id": "someotherimage", "kernel_release": "{}"}}"#,
+            real["format"],
             common::image_kernel_release()
         ),
     )

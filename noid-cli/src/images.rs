@@ -26,13 +26,29 @@ pub enum ImageAction {
         #[arg(long, value_name = "SIZE")]
         disk: Option<String>,
     },
-    /// Make an image by installing a Debian suite: noid image build NAME --debian bookworm
-    /// --packages python3,git
+    /// Make an image by installing a Debian suite (noid image build NAME --debian bookworm
+    /// --packages python3,git) or from a Dockerfile (noid image build NAME -f Dockerfile
+    /// [CONTEXT]).
     Build {
         name: String,
         /// The Debian suite (bookworm, trixie, ...).
-        #[arg(long, value_name = "SUITE", required = true)]
-        debian: String,
+        #[arg(
+            long,
+            value_name = "SUITE",
+            required_unless_present = "file",
+            conflicts_with = "file"
+        )]
+        debian: Option<String>,
+        /// A Dockerfile to build (FROM an image here; RUN, COPY, ADD, ENV, WORKDIR, USER,
+        /// ENTRYPOINT, CMD, ARG).
+        #[arg(short = 'f', long = "file", value_name = "DOCKERFILE")]
+        file: Option<std::path::PathBuf>,
+        /// The directory COPY and ADD take files from [default: the Dockerfile's directory]
+        #[arg(requires = "file")]
+        context: Option<std::path::PathBuf>,
+        /// A value for one of the Dockerfile's ARGs (repeatable).
+        #[arg(long = "build-arg", value_name = "KEY=VALUE", requires = "file")]
+        build_args: Vec<String>,
         /// Packages to install, comma separated.
         #[arg(long, value_delimiter = ',', value_name = "PKG,...")]
         packages: Vec<String>,
@@ -128,11 +144,23 @@ pub async fn run(client: &mut Client, action: ImageAction, json: bool) -> Result
         }
         ImageAction::Build {
             name,
+            file: Some(file),
+            context,
+            build_args,
+            ..
+        } => {
+            noid::names::validate_name("image", &name)?;
+            dockerfile(client, name, &file, context, &build_args, json).await?
+        }
+        ImageAction::Build {
+            name,
             debian,
             packages,
             size,
+            ..
         } => {
             noid::names::validate_name("image", &name)?;
+            let debian = debian.unwrap_or_default();
             let disk_bytes = size.as_deref().map(parse_size).transpose()?.unwrap_or(0);
             let request = pb::BuildImageRequest {
                 name: name.clone(),
@@ -200,6 +228,67 @@ async fn import(
     let image = follow(events, json).await;
     reader.await??;
     finish(&image?, started, "Imported", json);
+    Ok(())
+}
+
+/// Builds image `name` from the Dockerfile `file` with the directory `context`.
+async fn dockerfile(
+    client: &mut Client,
+    name: String,
+    file: &std::path::Path,
+    context: Option<std::path::PathBuf>,
+    build_args: &[String],
+    json: bool,
+) -> Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("{}", file.display()))?;
+    let context = context.unwrap_or_else(|| {
+        file.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(|p| p.to_path_buf())
+            .unwrap_or_else(|| ".".into())
+    });
+    if !context.is_dir() {
+        bail!("build context {} is not a directory", context.display());
+    }
+    let mut args = std::collections::HashMap::new();
+    for a in build_args {
+        match a.split_once('=') {
+            Some((k, v)) if !k.is_empty() => args.insert(k.to_string(), v.to_string()),
+            _ => bail!("invalid --build-arg {a:?}: expected KEY=VALUE"),
+        };
+    }
+    // The context as one tar archive, sent in pieces after the header.
+    let dir = context.clone();
+    let archive = tokio::task::spawn_blocking(move || {
+        let mut b = tar::Builder::new(Vec::new());
+        b.follow_symlinks(false);
+        b.append_dir_all(".", &dir)?;
+        b.into_inner()
+    })
+    .await?
+    .with_context(|| format!("reading the build context {}", context.display()))?;
+    let mut messages = vec![pb::BuildDockerfileRequest {
+        msg: Some(pb::build_dockerfile_request::Msg::Header(
+            pb::BuildDockerfileHeader {
+                name,
+                dockerfile: text,
+                build_args: args,
+            },
+        )),
+    }];
+    for piece in archive.chunks(1 << 20) {
+        messages.push(pb::BuildDockerfileRequest {
+            msg: Some(pb::build_dockerfile_request::Msg::Context(piece.to_vec())),
+        });
+    }
+    let started = Instant::now();
+    let events = client
+        .build_dockerfile(futures::stream::iter(messages))
+        .await
+        .map_err(crate::status)?
+        .into_inner();
+    let image = follow(events, json).await?;
+    finish(&image, started, "Built", json);
     Ok(())
 }
 

@@ -23,6 +23,10 @@ pub struct CreateArgs {
     /// The image to start from (see `noid images`) [default: default]
     #[arg(long)]
     pub image: Option<String>,
+    /// Grow the root disk to SIZE, e.g. 4G (the VM then boots instead of starting from a
+    /// boot snapshot) [default: the image's size]
+    #[arg(long, value_name = "SIZE")]
+    pub disk: Option<String>,
     #[command(flatten)]
     pub policy: net::PolicyArgs,
 }
@@ -60,8 +64,14 @@ pub async fn create(client: Client, args: CreateArgs, json: bool) -> Result<()> 
         cpus,
         mem,
         image,
+        disk,
         policy,
     } = args;
+    let disk_bytes = disk
+        .as_deref()
+        .map(crate::images::parse_size)
+        .transpose()?
+        .unwrap_or(0);
     noid::names::validate_name("VM", &name)?;
     let started = Instant::now();
     let request = pb::CreateVmRequest {
@@ -71,6 +81,7 @@ pub async fn create(client: Client, args: CreateArgs, json: bool) -> Result<()> 
         network_policy: policy.to_proto(),
         request_id: crate::request_id(),
         image: image.unwrap_or_default(),
+        disk_bytes,
     };
     let call = crate::retried(|| {
         let mut client = client.clone();

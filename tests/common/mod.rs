@@ -3,6 +3,8 @@
 //! server and every VMM it started, and removes the data directory.
 #![allow(dead_code)]
 
+pub mod oci;
+
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

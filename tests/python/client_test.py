@@ -1,7 +1,8 @@
 """End-to-end check of a Python client generated from proto/ with grpcio-tools.
 
 Usage: client_test.py GENERATED_DIR HOST:PORT TOKEN
-Creates a VM, streams an exec's output, checkpoints the VM, lists checkpoints, deletes the VM.
+Creates a VM, streams an exec's output, checkpoints the VM, lists checkpoints and images,
+deletes the VM.
 """
 import sys
 
@@ -9,7 +10,7 @@ gen_dir, address, token = sys.argv[1:4]
 sys.path.insert(0, gen_dir)
 
 import grpc  # noqa: E402
-from noid.v1 import checkpoint_pb2, exec_pb2, service_pb2_grpc, vm_pb2  # noqa: E402
+from noid.v1 import checkpoint_pb2, exec_pb2, image_pb2, service_pb2_grpc, vm_pb2  # noqa: E402
 
 auth = [("authorization", "Bearer " + token)]
 stub = service_pb2_grpc.NoidStub(grpc.insecure_channel(address))
@@ -47,6 +48,15 @@ assert listed.checkpoints[0].label == "from-python"
 try:
     stub.GetVm(vm_pb2.GetVmRequest(name="nope"), metadata=auth)
     raise AssertionError("GetVm of an unknown VM succeeded")
+except grpc.RpcError as e:
+    assert e.code() == grpc.StatusCode.NOT_FOUND, e.code()
+
+images = stub.ListImages(image_pb2.ListImagesRequest(), metadata=auth)
+assert images.images[0].name == "default", images
+assert vm.image == "default", vm
+try:
+    stub.GetImage(image_pb2.GetImageRequest(name="no-such-image"), metadata=auth)
+    raise AssertionError("GetImage of an unknown image succeeded")
 except grpc.RpcError as e:
     assert e.code() == grpc.StatusCode.NOT_FOUND, e.code()
 

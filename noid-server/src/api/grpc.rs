@@ -126,6 +126,7 @@ impl Noid for GrpcApi {
                         .transpose()?,
                     request_id: (!r.request_id.is_empty()).then_some(r.request_id),
                     image: (!r.image.is_empty()).then_some(r.image),
+                    disk_bytes: (r.disk_bytes > 0).then_some(r.disk_bytes),
                 },
             )
             .await?;
@@ -485,6 +486,18 @@ impl Noid for GrpcApi {
     ) -> Result<Response<Self::ImportImageStream>, Status> {
         let user = self.user(&req)?;
         let stream = images::import(Arc::clone(&self.core), user, req.into_inner()).await?;
+        Ok(Response::new(stream))
+    }
+
+    type BuildDockerfileStream = images::ProgressStream;
+
+    async fn build_dockerfile(
+        &self,
+        req: Request<Streaming<pb::BuildDockerfileRequest>>,
+    ) -> Result<Response<Self::BuildDockerfileStream>, Status> {
+        let user = self.user(&req)?;
+        let stream =
+            images::build_dockerfile(Arc::clone(&self.core), user, req.into_inner()).await?;
         Ok(Response::new(stream))
     }
 

@@ -111,6 +111,52 @@ pub async fn import(
     }))
 }
 
+pub async fn build_dockerfile(
+    core: Arc<Manager>,
+    user: User,
+    mut inbound: Streaming<pb::BuildDockerfileRequest>,
+) -> Result<ProgressStream, Status> {
+    let header = match inbound.message().await? {
+        Some(pb::BuildDockerfileRequest {
+            msg: Some(pb::build_dockerfile_request::Msg::Header(h)),
+        }) => h,
+        _ => {
+            return Err(Status::invalid_argument(
+                "the first message of a BuildDockerfile stream must be `header`",
+            ))
+        }
+    };
+    noid::names::validate_name("image", &header.name).map_err(CoreError::from)?;
+    let context = futures::stream::unfold(inbound, |mut inbound| async move {
+        let item = match inbound.message().await {
+            Ok(Some(pb::BuildDockerfileRequest {
+                msg: Some(pb::build_dockerfile_request::Msg::Context(d)),
+            })) => Ok(d),
+            Ok(None) => return None,
+            Ok(Some(_)) => Err(CoreError::InvalidArgument(
+                "a BuildDockerfile stream is one header, then context".into(),
+            )),
+            Err(e) => Err(CoreError::Unavailable(format!(
+                "the upload broke off ({}); no image was made",
+                e.message()
+            ))),
+        };
+        Some((item, inbound))
+    });
+    let args: Vec<(String, String)> = header.build_args.into_iter().collect();
+    Ok(with_progress(move |progress| async move {
+        core.build_dockerfile(
+            &user,
+            &header.name,
+            &header.dockerfile,
+            args,
+            context,
+            progress,
+        )
+        .await
+    }))
+}
+
 pub fn build(core: Arc<Manager>, user: User, r: pb::BuildImageRequest) -> ProgressStream {
     let recipe = Recipe {
         suite: r.debian_suite,

@@ -61,7 +61,8 @@ impl Manager {
         vm: &mut VmRecord,
         flow: &mut Rollback,
     ) -> Result<bool> {
-        if !self.limits.boot_snapshots {
+        // A VM with a grown disk boots: the guest must see its disk's size from the start.
+        if !self.limits.boot_snapshots || vm.disk_bytes.is_some() {
             return Ok(false);
         }
         let key = self.boot_snapshot_key(&vm.image, vm.cpus, vm.memory_mib);
@@ -143,7 +144,7 @@ impl Manager {
     /// its shape, unless there is one or another create is making it. Failures are logged
     /// and leave nothing: the VM runs on either way.
     pub(super) async fn make_boot_snapshot(&self, vm: &VmRecord) {
-        if !self.limits.boot_snapshots {
+        if !self.limits.boot_snapshots || vm.disk_bytes.is_some() {
             return;
         }
         let key = self.boot_snapshot_key(&vm.image, vm.cpus, vm.memory_mib);

@@ -73,6 +73,12 @@ impl Manager {
         super::blocking(move || crate::storage::clone_file(&disk, &rootfs))
             .await
             .map_err(|e| io_error("copying the root disk", e))?;
+        if let (Source::Image, Some(bytes)) = (&source, vm.disk_bytes) {
+            let rootfs = spec.rootfs.clone();
+            super::blocking(move || crate::images::ext4::grow(&rootfs, bytes))
+                .await
+                .map_err(|e| io_error("growing the root disk", e))?;
+        }
         if let Source::BootSnapshot(dir) = source {
             // The console history starts with the boot this VM's memory went through.
             if let Ok(mut log) = std::fs::read(dir.join(BOOT_LOG)) {

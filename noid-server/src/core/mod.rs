@@ -14,6 +14,7 @@ mod admission;
 mod boot_snapshots;
 mod checkpoints;
 mod console;
+mod dockerfile_build;
 pub mod error;
 mod exec;
 pub mod faults;

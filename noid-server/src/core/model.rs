@@ -76,6 +76,9 @@ pub struct VmRecord {
     /// The image its root disk came from (by name); `image_id` is the base it boots.
     #[serde(default = "default_image")]
     pub image: String,
+    /// A root disk grown beyond the image's at create; None: the image's size.
+    #[serde(default)]
+    pub disk_bytes: Option<u64>,
 }
 
 fn default_image() -> String {
@@ -239,6 +242,7 @@ impl VmRecord {
             state_reason: None,
             request_id: None,
             image: "default".into(),
+            disk_bytes: None,
         }
     }
 }

@@ -129,6 +129,7 @@ impl Manager {
             net: None,
             state_reason: None,
             image: ckpt.image.clone(),
+            disk_bytes: None,
             request_id,
         };
         let demand = super::admission::Demand {

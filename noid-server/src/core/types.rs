@@ -19,6 +19,8 @@ pub struct CreateVm {
     pub request_id: Option<String>,
     /// The image its disk comes from; None: `default`.
     pub image: Option<String>,
+    /// Grow the root disk to this size (at least the image's); None: the image's size.
+    pub disk_bytes: Option<u64>,
 }
 
 /// A restore of a checkpoint: in place, or into a new VM (a fork).

@@ -140,7 +140,18 @@ impl Manager {
             .image
             .filter(|i| !i.is_empty())
             .unwrap_or_else(|| crate::images::store::DEFAULT.into());
-        self.images.get(&image)?;
+        let image_disk = self.images.get(&image)?.disk_bytes;
+        let disk_bytes = match req.disk_bytes {
+            Some(d) if d < image_disk => {
+                return Err(CoreError::InvalidArgument(format!(
+                    "a disk of {} MiB is smaller than image {image:?}'s {} MiB",
+                    d >> 20,
+                    image_disk.div_ceil(1 << 20)
+                )))
+            }
+            Some(d) if d > image_disk => Some(d.div_ceil(1 << 20) << 20),
+            _ => None,
+        };
         let record = VmRecord {
             id: new_id(),
             name: req.name,
@@ -158,11 +169,13 @@ impl Manager {
             state_reason: None,
             request_id: req.request_id,
             image,
+            disk_bytes,
         };
         let demand = super::admission::Demand {
             cpus,
             memory_mib,
-            disk_bytes: super::admission::allocated_bytes(&self.images.rootfs(&record.image)),
+            disk_bytes: super::admission::allocated_bytes(&self.images.rootfs(&record.image))
+                .max(record.disk_bytes.unwrap_or(0)),
         };
         if let Some(done) = self.insert_new_vm(&record, &demand).await? {
             return Ok(done);

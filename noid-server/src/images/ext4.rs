@@ -66,6 +66,30 @@ pub fn make(dir: &Path, out: &Path, bytes: u64) -> Result<(), ImageError> {
     Ok(())
 }
 
+/// Grows the (unmounted) ext4 disk `path` and its file system to `bytes`.
+pub fn grow(path: &Path, bytes: u64) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .set_len(bytes)?;
+    // resize2fs wants a freshly checked file system.
+    for (tool, args) in [("e2fsck", &["-f", "-p"][..]), ("resize2fs", &[][..])] {
+        let out = std::process::Command::new(tool)
+            .args(args)
+            .arg(path)
+            .output()?;
+        // e2fsck: 1 means "errors corrected", which is fine here.
+        let ok = out.status.success() || (tool == "e2fsck" && out.status.code() == Some(1));
+        if !ok {
+            return Err(std::io::Error::other(format!(
+                "{tool}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
