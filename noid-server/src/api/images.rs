@@ -73,31 +73,50 @@ where
     Box::pin(ReceiverStream::new(rx))
 }
 
-pub async fn import(
-    core: Arc<Manager>,
-    user: User,
-    mut inbound: Streaming<pb::ImportImageRequest>,
-) -> Result<ProgressStream, Status> {
-    let header = match inbound.message().await? {
-        Some(pb::ImportImageRequest {
-            msg: Some(pb::import_image_request::Msg::Header(h)),
-        }) => h,
+/// One part of an upload stream (ImportImage, BuildDockerfile): its header, its bytes, or
+/// something out of place.
+enum Part<H> {
+    Header(H),
+    Bytes(Vec<u8>),
+    Other,
+}
+
+/// Splits an upload stream into its header (which must come first and name a valid image)
+/// and the stream of its bytes; `call` names the RPC in errors.
+async fn upload<R, H>(
+    mut inbound: Streaming<R>,
+    part: fn(R) -> Part<H>,
+    name: fn(&H) -> &str,
+    call: &'static str,
+) -> Result<
+    (
+        H,
+        impl Stream<Item = Result<Vec<u8>, CoreError>> + Send + 'static,
+    ),
+    Status,
+>
+where
+    R: Send + 'static,
+    H: 'static,
+{
+    let header = match inbound.message().await?.map(part) {
+        Some(Part::Header(h)) => h,
         _ => {
-            return Err(Status::invalid_argument(
-                "the first message of an ImportImage stream must be `header`",
-            ))
+            return Err(Status::invalid_argument(format!(
+                "the first message of a {call} stream must be `header`"
+            )))
         }
     };
-    noid::names::validate_name("image", &header.name).map_err(CoreError::from)?;
-    let data = futures::stream::unfold(inbound, |mut inbound| async move {
+    noid::names::validate_name("image", name(&header)).map_err(CoreError::from)?;
+    let bytes = futures::stream::unfold(inbound, move |mut inbound| async move {
         let item = match inbound.message().await {
-            Ok(Some(pb::ImportImageRequest {
-                msg: Some(pb::import_image_request::Msg::Data(d)),
-            })) => Ok(d),
+            Ok(Some(r)) => match part(r) {
+                Part::Bytes(d) => Ok(d),
+                _ => Err(CoreError::InvalidArgument(format!(
+                    "a {call} stream is one header, then bytes"
+                ))),
+            },
             Ok(None) => return None,
-            Ok(Some(_)) => Err(CoreError::InvalidArgument(
-                "an ImportImage stream is one header, then data".into(),
-            )),
             Err(e) => Err(CoreError::Unavailable(format!(
                 "the upload broke off ({}); no image was made",
                 e.message()
@@ -105,6 +124,21 @@ pub async fn import(
         };
         Some((item, inbound))
     });
+    Ok((header, bytes))
+}
+
+pub async fn import(
+    core: Arc<Manager>,
+    user: User,
+    inbound: Streaming<pb::ImportImageRequest>,
+) -> Result<ProgressStream, Status> {
+    use pb::import_image_request::Msg;
+    let part = |r: pb::ImportImageRequest| match r.msg {
+        Some(Msg::Header(h)) => Part::Header(h),
+        Some(Msg::Data(d)) => Part::Bytes(d),
+        None => Part::Other,
+    };
+    let (header, data) = upload(inbound, part, |h| &h.name, "ImportImage").await?;
     Ok(with_progress(move |progress| async move {
         core.import_image(&user, &header.name, header.disk_bytes, data, progress)
             .await
@@ -114,35 +148,15 @@ pub async fn import(
 pub async fn build_dockerfile(
     core: Arc<Manager>,
     user: User,
-    mut inbound: Streaming<pb::BuildDockerfileRequest>,
+    inbound: Streaming<pb::BuildDockerfileRequest>,
 ) -> Result<ProgressStream, Status> {
-    let header = match inbound.message().await? {
-        Some(pb::BuildDockerfileRequest {
-            msg: Some(pb::build_dockerfile_request::Msg::Header(h)),
-        }) => h,
-        _ => {
-            return Err(Status::invalid_argument(
-                "the first message of a BuildDockerfile stream must be `header`",
-            ))
-        }
+    use pb::build_dockerfile_request::Msg;
+    let part = |r: pb::BuildDockerfileRequest| match r.msg {
+        Some(Msg::Header(h)) => Part::Header(h),
+        Some(Msg::Context(d)) => Part::Bytes(d),
+        None => Part::Other,
     };
-    noid::names::validate_name("image", &header.name).map_err(CoreError::from)?;
-    let context = futures::stream::unfold(inbound, |mut inbound| async move {
-        let item = match inbound.message().await {
-            Ok(Some(pb::BuildDockerfileRequest {
-                msg: Some(pb::build_dockerfile_request::Msg::Context(d)),
-            })) => Ok(d),
-            Ok(None) => return None,
-            Ok(Some(_)) => Err(CoreError::InvalidArgument(
-                "a BuildDockerfile stream is one header, then context".into(),
-            )),
-            Err(e) => Err(CoreError::Unavailable(format!(
-                "the upload broke off ({}); no image was made",
-                e.message()
-            ))),
-        };
-        Some((item, inbound))
-    });
+    let (header, context) = upload(inbound, part, |h| &h.name, "BuildDockerfile").await?;
     let args: Vec<(String, String)> = header.build_args.into_iter().collect();
     Ok(with_progress(move |progress| async move {
         core.build_dockerfile(
