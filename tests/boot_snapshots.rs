@@ -73,6 +73,21 @@ async fn new_vms_start_from_a_boot_snapshot_of_their_size() {
         "{}",
         server.log()
     );
+    // Each has a disk of its own (one took the snapshot's ready spare, one a fresh copy),
+    // and a new spare is made for the next create.
+    sh(&mut alice, "second", "echo second > /root/second-only").await;
+    assert!(!sh(&mut bob, "third", "ls /root")
+        .await
+        .contains("second-only"));
+    let spare = snapshots(&server)[0].join("spare-rootfs.ext4");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !spare.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no spare disk was made"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let mut seen = Vec::new();
     for (client, name) in [(&mut alice, "second"), (&mut bob, "third")] {
         let out = sh(

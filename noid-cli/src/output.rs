@@ -86,8 +86,9 @@ pub fn vm_rows(vms: &[Vm]) -> Vec<Vec<String>> {
 
 pub const VM_HEADER: [&str; 6] = ["NAME", "STATE", "CPUS", "MEMORY", "ADDRESS", "AGE"];
 
-/// `noid info`: one field a line, in a reading order.
-pub fn vm_details(vm: &Vm) {
+/// `noid info`: one field a line, in a reading order; `image_id` is the id of the VM's image
+/// where it could be looked up.
+pub fn vm_details(vm: &Vm, image_id: Option<&str>) {
     let or_dash = |s: &str| {
         if s.is_empty() {
             "-".to_string()
@@ -113,7 +114,13 @@ pub fn vm_details(vm: &Vm) {
         ("ports", ports(vm)),
         ("network", policy_summary(vm)),
         ("backend", vm.backend.clone()),
-        ("image", format!("{} (base {})", vm.image, vm.image_id)),
+        (
+            "image",
+            match image_id {
+                Some(id) => format!("{} {id} (base {})", vm.image, vm.image_id),
+                None => format!("{} (base {})", vm.image, vm.image_id),
+            },
+        ),
         ("kernel", vm.kernel_release.clone()),
         ("from checkpoint", or_dash(&vm.parent_checkpoint)),
         ("vmm pid", vm.vmm_pid.to_string()),

@@ -123,7 +123,15 @@ pub async fn info(client: &mut Client, name: String, json: bool) -> Result<()> {
     if json {
         output::print_message(&vm);
     } else {
-        output::vm_details(&vm);
+        // The image's own id, where it can be looked up.
+        let image = client
+            .get_image(pb::GetImageRequest {
+                name: vm.image.clone(),
+            })
+            .await
+            .ok()
+            .map(|r| r.into_inner().id);
+        output::vm_details(&vm, image.as_deref());
     }
     Ok(())
 }

@@ -70,9 +70,18 @@ impl Manager {
             None => self.images.rootfs(&vm.image),
         };
         let rootfs = spec.rootfs.clone();
-        super::blocking(move || crate::storage::clone_file(&disk, &rootfs))
-            .await
-            .map_err(|e| io_error("copying the root disk", e))?;
+        let took_spare = match source {
+            Source::BootSnapshot(dir) => self.take_spare_disk(dir, &rootfs),
+            _ => false,
+        };
+        if !took_spare {
+            super::blocking(move || crate::storage::clone_file(&disk, &rootfs))
+                .await
+                .map_err(|e| io_error("copying the root disk", e))?;
+        }
+        if let Source::BootSnapshot(dir) = source {
+            self.refill_spare_disk(dir);
+        }
         if let (Source::Image, Some(bytes)) = (&source, vm.disk_bytes) {
             let rootfs = spec.rootfs.clone();
             super::blocking(move || crate::images::ext4::grow(&rootfs, bytes))
