@@ -134,11 +134,15 @@ pub async fn connect(endpoint: &AgentEndpoint) -> io::Result<Greeted> {
                 });
             }
             // Bytes of a stale session (its GOAWAY, say), or the peer hung up: start over.
-            Ok(Ok(_)) | Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Ok(Ok(_)) | Ok(Err(_)) => {
+                tracing::debug!("agent connection: a stale session answered; trying again");
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
             // No greeting: the guest is still booting, or a stale session holds the port.
             // Hanging up ends that session, if the guest sees the hang-up: stay away a
             // while, or a quick reconnect hides it and the stale session lives on.
             Err(_) => {
+                tracing::debug!("agent connection: no greeting within {wait:?}; trying again");
                 drop(stream);
                 tokio::time::sleep(wait / 2).await;
             }

@@ -69,6 +69,7 @@ impl Manager {
             Some(dir) => dir.join(DISK_FILE),
             None => self.images.rootfs(&vm.image),
         };
+        let started_at = std::time::Instant::now();
         let rootfs = spec.rootfs.clone();
         let took_spare = match source {
             Source::BootSnapshot(dir) => self.take_spare_disk(dir, &rootfs),
@@ -82,6 +83,12 @@ impl Manager {
         if let Source::BootSnapshot(dir) = source {
             self.refill_spare_disk(dir);
         }
+        tracing::debug!(
+            "{}: disk ready in {:?} ({})",
+            vm.name,
+            started_at.elapsed(),
+            if took_spare { "the spare" } else { "copied" }
+        );
         if let (Source::Image, Some(bytes)) = (&source, vm.disk_bytes) {
             let rootfs = spec.rootfs.clone();
             super::blocking(move || crate::images::ext4::grow(&rootfs, bytes))
@@ -111,7 +118,7 @@ impl Manager {
         match source {
             Source::Image => self.wait_for_agent(vm).await,
             Source::Checkpoint(_) | Source::BootSnapshot(_) => {
-                tracing::debug!("{}: VMM restored", vm.name);
+                tracing::debug!("{}: VMM restored at {:?}", vm.name, started_at.elapsed());
                 self.after_restore(vm).await?;
                 // The guest now has its own address: its TAP may join the bridge.
                 if target == Target::New {
