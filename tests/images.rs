@@ -1,6 +1,6 @@
 //! Images end to end, through the CLI: an image archive that the test makes itself (two
-//! layers, the second with whiteouts) imports, and its VMs see the layers' files and run with
-//! the image's Env, WorkingDir and User; a Debian image with python3 is built and runs
+//! layers, the second with whiteouts) imports, and its VMs see the layers' files, run with
+//! the image's Env, WorkingDir and User, and get their network though the image has no `ip`; a Debian image with python3 is built and runs
 //! python; bad archives and recipes are refused with clear errors and leave nothing; an image
 //! in use cannot be removed.
 
@@ -54,7 +54,14 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
 #[test]
 fn archives_import_with_their_layers_and_settings() {
     use tar::EntryType::*;
-    let server = Server::start(&["alice", "bob"], "");
+    // In a network namespace of its own, with guest networking on: the image has no `ip`,
+    // and its VMs get their network all the same (from the agent's own busybox).
+    let ns = common::NetNs::new("images");
+    ns.enter();
+    let server = Server::start(
+        &["alice", "bob"],
+        "[network]\nenabled = true\nnat = false\n",
+    );
     let work = tempfile::tempdir().unwrap();
     let top = tar_of(&[
         ("etc/.wh.doomed", Regular, b"", 0o644),
@@ -83,8 +90,9 @@ fn archives_import_with_their_layers_and_settings() {
     assert_eq!(inspect["config"]["working_dir"], "/srv/app");
     assert_eq!(inspect["owner"], "alice");
 
-    // A VM of the image: the second layer's whiteouts took effect, its files are there, and
-    // commands run with the image's settings unless told otherwise.
+    // A VM of the image: the second layer's whiteouts took effect, its files are there (and
+    // the agent's resolv.conf), and commands run with the image's settings unless told
+    // otherwise.
     ok(&server.run("alice", &["create", "box", "--image", "app"]));
     let seen = ok(&server.run(
         "alice",
@@ -96,8 +104,15 @@ fn archives_import_with_their_layers_and_settings() {
     ));
     assert_eq!(
         seen,
-        "hello from the image\n/srv/app\n1000\ngroup\nkept\nkept-link\npasswd\nfresh\nnew\nold\n\
+        "hello from the image\n/srv/app\n1000\ngroup\nkept\nkept-link\npasswd\nresolv.conf\nfresh\nnew\nold\n\
          600 2\n"
+    );
+    let route = ok(&server.run("alice", &["exec", "box", "--", "cat", "/proc/net/route"]));
+    assert!(
+        route
+            .lines()
+            .any(|l| l.starts_with("eth0") && l.split_whitespace().nth(1) == Some("00000000")),
+        "no default route in a VM of an image without ip: {route}"
     );
     let root = ok(&server.run(
         "alice",

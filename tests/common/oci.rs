@@ -107,15 +107,13 @@ pub fn oci_archive(layers: &[(Vec<u8>, bool)], config: serde_json::Value) -> Vec
     tar_of(&entries)
 }
 
-/// The image's first layer: busybox as /bin, users, files to delete and keep.
+/// The image's first layer: busybox as /bin (but no `ip`), users, files to delete and keep.
 pub fn base_layer() -> Vec<u8> {
     use tar::EntryType::*;
-    let applets: Vec<String> = [
-        "sh", "ls", "cat", "echo", "pwd", "id", "ip", "stat", "true", "df",
-    ]
-    .iter()
-    .map(|a| format!("bin/{a}"))
-    .collect();
+    let applets: Vec<String> = ["sh", "ls", "cat", "echo", "pwd", "id", "stat", "true", "df"]
+        .iter()
+        .map(|a| format!("bin/{a}"))
+        .collect();
     let busybox = std::fs::read("/bin/busybox").expect("busybox-static is installed");
     let mut entries: Vec<(&str, tar::EntryType, &[u8], u32)> = vec![
         ("bin/", Directory, b"", 0o755),
