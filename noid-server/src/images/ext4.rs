@@ -51,7 +51,18 @@ pub fn make(dir: &Path, out: &Path, bytes: u64) -> Result<(), ImageError> {
         .and_then(|f| f.set_len(bytes))
         .map_err(io(format!("creating {}", out.display())))?;
     let result = std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "noid-root", "-E", "root_owner=0:0", "-d"])
+        // Inode tables and journal written now: left lazy, the guest kernel's ext4lazyinit
+        // thread zeroes them after every boot, and a VM started from a boot snapshot is
+        // caught in the middle of it (measured: +0.15 s until its agent answers).
+        .args([
+            "-q",
+            "-F",
+            "-L",
+            "noid-root",
+            "-E",
+            "root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0",
+            "-d",
+        ])
         .arg(dir)
         .arg(out)
         .output()
