@@ -7,6 +7,7 @@ set -euo pipefail
 
 packages=(
   qemu-system-x86    # the VMM (qemu-system-x86_64 -M microvm) and its firmware
+  qemu-utils         # qemu-img: copy-on-write disk overlays for VMs
   busybox-static     # the default guest userland
   e2fsprogs          # mkfs.ext4 -d for root filesystems (the default image, imported ones)
   mmdebstrap         # noid image build --debian: a Debian userland from the Debian archive

@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::os::unix::fs::MetadataExt;
+
 use common::{host_now, sh, Server};
 use noid::v1::{CreateCheckpointRequest, CreateVmRequest, RestoreRequest};
 
@@ -41,6 +43,17 @@ fn snapshot_of_size(server: &Server, memory_mib: u32) -> std::path::PathBuf {
         .unwrap()
 }
 
+/// The directories of the VMs whose disk is an overlay over `disk` (a hard link to it).
+fn vms_on(server: &Server, disk: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let ino = std::fs::metadata(disk).unwrap().ino();
+    std::fs::read_dir(server.data_dir().join("vms"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|d| std::fs::metadata(d.join("base.ext4")).is_ok_and(|m| m.ino() == ino))
+        .collect()
+}
+
 fn created_lines(server: &Server, how: &str) -> usize {
     server
         .log()
@@ -73,20 +86,22 @@ async fn new_vms_start_from_a_boot_snapshot_of_their_size() {
         "{}",
         server.log()
     );
-    // Each has a disk of its own (one took the snapshot's ready spare, one a fresh copy),
-    // and a new spare is made for the next create.
+    // Each has a disk of its own: an overlay over the snapshot's disk, which it shares (a
+    // hard link), holding only what the VM wrote.
     sh(&mut alice, "second", "echo second > /root/second-only").await;
     assert!(!sh(&mut bob, "third", "ls /root")
         .await
         .contains("second-only"));
-    let spare = snapshots(&server)[0].join("spare-rootfs.ext4");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !spare.exists() {
+    let snap_disk = snapshots(&server)[0].join("rootfs.ext4");
+    assert_eq!(vms_on(&server, &snap_disk).len(), 2, "{}", server.log());
+    for dir in vms_on(&server, &snap_disk) {
+        let overlay = std::fs::metadata(dir.join("rootfs.qcow2")).unwrap();
         assert!(
-            std::time::Instant::now() < deadline,
-            "no spare disk was made"
+            overlay.blocks() * 512 < 16 << 20,
+            "an overlay of {} bytes",
+            overlay.blocks() * 512
         );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!dir.join("rootfs.ext4").exists());
     }
     let mut seen = Vec::new();
     for (client, name) in [(&mut alice, "second"), (&mut bob, "third")] {
@@ -173,6 +188,36 @@ async fn new_vms_start_from_a_boot_snapshot_of_their_size() {
     let mut alice = server.client("alice").await;
     alice.create_vm(create("fourth", 0)).await.unwrap();
     assert!(server.log().contains("removing it and booting instead"));
+    // The VMs on its disk run on, and their disks still checkpoint and fork whole.
+    assert_eq!(
+        sh(&mut alice, "second", "cat /root/second-only").await,
+        "second\n"
+    );
+    let ckpt = alice
+        .create_checkpoint(CreateCheckpointRequest {
+            vm: "second".into(),
+            label: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    alice
+        .restore(RestoreRequest {
+            checkpoint_id: ckpt.id,
+            new_name: "second-fork-2".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        sh(
+            &mut alice,
+            "second-fork-2",
+            "cat /root/second-only; hostname"
+        )
+        .await,
+        "second\nsecond-fork-2\n"
+    );
     assert_eq!(created_lines(&server, "booted"), 3, "{}", server.log());
     assert_eq!(sh(&mut alice, "fourth", "hostname").await, "fourth\n");
     assert_eq!(snapshots(&server).len(), 2, "the snapshot is made again");
@@ -208,6 +253,42 @@ async fn new_vms_start_from_a_boot_snapshot_of_their_size() {
         "the failed restore's console history went with it"
     );
     assert_eq!(snapshots(&server).len(), 2, "the snapshot is made again");
+
+    // Without overlays each VM gets a copy of the snapshot's disk; a spare copy, made in the
+    // background, is ready for the next create.
+    server.restart_with("[vm]\ndisk_overlays = \"never\"\n");
+    let mut alice = server.client("alice").await;
+    alice.create_vm(create("copied", 0)).await.unwrap();
+    let spare = snapshot_of_size(&server, 256).join("spare-rootfs.ext4");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !spare.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no spare disk was made"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let spare_ino = std::fs::metadata(&spare).unwrap().ino();
+    alice.create_vm(create("spare", 0)).await.unwrap();
+    let took = std::fs::read_dir(server.data_dir().join("vms"))
+        .unwrap()
+        .flatten()
+        .any(|e| {
+            std::fs::metadata(e.path().join("rootfs.ext4")).is_ok_and(|m| m.ino() == spare_ino)
+        });
+    assert!(took, "the create took the spare");
+    for name in ["copied", "spare"] {
+        assert_eq!(sh(&mut alice, name, "hostname").await, format!("{name}\n"));
+    }
+    let raw_vms = std::fs::read_dir(server.data_dir().join("vms"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("rootfs.ext4").is_file())
+        .count();
+    assert_eq!(
+        raw_vms, 2,
+        "only the VMs made without overlays have raw disks"
+    );
 
     // Off: the snapshots go, and every create boots.
     server.restart_with("[vm]\nboot_snapshots = false\n");

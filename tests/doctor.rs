@@ -16,6 +16,7 @@ fn doctor_reports_the_host() {
         "kvm",
         "vmm",
         "data dir",
+        "disk overlays",
         "image",
         "firewall",
     ] {
@@ -26,6 +27,8 @@ fn doctor_reports_the_host() {
         assert!(line.starts_with("ok ") || line.starts_with("-- "), "{line}");
     }
     assert!(text.contains("ok qemu"), "{text}");
+    // install-deps.sh installs qemu-img.
+    assert!(text.contains("ok disk overlays"), "{text}");
     // A fresh data directory has no image: doctor says so, and why.
     assert!(
         text.contains("-- image") && text.contains("deploy/build-image.sh"),

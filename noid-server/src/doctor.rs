@@ -56,19 +56,32 @@ fn filesystem(path: &Path) -> Result<String, String> {
         0x794c7630 => "overlayfs",
         other => return Ok(format!("{} (filesystem 0x{other:x})", path.display())),
     };
-    let probe = tempfile::Builder::new()
-        .prefix(".noid-doctor")
-        .tempdir_in(path)
-        .map_err(|e| e.to_string())?;
-    let a = probe.path().join("a");
-    std::fs::write(&a, b"reflink probe").map_err(|e| e.to_string())?;
-    let copy =
-        crate::storage::clone_file(&a, &probe.path().join("b")).map_err(|e| e.to_string())?;
-    let reflink = match copy {
-        crate::storage::CopyKind::Reflink => "reflink copies (disk copies share extents)",
-        crate::storage::CopyKind::Sparse => "no reflink: disk copies are sparse copies",
+    let reflink = match crate::storage::shares_extents(path).map_err(|e| e.to_string())? {
+        true => "reflink copies (disk copies share extents)",
+        false => "no reflink: disk copies are sparse copies",
     };
     Ok(format!("{} on {name}, {reflink}", path.display()))
+}
+
+/// Whether QEMU VMs get copy-on-write overlays (`[vm] disk_overlays` and `qemu-img`).
+fn disk_overlays(config: &Config) -> Result<String, String> {
+    use crate::core::DiskOverlaysSetting::*;
+    let reflinks = crate::storage::shares_extents(&config.data_dir).unwrap_or(false);
+    match (config.vm.disk_overlays, reflinks) {
+        (Never, _) => return Ok("never: each VM gets a copy of its disk".into()),
+        (Auto, true) => {
+            return Ok("auto: reflinked copies (the data dir shares extents)".into());
+        }
+        _ => {}
+    }
+    match crate::vmm::qemu_img::QemuImg::find(&config.qemu.binary) {
+        Some(_) => Ok("qcow2 overlays over shared disks for QEMU VMs (qemu-img found)".into()),
+        None => Err(
+            "qemu-img not found (apt install qemu-utils): each QEMU VM gets a \
+                     full copy of its disk"
+                .into(),
+        ),
+    }
 }
 
 pub fn run(config: &Config) -> Vec<Finding> {
@@ -121,6 +134,7 @@ pub fn run(config: &Config) -> Vec<Finding> {
         },
     });
     out.push(find("data dir", filesystem(&config.data_dir)));
+    out.push(find("disk overlays", disk_overlays(config)));
     out.push(find(
         "image",
         crate::images::Base::open(&config.image_dir())

@@ -108,6 +108,16 @@ pub fn clone_file(src: &Path, dst: &Path) -> io::Result<CopyKind> {
     Ok(CopyKind::Sparse)
 }
 
+/// Whether copies in the directory `dir` share extents (a probe with a small file).
+pub fn shares_extents(dir: &Path) -> io::Result<bool> {
+    let probe = tempfile::Builder::new()
+        .prefix(".noid-reflink-probe")
+        .tempdir_in(dir)?;
+    let a = probe.path().join("a");
+    std::fs::write(&a, b"reflink probe")?;
+    Ok(clone_file(&a, &probe.path().join("b"))? == CopyKind::Reflink)
+}
+
 /// fsyncs a file's data and metadata.
 /// Bytes free for unprivileged writers on the filesystem that holds `path`.
 pub fn free_bytes(path: &Path) -> io::Result<u64> {

@@ -1,7 +1,8 @@
 //! Benchmark of images on this machine (not a test: it prints numbers, asserts none): the
 //! time to build a Debian image with python3 and to import an image archive, and, for the
-//! default image and the Debian one side by side, create from the image's boot snapshot and
-//! the `exec -- true` round trip.
+//! default image and the Debian one side by side, create from the image's boot snapshot,
+//! checkpoint and fork of a VM that wrote 64 MiB, and the `exec -- true` round trip; creates,
+//! checkpoints and forks with VM disks as overlays and as copies (`[vm] disk_overlays`).
 //!
 //! Run: cargo build --release --workspace && cargo bench --bench images
 
@@ -10,7 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use noid::v1::{CreateVmRequest, DeleteVmRequest};
+use noid::v1::{CreateCheckpointRequest, CreateVmRequest, DeleteVmRequest, RestoreRequest};
 
 fn summary(name: &str, mut samples: Vec<Duration>) {
     samples.sort();
@@ -40,8 +41,7 @@ fn timed(server: &common::Server, label: &str, args: &[&str]) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let server = common::Server::start(&["bench"], "");
-    let mut client = server.client("bench").await;
+    let mut server = common::Server::start(&["bench"], "");
     println!("noid image benchmark (2 cores)");
 
     timed(
@@ -78,40 +78,99 @@ async fn main() {
         &["image", "import", "app", archive.to_str().unwrap()],
     );
 
-    for image in ["default", "py"] {
-        // The first VM of the image boots and makes its boot snapshot.
-        let create = |name: String| CreateVmRequest {
-            name,
-            image: image.into(),
-            ..Default::default()
-        };
-        client
-            .create_vm(create(format!("{image}-first")))
+    // VM disks as overlays (the default here: /tmp has no reflinks), then as copies.
+    for (mode, config) in [
+        ("overlays", "[vm]\ndisk_overlays = \"always\"\n"),
+        ("copies", "[vm]\ndisk_overlays = \"never\"\n"),
+    ] {
+        server.restart_with(config);
+        let mut client = server.client("bench").await;
+        for image in ["default", "py"] {
+            let create = |name: String| CreateVmRequest {
+                name,
+                image: image.into(),
+                ..Default::default()
+            };
+            let first = format!("{image}-first");
+            if mode == "overlays" {
+                // The first VM of the image boots and makes its boot snapshot.
+                client.create_vm(create(first.clone())).await.unwrap();
+            }
+            let mut creates = Vec::new();
+            for i in 0..5 {
+                let name = format!("{image}-{i}");
+                let t = Instant::now();
+                client.create_vm(create(name.clone())).await.unwrap();
+                creates.push(t.elapsed());
+                client.delete_vm(DeleteVmRequest { name }).await.unwrap();
+            }
+            summary(
+                &format!("create from boot snapshot ({image}, {mode})"),
+                creates,
+            );
+            // Checkpoints and forks of a VM that wrote 64 MiB of its own.
+            let vm = format!("{image}-ckpt-{mode}");
+            client.create_vm(create(vm.clone())).await.unwrap();
+            let wrote = common::exec(
+                &mut client,
+                &vm,
+                &[
+                    "sh",
+                    "-c",
+                    "head -c 67108864 /dev/urandom > /root/data; sync",
+                ],
+                None,
+                None,
+            )
             .await
             .unwrap();
-        let mut creates = Vec::new();
-        for i in 0..5 {
-            let name = format!("{image}-{i}");
-            let t = Instant::now();
-            client.create_vm(create(name.clone())).await.unwrap();
-            creates.push(t.elapsed());
-            client.delete_vm(DeleteVmRequest { name }).await.unwrap();
-        }
-        summary(&format!("create from boot snapshot ({image})"), creates);
-        let vm = format!("{image}-first");
-        let mut rtt = Vec::new();
-        for _ in 0..100 {
-            let t = Instant::now();
-            let r = common::exec(&mut client, &vm, &["true"], None, None)
+            assert_eq!(wrote.code, 0);
+            let (mut ckpts, mut forks) = (Vec::new(), Vec::new());
+            for i in 0..3 {
+                let t = Instant::now();
+                let ckpt = client
+                    .create_checkpoint(CreateCheckpointRequest {
+                        vm: vm.clone(),
+                        label: String::new(),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                ckpts.push(t.elapsed());
+                let name = format!("{vm}-fork-{i}");
+                let t = Instant::now();
+                client
+                    .restore(RestoreRequest {
+                        checkpoint_id: ckpt.id,
+                        new_name: name.clone(),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                forks.push(t.elapsed());
+                client.delete_vm(DeleteVmRequest { name }).await.unwrap();
+            }
+            summary(
+                &format!("checkpoint, 64 MiB written ({image}, {mode})"),
+                ckpts,
+            );
+            summary(&format!("fork ({image}, {mode})"), forks);
+            client
+                .delete_vm(DeleteVmRequest { name: vm })
                 .await
                 .unwrap();
-            rtt.push(t.elapsed());
-            assert_eq!(r.code, 0);
+            if mode == "overlays" {
+                let mut rtt = Vec::new();
+                for _ in 0..100 {
+                    let t = Instant::now();
+                    let r = common::exec(&mut client, &first, &["true"], None, None)
+                        .await
+                        .unwrap();
+                    rtt.push(t.elapsed());
+                    assert_eq!(r.code, 0);
+                }
+                summary(&format!("exec true ({image})"), rtt);
+            }
         }
-        summary(&format!("exec true ({image})"), rtt);
-        client
-            .delete_vm(DeleteVmRequest { name: vm })
-            .await
-            .unwrap();
     }
 }

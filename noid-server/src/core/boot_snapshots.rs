@@ -2,7 +2,8 @@
 //! (image, VMM and its version, cpus, memory, network on or off) instead of booting a kernel.
 //! The first create of each shape boots and, before it returns, freezes its still untouched
 //! VM into `boot-snapshots/<key>/`; later creates restore that snapshot like a fork (own disk
-//! copy, MAC, address, hostname, clock and fresh entropy from the agent's post-restore step).
+//! overlay or copy, MAC, address, hostname, clock and fresh entropy from the agent's
+//! post-restore step).
 //!
 //! A boot snapshot is a cache: it holds nothing of any user's, is rebuilt when missing, and
 //! a damaged or unusable one is removed and the create boots instead. `[vm] boot_snapshots =
@@ -39,8 +40,8 @@ pub(super) struct BootSnapshots {
     refilling: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
-/// A ready copy of a boot snapshot's disk, kept beside it: the next VM of that shape takes it
-/// by a rename instead of copying the disk while its create waits (on a file system without
+/// A ready copy of a boot snapshot's disk, kept beside it where VMs get copies rather than
+/// overlays: the next VM of that shape takes it by a rename instead of copying the disk while its create waits (on a file system without
 /// reflinks, a copy of a Debian image's data is half a second). Made again in the
 /// background after each take.
 const SPARE_DISK: &str = "spare-rootfs.ext4";
@@ -248,7 +249,9 @@ impl Manager {
     /// Makes the spare disk of the boot snapshot in `snap` in the background, unless it is
     /// there or being made.
     pub(super) fn refill_spare_disk(&self, snap: &Path) {
-        if snap.join(SPARE_DISK).exists()
+        // VMs on overlays need no copy.
+        if self.overlays().is_some()
+            || snap.join(SPARE_DISK).exists()
             || !self
                 .boot_snapshots
                 .refilling

@@ -9,11 +9,12 @@ use super::detached;
 use super::error::io_error;
 use super::faults::crash_point;
 use super::manifest::{FileEntry, Manifest, Method, DISK_FILE};
+use super::vm_disk::DiskCopy;
 use super::vms::{new_id, now_secs};
 use super::{CoreError, Manager, Result, User};
 use crate::checksum;
 use crate::core::model::{CheckpointRecord, VmRecord, VmState};
-use crate::storage::{clone_file, sync_file};
+use crate::storage::sync_file;
 
 /// What `save_vm` wrote: the manifest's file entries and the sizes.
 pub(super) struct SavedVm {
@@ -166,18 +167,26 @@ impl Manager {
             .health(std::time::Duration::from_secs(10))
             .await
             .map_err(|e| CoreError::Unavailable(format!("VM {} does not answer: {e}", vm.name)))?;
+        std::fs::create_dir_all(staging).map_err(|e| io_error("creating the checkpoint", e))?;
+        let disk = Arc::new(
+            DiskCopy::new(&dir, staging, self.vmm.disk_overlays())
+                .map_err(|e| io_error("copying the disk", e))?,
+        );
+        let d = Arc::clone(&disk);
+        super::blocking(move || d.before_pause())
+            .await
+            .map_err(|e| io_error("copying the disk", e))?;
         let a = agent.clone();
         let running = self.vmm.vm(&dir);
         let saved = async {
             running.hang_up_agent(Box::new(move || a.hang_up())).await?;
-            std::fs::create_dir_all(staging).map_err(|e| io_error("creating the checkpoint", e))?;
             running.pause().await?;
             crash_point("checkpoint.paused");
             let paused = Instant::now();
             // Memory and disk are written side by side: the guest is paused for the longer
             // of the two, not their sum.
-            let (src, dst) = (dir.join(DISK_FILE), staging.join(DISK_FILE));
-            let copy = super::blocking(move || clone_file(&src, &dst));
+            let d = Arc::clone(&disk);
+            let copy = super::blocking(move || d.while_paused());
             let (state, copied) = tokio::join!(running.save_state(staging), copy);
             let saved = copied
                 .map_err(|e| io_error("copying the disk", e))
@@ -192,6 +201,9 @@ impl Manager {
         .await;
         agent.reopen();
         let state = saved?;
+        super::blocking(move || disk.finish())
+            .await
+            .map_err(|e| io_error("folding the disk overlay into the copy", e))?;
 
         // Durable before the manifest and the record say the checkpoint exists.
         let names: Vec<String> = state

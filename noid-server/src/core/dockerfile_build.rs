@@ -387,8 +387,13 @@ impl Manager {
         let record = self.running_vm(user, vm)?;
         let dir = self.layout.vm(&record.id);
         self.vmm.vm(&dir).pause().await?;
-        let (src, dst) = (dir.join(noid::guest::DISK_FILE), staging.rootfs());
-        super::blocking(move || crate::storage::clone_file(&src, &dst).map(|_| ()))
+        let dest = staging.rootfs();
+        let dest_dir = dest
+            .parent()
+            .unwrap_or(std::path::Path::new("/"))
+            .to_path_buf();
+        let overlays = self.vmm.disk_overlays();
+        super::blocking(move || super::vm_disk::DiskCopy::new(&dir, &dest_dir, overlays)?.run())
             .await
             .map_err(|e| super::error::io_error("copying the build VM's disk", e))
     }

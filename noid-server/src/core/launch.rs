@@ -4,10 +4,12 @@
 //! `Manager::launch`, which records each step's undo in the flow's `Rollback`.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use super::error::io_error;
 use super::faults::crash_point;
 use super::manifest::DISK_FILE;
+use super::ports::disk::DiskOverlays;
 use super::rollback::{Rollback, Undo};
 use super::{Manager, Result};
 use crate::core::model::VmRecord;
@@ -48,6 +50,57 @@ pub(super) const BOOT_LOG: &str = "boot.log";
 const FROM_BOOT_SNAPSHOT: &[u8] = b"\r\n[noid: started from a boot snapshot of this image]\r\n";
 
 impl Manager {
+    /// What makes new VMs' overlays, if they get overlays rather than copies.
+    pub(super) fn overlays(&self) -> Option<Arc<dyn DiskOverlays>> {
+        self.overlays.clone()
+    }
+
+    /// Gives `vm` (whose directory is `dir`) its root disk from `source`: an overlay over the
+    /// source's disk where it can, else a copy (a boot snapshot's ready spare where there is
+    /// one). A disk that is to grow is always a copy. Says which it made.
+    async fn prepare_disk(
+        &self,
+        vm: &VmRecord,
+        source: Source<'_>,
+        dir: &Path,
+    ) -> Result<&'static str> {
+        let disk = match source.snapshot_dir() {
+            Some(snap) => snap.join(DISK_FILE),
+            None => self.images.rootfs(&vm.image),
+        };
+        let grow = match source {
+            Source::Image => vm.disk_bytes,
+            _ => None,
+        };
+        if let Some(overlays) = self.overlays().filter(|_| grow.is_none()) {
+            let dir = dir.to_path_buf();
+            super::blocking(move || super::vm_disk::make_overlay(&dir, &disk, overlays.as_ref()))
+                .await
+                .map_err(|e| io_error("making the disk overlay", e))?;
+            return Ok("an overlay");
+        }
+        let rootfs = dir.join(DISK_FILE);
+        let took_spare = match source {
+            Source::BootSnapshot(snap) => self.take_spare_disk(snap, &rootfs),
+            _ => false,
+        };
+        if !took_spare {
+            let to = rootfs.clone();
+            super::blocking(move || crate::storage::clone_file(&disk, &to))
+                .await
+                .map_err(|e| io_error("copying the root disk", e))?;
+        }
+        if let Source::BootSnapshot(snap) = source {
+            self.refill_spare_disk(snap);
+        }
+        if let Some(bytes) = grow {
+            super::blocking(move || crate::images::ext4::grow(&rootfs, bytes))
+                .await
+                .map_err(|e| io_error("growing the root disk", e))?;
+        }
+        Ok(if took_spare { "the spare" } else { "copied" })
+    }
+
     /// Starts `vm` from `source` and returns once its agent answers (and, for a snapshot, has
     /// taken the new clock, entropy, hostname and address) and its TAP is on the bridge.
     /// `started` is the crash point right after the VMM process is recorded.
@@ -59,42 +112,20 @@ impl Manager {
         undo: &mut Rollback,
         started: &'static str,
     ) -> Result<()> {
-        let spec = self.boot_spec(vm)?;
+        let mut spec = self.boot_spec(vm)?;
         if target == Target::New {
             undo.push(Undo::RemoveCgroup(vm.id.clone()));
             std::fs::create_dir(&spec.dir).map_err(|e| io_error("creating the VM directory", e))?;
             undo.push(Undo::RemoveDir(spec.dir.clone()));
         }
-        let disk = match source.snapshot_dir() {
-            Some(dir) => dir.join(DISK_FILE),
-            None => self.images.rootfs(&vm.image),
-        };
         let started_at = std::time::Instant::now();
-        let rootfs = spec.rootfs.clone();
-        let took_spare = match source {
-            Source::BootSnapshot(dir) => self.take_spare_disk(dir, &rootfs),
-            _ => false,
-        };
-        if !took_spare {
-            super::blocking(move || crate::storage::clone_file(&disk, &rootfs))
-                .await
-                .map_err(|e| io_error("copying the root disk", e))?;
-        }
-        if let Source::BootSnapshot(dir) = source {
-            self.refill_spare_disk(dir);
-        }
+        let how = self.prepare_disk(vm, source, &spec.dir).await?;
+        (spec.rootfs, spec.rootfs_format) = super::vm_disk::top(&spec.dir);
         tracing::debug!(
-            "{}: disk ready in {:?} ({})",
+            "{}: disk ready in {:?} ({how})",
             vm.name,
-            started_at.elapsed(),
-            if took_spare { "the spare" } else { "copied" }
+            started_at.elapsed()
         );
-        if let (Source::Image, Some(bytes)) = (&source, vm.disk_bytes) {
-            let rootfs = spec.rootfs.clone();
-            super::blocking(move || crate::images::ext4::grow(&rootfs, bytes))
-                .await
-                .map_err(|e| io_error("growing the root disk", e))?;
-        }
         if let Source::BootSnapshot(dir) = source {
             // The console history starts with the boot this VM's memory went through.
             if let Ok(mut log) = std::fs::read(dir.join(BOOT_LOG)) {

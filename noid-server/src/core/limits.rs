@@ -37,6 +37,22 @@ pub struct VmLimits {
     /// Start new VMs from a snapshot of a freshly booted VM of the same size instead of
     /// booting them (the first VM of each size boots and makes it).
     pub boot_snapshots: bool,
+    /// When a VM gets a copy-on-write overlay over its image's, snapshot's or checkpoint's
+    /// disk instead of a copy of it (only where the VMM can: QEMU with `qemu-img`).
+    pub disk_overlays: DiskOverlaysSetting,
+}
+
+/// The `[vm] disk_overlays` setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskOverlaysSetting {
+    /// Where the data directory cannot share extents (ext4): there a copy writes the whole
+    /// disk, while on btrfs or XFS a reflinked copy costs nothing and a checkpoint of it
+    /// shares the VM's own writes too.
+    #[default]
+    Auto,
+    Always,
+    Never,
 }
 
 impl Default for VmLimits {
@@ -57,6 +73,7 @@ impl Default for VmLimits {
             vmm_overhead_mib: 256,
             disk_reserve_mib: 256,
             boot_snapshots: true,
+            disk_overlays: DiskOverlaysSetting::Auto,
         }
     }
 }

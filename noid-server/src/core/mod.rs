@@ -35,6 +35,7 @@ mod run_state;
 #[cfg(test)]
 mod tests;
 pub mod types;
+mod vm_disk;
 mod vms;
 
 use std::collections::HashMap;
@@ -54,7 +55,7 @@ pub use error::{CoreError, Result};
 pub use files::CopyTarget;
 use flow::{blocking, detached};
 pub use images::{ImageSource, Progress};
-pub use limits::VmLimits;
+pub use limits::{DiskOverlaysSetting, VmLimits};
 pub use net::NetOptions;
 pub use types::*;
 
@@ -86,6 +87,8 @@ pub struct Manager {
     boot_snapshots: boot_snapshots::BootSnapshots,
     /// Where VMMs get their cgroup.
     cgroups: crate::vmm::cgroup::Cgroups,
+    /// What makes new VMs' disk overlays, if they get overlays rather than copies.
+    overlays: Option<Arc<dyn ports::disk::DiskOverlays>>,
 }
 
 /// What the core is made of: its settings and the backends behind its ports.
@@ -123,7 +126,9 @@ impl Manager {
         if limits.cgroups && !vmm.manages_cgroups() {
             tracing::info!("VM cgroups: {}", cgroups.describe());
         }
+        let overlays = vm_disk::choose_overlays(limits.disk_overlays, vmm.as_ref(), &layout);
         let manager = Arc::new(Self {
+            overlays,
             limits,
             layout,
             images,

@@ -6,7 +6,6 @@
 use std::collections::HashSet;
 
 use super::model::Backend;
-use super::restore::DISK_BEFORE_RESTORE;
 use super::rollback::{Rollback, Undo};
 use super::{Manager, Result};
 use crate::core::model::VmState;
@@ -64,7 +63,7 @@ impl Manager {
                         self.check_run_state(&mut vm).await?;
                     }
                     // A restore in place that finished but for removing the old disk.
-                    let _ = std::fs::remove_file(self.layout.vm(&vm.id).join(DISK_BEFORE_RESTORE));
+                    super::vm_disk::drop_aside(&self.layout.vm(&vm.id));
                     known.insert(vm.id);
                 }
             }

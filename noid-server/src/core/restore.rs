@@ -17,10 +17,7 @@ use super::manifest::{Manifest, DISK_FILE};
 use super::ports::agent::PostRestore;
 use super::rollback::{Rollback, Undo};
 use super::vms::{new_id, now_secs};
-use super::{CoreError, CreateVm, Manager, Restore, Result, User};
-
-/// Where a restore in place keeps the VM's disk until the restored VM runs.
-pub(super) const DISK_BEFORE_RESTORE: &str = "rootfs.ext4.before-restore";
+use super::{vm_disk, CoreError, CreateVm, Manager, Restore, Result, User};
 use crate::core::model::{CheckpointRecord, VmRecord, VmState};
 
 impl Manager {
@@ -213,7 +210,7 @@ impl Manager {
         }
         self.store.update_vm(&vm)?;
         crash_point("restore.done");
-        let _ = std::fs::remove_file(self.layout.vm(&vm.id).join(DISK_BEFORE_RESTORE));
+        vm_disk::drop_aside(&self.layout.vm(&vm.id));
         self.apply_firewall().await?;
         Ok(vm)
     }
@@ -232,8 +229,7 @@ impl Manager {
             self.vmm.stop(&p, grace).await?;
         }
         self.forget_agent(&vm.id);
-        std::fs::rename(dir.join(DISK_FILE), dir.join(DISK_BEFORE_RESTORE))
-            .map_err(|e| io_error("setting the current disk aside", e))?;
+        vm_disk::set_aside(&dir).map_err(|e| io_error("setting the current disk aside", e))?;
         crash_point("restore.disk_aside");
         tracing::debug!("restore of {} from {}: disk set aside", vm.name, ckpt.id);
         // The undo of a failed restore in place is `undo_restore_in_place`, which finds what
@@ -254,9 +250,8 @@ impl Manager {
     /// memory is gone); if the restore had not yet touched it, the VM simply runs on.
     pub(super) async fn undo_restore_in_place(&self, vm: &mut VmRecord) -> Result<()> {
         let dir = self.layout.vm(&vm.id);
-        let aside = dir.join(DISK_BEFORE_RESTORE);
         let old_runs = vm.process.is_some_and(|p| self.vmm.is_running(&p));
-        if !aside.exists() && old_runs {
+        if !vm_disk::is_set_aside(&dir) && old_runs {
             vm.state = VmState::Running;
             self.store.update_vm(vm)?;
             return Ok(());
@@ -273,12 +268,7 @@ impl Manager {
             }
         }
         self.forget_agent(&vm.id);
-        if aside.exists() {
-            let disk = dir.join(DISK_FILE);
-            let _ = std::fs::remove_file(&disk);
-            std::fs::rename(&aside, &disk)
-                .map_err(|e| io_error("putting the VM's disk back", e))?;
-        }
+        vm_disk::put_back(&dir).map_err(|e| io_error("putting the VM's disk back", e))?;
         vm.state = VmState::Stopped;
         vm.process = None;
         self.store.update_vm(vm)?;

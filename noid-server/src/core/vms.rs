@@ -10,7 +10,6 @@ use super::detached;
 use super::error::io_error;
 use super::faults::crash_point;
 use super::launch::{Source, Target};
-use super::manifest::DISK_FILE;
 use super::ports::vmm::BootSpec;
 use super::rollback::{Rollback, Undo};
 use super::{CoreError, CreateVm, Manager, Result, User};
@@ -248,8 +247,10 @@ impl Manager {
     /// cgroup on the way.
     pub(super) fn boot_spec(&self, vm: &VmRecord) -> Result<BootSpec> {
         let dir = self.layout.vm(&vm.id);
+        let (rootfs, rootfs_format) = super::vm_disk::top(&dir);
         Ok(BootSpec {
-            rootfs: dir.join(DISK_FILE),
+            rootfs,
+            rootfs_format,
             dir,
             kernel: self.base().kernel(),
             kernel_elf: self.base().kernel_elf(),

@@ -7,12 +7,15 @@ pub mod cgroup;
 pub mod firecracker;
 pub mod process;
 pub mod qemu;
+pub mod qemu_img;
 mod qemu_snapshot;
 pub mod qmp;
 pub mod select;
 pub mod shim;
 
-pub use crate::core::ports::vmm::{BootSpec, RunState, SavedFile, VmHandle, Vmm, VmmError};
+pub use crate::core::ports::vmm::{
+    BootSpec, DiskFormat, RunState, SavedFile, VmHandle, Vmm, VmmError,
+};
 
 /// The guest kernel's command line for `spec`, with the VMM's own `extra` options.
 pub fn kernel_cmdline(spec: &BootSpec, extra: &str) -> String {

@@ -10,8 +10,9 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use super::accel::Accel;
+use super::qemu_img::QemuImg;
 use super::qmp::Qmp;
-use super::{process, BootSpec, RunState, SavedFile, VmHandle, Vmm, VmmError};
+use super::{process, BootSpec, DiskFormat, RunState, SavedFile, VmHandle, Vmm, VmmError};
 use crate::core::model::ProcessId;
 use crate::core::model::{AgentEndpoint, Backend};
 use noid::guest::transfer_disk;
@@ -34,6 +35,8 @@ pub struct QemuVmm {
     comm: String,
     /// Pids of launchers being waited for right now (not to be reaped by anyone else).
     launching: Arc<std::sync::Mutex<Vec<u32>>>,
+    /// Makes qcow2 overlays, if `qemu-img` is installed.
+    overlays: Option<Arc<QemuImg>>,
 }
 
 /// Measures the host's TSC rate against the monotonic clock.
@@ -83,7 +86,12 @@ impl QemuVmm {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let overlays = QemuImg::find(&binary).map(Arc::new);
+        if overlays.is_none() {
+            tracing::warn!("qemu-img not found: every VM gets a full copy of its disk");
+        }
         Self {
+            overlays,
             binary,
             accel,
             version,
@@ -220,7 +228,14 @@ impl QemuVmm {
             "-append".into(),
             cmdline,
             "-drive".into(),
-            format!("id=root,file={},format=raw,if=none", path(&spec.rootfs)),
+            format!(
+                "id=root,file={},format={},if=none",
+                path(&spec.rootfs),
+                match spec.rootfs_format {
+                    DiskFormat::Raw => "raw",
+                    DiskFormat::Qcow2 => "qcow2",
+                }
+            ),
             "-device".into(),
             "virtio-blk-device,drive=root".into(),
             "-device".into(),
@@ -291,6 +306,12 @@ impl Vmm for QemuVmm {
             return Err(VmmError::Start(format!("QEMU is not running: {status}")));
         }
         Ok(id)
+    }
+
+    fn disk_overlays(&self) -> Option<Arc<dyn crate::core::ports::disk::DiskOverlays>> {
+        self.overlays
+            .clone()
+            .map(|o| o as Arc<dyn crate::core::ports::disk::DiskOverlays>)
     }
 
     /// QEMU stops a guest whose disk write failed (`werror=enospc`, its default).

@@ -30,8 +30,9 @@ pub struct BootSpec {
     /// The same kernel as an uncompressed ELF `vmlinux` (Firecracker).
     pub kernel_elf: PathBuf,
     pub initrd: PathBuf,
-    /// The VM's own copy of the root filesystem.
+    /// The VM's root disk: its own copy of the root filesystem, or an overlay over one.
     pub rootfs: PathBuf,
+    pub rootfs_format: DiskFormat,
     pub cpus: u32,
     pub memory_mib: u32,
     pub hostname: String,
@@ -39,6 +40,17 @@ pub struct BootSpec {
     pub net: Option<GuestNet>,
     /// The cgroup the VMM runs in (empty: none).
     pub cgroup: crate::vmm::cgroup::Slot,
+}
+
+/// How a root disk file is laid out. Always told, never probed from the file: a guest can write
+/// anything into a raw disk, a qcow2 header naming a host file too.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DiskFormat {
+    /// The file system itself, byte for byte.
+    #[default]
+    Raw,
+    /// A qcow2 overlay over a raw disk that it names (`DiskOverlays`).
+    Qcow2,
 }
 
 /// What a VMM says about its guest's vCPUs.
@@ -137,6 +149,11 @@ pub trait Vmm: Send + Sync {
     /// once the VM is gone.
     fn remove_vm_files(&self, dir: &std::path::Path) {
         let _ = dir;
+    }
+
+    /// Overlays over read-only raw disks, if this VMM can run a VM on one (`DiskFormat::Qcow2`).
+    fn disk_overlays(&self) -> Option<std::sync::Arc<dyn super::disk::DiskOverlays>> {
+        None
     }
 
     /// Who the VMM runs as, when not as root: the owner that VMs' TAPs need (uid, gid).
