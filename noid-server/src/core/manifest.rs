@@ -157,6 +157,29 @@ impl Manifest {
     }
 }
 
+/// What the files of a directory are, by name, inode, size and inode change time: any write,
+/// truncation, replacement or `touch` of a file changes it (the change time cannot be set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint(Vec<(std::ffi::OsString, u64, u64, i64, i64)>);
+
+impl Fingerprint {
+    /// The fingerprint of `dir` now (empty if it cannot be read).
+    pub fn of(dir: &Path) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let m = e.metadata().ok()?;
+                Some((e.file_name(), m.ino(), m.len(), m.ctime(), m.ctime_nsec()))
+            })
+            .collect();
+        files.sort();
+        Self(files)
+    }
+}
+
 /// One path component that stays in its directory: not empty, not `.` or `..`, no `/` or NUL.
 fn is_plain_file_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
@@ -280,5 +303,26 @@ mod fuzz {
         };
         Manifest::new(half, vec![]).write(dir.path()).unwrap();
         assert!(Manifest::read(dir.path()).unwrap_err().contains("VM name"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fingerprint_changes_with_any_write_to_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("memory.state");
+        std::fs::write(&file, b"state").unwrap();
+        let first = Fingerprint::of(dir.path());
+        assert_eq!(Fingerprint::of(dir.path()), first, "nothing changed");
+        // The same bytes written again, a moment later.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&file, b"state").unwrap();
+        assert_ne!(Fingerprint::of(dir.path()), first);
+        let second = Fingerprint::of(dir.path());
+        std::fs::write(dir.path().join("extra"), b"").unwrap();
+        assert_ne!(Fingerprint::of(dir.path()), second, "a new file");
     }
 }

@@ -84,6 +84,9 @@ pub struct Manager {
     vm_locks: locks::LockTable<tokio::sync::Mutex<()>>,
     /// Restores read a checkpoint under its read lock; deleting it takes the write lock.
     checkpoint_locks: locks::LockTable<tokio::sync::RwLock<()>>,
+    /// Checkpoints whose files were checked against their manifest in this server run, with
+    /// what the files were then (`manifest::Fingerprint`).
+    verified_checkpoints: Mutex<HashMap<String, manifest::Fingerprint>>,
     boot_snapshots: boot_snapshots::BootSnapshots,
     /// Where VMMs get their cgroup.
     cgroups: crate::vmm::cgroup::Cgroups,
@@ -145,6 +148,7 @@ impl Manager {
             connector: agents,
             vm_locks: Default::default(),
             checkpoint_locks: Default::default(),
+            verified_checkpoints: Default::default(),
             boot_snapshots: Default::default(),
             cgroups,
         });

@@ -13,7 +13,7 @@ use super::detached;
 use super::error::io_error;
 use super::faults::crash_point;
 use super::launch::{Source, Target};
-use super::manifest::{Manifest, DISK_FILE};
+use super::manifest::{Fingerprint, Manifest, DISK_FILE};
 use super::ports::agent::PostRestore;
 use super::rollback::{Rollback, Undo};
 use super::vms::{new_id, now_secs};
@@ -84,13 +84,24 @@ impl Manager {
         Ok(())
     }
 
-    /// Checks the checkpoint's files against its manifest.
+    /// Checks the checkpoint's files against its manifest: in full at its first restore in
+    /// this server run, and again whenever one of its files has changed since (a checkpoint's
+    /// files are written once; forks of one checkpoint need not read it all each time).
     async fn verify_checkpoint(&self, ckpt: &CheckpointRecord) -> Result<std::path::PathBuf> {
         let dir = self.layout.checkpoint(&ckpt.vm_id, &ckpt.id);
+        let before = Fingerprint::of(&dir);
+        let known = self.verified_checkpoints.lock().unwrap().get(&ckpt.id) == Some(&before);
+        if known {
+            return Ok(dir);
+        }
         Manifest::check_dir(&dir).await.map_err(|why| {
             CoreError::FailedPrecondition(format!("checkpoint {} is damaged: {why}", ckpt.id))
         })?;
         tracing::debug!("checkpoint {} verified", ckpt.id);
+        self.verified_checkpoints
+            .lock()
+            .unwrap()
+            .insert(ckpt.id.clone(), before);
         Ok(dir)
     }
 
