@@ -1,15 +1,24 @@
 //! QEMU's disk overlays: qcow2 files over a raw base, made and folded with `qemu-img`
 //! (Debian's `qemu-utils`). The base is always given as raw (`-F raw`), never probed.
 
+use std::collections::HashMap;
 use std::io;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 use crate::core::ports::disk::DiskOverlays;
 
 pub struct QemuImg {
     binary: PathBuf,
+    /// New overlays' bytes by base name and size: an empty overlay depends on nothing else,
+    /// so each later one is a write of these bytes rather than a run of qemu-img.
+    templates: Mutex<HashMap<TemplateKey, Arc<Vec<u8>>>>,
 }
+
+/// A base's name and size.
+type TemplateKey = (String, u64);
 
 impl QemuImg {
     /// `qemu-img` beside the QEMU binary, else on PATH; None if there is none that runs.
@@ -24,7 +33,10 @@ impl QemuImg {
                     .output()
                     .is_ok_and(|o| o.status.success())
             })
-            .map(|binary| Self { binary })
+            .map(|binary| Self {
+                binary,
+                templates: Default::default(),
+            })
     }
 
     fn run(&self, args: &[&str], dir: &Path) -> io::Result<()> {
@@ -44,6 +56,32 @@ impl QemuImg {
     }
 }
 
+impl QemuImg {
+    /// The bytes of a new, empty overlay over a raw base called `base_name` of `size` bytes,
+    /// made once by qemu-img in a scratch directory.
+    fn template(&self, base_name: &str, size: u64) -> io::Result<Arc<Vec<u8>>> {
+        let key = (base_name.to_string(), size);
+        if let Some(t) = self.templates.lock().expect("templates").get(&key) {
+            return Ok(Arc::clone(t));
+        }
+        let scratch = tempfile::tempdir()?;
+        std::fs::File::create(scratch.path().join(base_name))?.set_len(size)?;
+        // The base is named relative to the overlay, as it will be beside every copy.
+        self.run(
+            &[
+                "create", "-q", "-f", "qcow2", "-F", "raw", "-b", base_name, "t.qcow2",
+            ],
+            scratch.path(),
+        )?;
+        let bytes = Arc::new(std::fs::read(scratch.path().join("t.qcow2"))?);
+        self.templates
+            .lock()
+            .expect("templates")
+            .insert(key, Arc::clone(&bytes));
+        Ok(bytes)
+    }
+}
+
 /// The directory and file name of `path`, which the callers make from a directory and a name.
 fn split(path: &Path) -> io::Result<(&Path, &str)> {
     let name = path.file_name().and_then(|n| n.to_str());
@@ -58,19 +96,14 @@ fn split(path: &Path) -> io::Result<(&Path, &str)> {
 
 impl DiskOverlays for QemuImg {
     fn create(&self, overlay: &Path, base_name: &str) -> io::Result<()> {
-        let (dir, name) = split(overlay)?;
-        // qemu-img overwrites a file of that name: claim the name first.
-        std::fs::OpenOptions::new()
+        let (dir, _) = split(overlay)?;
+        let size = std::fs::metadata(dir.join(base_name))?.len();
+        let template = self.template(base_name, size)?;
+        let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(overlay)?;
-        // Run in the overlay's directory: the base name stays relative, as written.
-        self.run(
-            &[
-                "create", "-q", "-f", "qcow2", "-F", "raw", "-b", base_name, name,
-            ],
-            dir,
-        )
+        file.write_all(&template)
     }
 
     fn commit(&self, overlay: &Path) -> io::Result<()> {
@@ -110,6 +143,10 @@ mod tests {
             .unwrap();
         let overlay = dir.path().join("rootfs.qcow2");
         img.create(&overlay, "base.ext4").unwrap();
+        // The second of a kind comes from the first's template, and is as good.
+        let second = dir.path().join("second.qcow2");
+        img.create(&second, "base.ext4").unwrap();
+        write_through(&second, 0, 0x11);
         assert!(
             img.create(&overlay, "base.ext4").is_err(),
             "an existing overlay is not made again"
@@ -125,7 +162,7 @@ mod tests {
         assert_eq!(read_at(8192), [0; 4096], "the base is untouched");
         img.commit(&overlay).unwrap();
         assert_eq!(read_at(8192), [0x5a; 4096], "the write is in the base");
-        assert_eq!(read_at(0), [0; 4096]);
+        assert_eq!(read_at(0), [0; 4096], "the other overlay's write is not");
         let err = img
             .commit(&dir.path().join("missing.qcow2"))
             .unwrap_err()
