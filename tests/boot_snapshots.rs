@@ -54,6 +54,18 @@ fn vms_on(server: &Server, disk: &std::path::Path) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// The directories under `dir`, at any depth.
+fn walk_dirs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk_dirs(&e.path()));
+            out.push(e.path());
+        }
+    }
+    out
+}
+
 fn created_lines(server: &Server, how: &str) -> usize {
     server
         .log()
@@ -103,6 +115,26 @@ async fn new_vms_start_from_a_boot_snapshot_of_their_size() {
         );
         assert!(!dir.join("rootfs.ext4").exists());
     }
+    // Their memory is the snapshot's memory file, mapped copy-on-write: both map it, and what
+    // each writes into its memory is its own.
+    let snap_memory = snapshots(&server)[0].join("memory.ram");
+    for dir in vms_on(&server, &snap_disk) {
+        let pid = std::fs::read_to_string(dir.join("qemu.pid")).unwrap();
+        let maps = std::fs::read_to_string(format!("/proc/{}/maps", pid.trim())).unwrap();
+        assert!(
+            maps.contains(&snap_memory.display().to_string()),
+            "{} does not map {}",
+            dir.display(),
+            snap_memory.display()
+        );
+    }
+    let fill = "head -c 33554432 /dev/urandom > /dev/shm/mine; md5sum < /dev/shm/mine";
+    let second_sum = sh(&mut alice, "second", fill).await;
+    let third_sum = sh(&mut bob, "third", fill).await;
+    assert_ne!(second_sum, third_sum);
+    let sum = "md5sum < /dev/shm/mine";
+    assert_eq!(sh(&mut alice, "second", sum).await, second_sum);
+    assert_eq!(sh(&mut bob, "third", sum).await, third_sum);
     let mut seen = Vec::new();
     for (client, name) in [(&mut alice, "second"), (&mut bob, "third")] {
         let out = sh(
@@ -160,6 +192,11 @@ async fn new_vms_start_from_a_boot_snapshot_of_their_size() {
         sh(&mut alice, "second-fork", "hostname").await,
         "second-fork\n"
     );
+    assert_eq!(
+        sh(&mut alice, "second-fork", sum).await,
+        second_sum,
+        "the fork has the memory of the checkpoint"
+    );
 
     // Another size gets a snapshot of its own.
     alice.create_vm(create("bigger", 320)).await.unwrap();
@@ -172,12 +209,14 @@ async fn new_vms_start_from_a_boot_snapshot_of_their_size() {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(snap.join("manifest.json")).unwrap())
             .unwrap();
+    // The device state: VMs started from the snapshot map its memory file, which is never
+    // changed under them (truncating it would take their memory away).
     let memory = manifest["files"]
         .as_array()
         .unwrap()
         .iter()
         .map(|f| f["name"].as_str().unwrap())
-        .find(|n| *n != "rootfs.ext4")
+        .find(|n| *n == "memory.state")
         .unwrap();
     let f = std::fs::OpenOptions::new()
         .write(true)
@@ -254,12 +293,18 @@ async fn new_vms_start_from_a_boot_snapshot_of_their_size() {
     );
     assert_eq!(snapshots(&server).len(), 2, "the snapshot is made again");
 
-    // Without overlays each VM gets a copy of the snapshot's disk; a spare copy, made in the
-    // background, is ready for the next create.
-    server.restart_with("[vm]\ndisk_overlays = \"never\"\n");
+    // The old ways: memory inside the migration stream (a snapshot of its own, so the first
+    // create boots), and each VM a copy of the snapshot's disk, where a spare copy, made in
+    // the background, is ready for the next create.
+    server.restart_with("[vm]\ndisk_overlays = \"never\"\n[qemu]\nmemory_files = false\n");
     let mut alice = server.client("alice").await;
     alice.create_vm(create("copied", 0)).await.unwrap();
-    let spare = snapshot_of_size(&server, 256).join("spare-rootfs.ext4");
+    assert_eq!(created_lines(&server, "booted"), 5, "{}", server.log());
+    let stream_snap = snapshots(&server)
+        .into_iter()
+        .find(|s| !s.join("memory.ram").exists())
+        .expect("a snapshot without a memory file");
+    let spare = stream_snap.join("spare-rootfs.ext4");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !spare.exists() {
         assert!(
@@ -289,13 +334,40 @@ async fn new_vms_start_from_a_boot_snapshot_of_their_size() {
         raw_vms, 2,
         "only the VMs made without overlays have raw disks"
     );
+    sh(&mut alice, "spare", "echo kept > /dev/shm/note").await;
+    let ckpt = alice
+        .create_checkpoint(CreateCheckpointRequest {
+            vm: "spare".into(),
+            label: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ckpt_dir = walk_dirs(&server.data_dir().join("checkpoints"))
+        .into_iter()
+        .find(|d| d.ends_with(&ckpt.id))
+        .unwrap();
+    assert!(ckpt_dir.join("memory.state").is_file());
+    assert!(!ckpt_dir.join("memory.ram").exists());
+    alice
+        .restore(RestoreRequest {
+            checkpoint_id: ckpt.id,
+            new_name: "spare-fork".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        sh(&mut alice, "spare-fork", "cat /dev/shm/note").await,
+        "kept\n"
+    );
 
     // Off: the snapshots go, and every create boots.
     server.restart_with("[vm]\nboot_snapshots = false\n");
     let mut alice = server.client("alice").await;
     assert!(snapshots(&server).is_empty());
     alice.create_vm(create("fifth", 0)).await.unwrap();
-    assert_eq!(created_lines(&server, "booted"), 5);
+    assert_eq!(created_lines(&server, "booted"), 6);
     assert!(snapshots(&server).is_empty());
     assert_eq!(sh(&mut alice, "fifth", "hostname").await, "fifth\n");
 }

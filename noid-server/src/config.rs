@@ -253,6 +253,11 @@ impl NetworkConfig {
 pub struct QemuConfig {
     pub binary: PathBuf,
     pub accel: AccelChoice,
+    /// Save guest RAM as a memory file that restored VMs map copy-on-write (shared pages
+    /// across VMs started from one snapshot) rather than inside the migration stream.
+    pub memory_files: bool,
+    /// TCG's translated-code buffer per VM, in MiB (0: QEMU's default).
+    pub tb_size_mib: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -307,11 +312,16 @@ impl Default for Config {
     }
 }
 
+/// See `QemuConfig::tb_size_mib`; chosen by measurement (README, "Density").
+pub const DEFAULT_TB_SIZE_MIB: u32 = 0;
+
 impl Default for QemuConfig {
     fn default() -> Self {
         Self {
             binary: PathBuf::from("qemu-system-x86_64"),
             accel: AccelChoice::Auto,
+            memory_files: true,
+            tb_size_mib: DEFAULT_TB_SIZE_MIB,
         }
     }
 }

@@ -120,6 +120,7 @@ async fn open(endpoint: &AgentEndpoint) -> io::Result<UnixStream> {
 /// the total time (every call that uses the connection has its own deadline).
 pub async fn connect(endpoint: &AgentEndpoint) -> io::Result<Greeted> {
     let mut attempt = 0;
+    let started = std::time::Instant::now();
     loop {
         let wait = GREETING_WAITS[attempt.min(GREETING_WAITS.len() - 1)];
         attempt += 1;
@@ -127,6 +128,7 @@ pub async fn connect(endpoint: &AgentEndpoint) -> io::Result<Greeted> {
         let mut prefix = vec![0u8; FRAME_HEADER];
         match tokio::time::timeout(wait, stream.read_exact(&mut prefix)).await {
             Ok(Ok(_)) if is_server_settings(&prefix) => {
+                tracing::debug!("agent greeting after {:?}", started.elapsed());
                 return Ok(Greeted {
                     prefix,
                     pos: 0,

@@ -26,8 +26,8 @@ use crate::core::model::{CheckpointRecord, VmRecord};
 use noid::guest::DISK_FILE;
 
 /// Bump when what a boot snapshot holds changes meaning: older ones are then never used.
-/// 2: QEMU VMs have a transfer disk. 3: keyed by image.
-const FORMAT: &str = "3";
+/// 2: QEMU VMs have a transfer disk. 3: keyed by image. 4: keyed by the VMM's flavor.
+const FORMAT: &str = "4";
 
 /// Which boot snapshots exist in usable form and which are being made, in this process.
 #[derive(Default)]
@@ -53,10 +53,11 @@ impl Manager {
         // The image by name and content: one made again under the same name is another.
         let image_id = self.images.get(image).map(|m| m.id).unwrap_or_default();
         let shape = format!(
-            "{FORMAT}\n{}\n{image}\n{image_id}\n{}\n{}\n{}\n{}\n{}",
+            "{FORMAT}\n{}\n{image}\n{image_id}\n{}\n{} {}\n{}\n{}\n{}",
             self.base().manifest.id,
             self.vmm.backend(),
             self.vmm.version(),
+            self.vmm.snapshot_flavor(),
             cpus,
             memory_mib,
             self.network.is_some()

@@ -221,30 +221,59 @@ impl Manager {
         let disk_bytes = std::fs::metadata(&disk_path)
             .map_err(|e| io_error("reading the disk copy", e))?
             .len();
-        // The disk's checksum is computed while the files go to disk.
-        let digest = super::blocking(move || checksum::disk_digest(&disk_path));
-        let (synced, digest) = tokio::join!(sync, digest);
+        // Sparse files (the disk, a memory file) are checksummed over their data blocks, while
+        // the files go to disk.
+        let sparse: Vec<String> = state
+            .iter()
+            .filter(|f| f.sha256.is_none())
+            .map(|f| f.name.clone())
+            .chain([DISK_FILE.into()])
+            .collect();
+        let dir = staging.to_path_buf();
+        let digests = super::blocking(move || {
+            sparse
+                .into_iter()
+                .map(|n| Ok((checksum::disk_digest(&dir.join(&n))?, n)))
+                .collect::<std::io::Result<Vec<_>>>()
+        });
+        let (synced, digests) = tokio::join!(sync, digests);
         synced.map_err(|e| io_error("syncing the checkpoint files", e))?;
-        let digest = digest.map_err(|e| io_error("checksumming the disk copy", e))?;
-        tracing::debug!("{}: disk digest done", staging.display());
+        let digests = digests.map_err(|e| io_error("checksumming the checkpoint", e))?;
+        tracing::debug!("{}: digests done", staging.display());
         let mut files: Vec<FileEntry> = state
             .iter()
-            .map(|f| FileEntry {
-                name: f.name.clone(),
-                bytes: f.bytes,
-                method: Method::Sha256,
-                checksum: f.sha256.clone(),
+            .filter_map(|f| {
+                f.sha256.clone().map(|checksum| FileEntry {
+                    name: f.name.clone(),
+                    bytes: f.bytes,
+                    method: Method::Sha256,
+                    checksum,
+                })
             })
             .collect();
-        files.push(FileEntry {
-            name: DISK_FILE.into(),
-            bytes: disk_bytes,
-            method: Method::DiskBlocksSha256,
-            checksum: digest,
-        });
+        for (checksum, name) in digests {
+            let bytes = match state.iter().find(|f| f.name == name) {
+                Some(f) => f.bytes,
+                None => disk_bytes,
+            };
+            files.push(FileEntry {
+                name,
+                bytes,
+                method: Method::DiskBlocksSha256,
+                checksum,
+            });
+        }
+        // Memory as it takes space: a memory file's holes are free.
+        let memory_bytes = state
+            .iter()
+            .map(|f| match f.sha256 {
+                Some(_) => f.bytes,
+                None => super::admission::allocated_bytes(&staging.join(&f.name)),
+            })
+            .sum();
         Ok(SavedVm {
             files,
-            memory_bytes: state.iter().map(|f| f.bytes).sum(),
+            memory_bytes,
             disk_bytes,
         })
     }

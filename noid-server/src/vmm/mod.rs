@@ -9,6 +9,7 @@ pub mod process;
 pub mod qemu;
 pub mod qemu_img;
 mod qemu_snapshot;
+mod qemu_stream;
 pub mod qmp;
 pub mod select;
 pub mod shim;

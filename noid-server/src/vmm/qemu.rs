@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::accel::Accel;
 use super::qemu_img::QemuImg;
+use super::qemu_snapshot::{MEMORY_FILE, RAM_BLOCK};
 use super::qmp::Qmp;
 use super::{process, BootSpec, DiskFormat, RunState, SavedFile, VmHandle, Vmm, VmmError};
 use crate::core::model::ProcessId;
@@ -37,6 +38,10 @@ pub struct QemuVmm {
     launching: Arc<std::sync::Mutex<Vec<u32>>>,
     /// Makes qcow2 overlays, if `qemu-img` is installed.
     overlays: Option<Arc<QemuImg>>,
+    /// Saves guest RAM as a memory file apart from the migration stream.
+    memory_files: bool,
+    /// TCG's code buffer in MiB (0: QEMU's default).
+    tb_size_mib: u32,
 }
 
 /// Measures the host's TSC rate against the monotonic clock.
@@ -64,7 +69,8 @@ pub fn host_tsc_khz() -> Option<u64> {
 }
 
 impl QemuVmm {
-    pub fn new(binary: PathBuf, accel: Accel) -> Self {
+    pub fn new(config: &crate::config::QemuConfig, accel: Accel) -> Self {
+        let binary = config.binary.clone();
         let tsc_khz = match accel {
             Accel::Tcg => host_tsc_khz(),
             Accel::Kvm => None,
@@ -91,6 +97,8 @@ impl QemuVmm {
             tracing::warn!("qemu-img not found: every VM gets a full copy of its disk");
         }
         Self {
+            memory_files: config.memory_files,
+            tb_size_mib: config.tb_size_mib,
             overlays,
             binary,
             accel,
@@ -107,13 +115,15 @@ impl QemuVmm {
 
     /// Starts QEMU (daemonized) for `spec`; with `incoming` it waits for migration state.
     /// `transfer_disk`: the size of the transfer disk to attach (a fresh, empty one), if any.
+    /// `memory_file`: a saved RAM file to map copy-on-write as the guest's RAM.
     pub(super) async fn launch(
         &self,
         spec: &BootSpec,
         incoming: bool,
         transfer_disk: Option<u64>,
+        memory_file: Option<&Path>,
     ) -> Result<ProcessId, VmmError> {
-        let mut args = self.args(spec);
+        let mut args = self.args(spec, incoming, memory_file);
         let disk_file = spec.dir.join(transfer_disk::FILE);
         match transfer_disk {
             Some(bytes) => {
@@ -194,7 +204,10 @@ impl QemuVmm {
             .ok_or_else(|| VmmError::Start("QEMU exited right after starting".into()))
     }
 
-    fn args(&self, spec: &BootSpec) -> Vec<String> {
+    /// The command line for `spec`. A VM that will receive saved state (`incoming`) gets no
+    /// kernel: its memory comes from the state, and the kernel and initramfs would only be
+    /// read into the process's own memory (tens of MiB per VM) for nothing.
+    fn args(&self, spec: &BootSpec, incoming: bool, memory_file: Option<&Path>) -> Vec<String> {
         let mut extra = "reboot=t".to_string();
         if let Some(khz) = self.tsc_khz {
             extra.push_str(&format!(" tsc_early_khz={khz}"));
@@ -205,11 +218,29 @@ impl QemuVmm {
             Accel::Tcg => "max",
         };
         let path = |p: &Path| p.display().to_string();
-        let mut a: Vec<String> = vec![
+        let mut machine = "microvm,x-option-roms=off,rtc=on".to_string();
+        let mut accel = self.accel.as_str().to_string();
+        if self.accel == Accel::Tcg && self.tb_size_mib > 0 {
+            accel.push_str(&format!(",tb-size={}", self.tb_size_mib));
+        }
+        let mut a: Vec<String> = Vec::new();
+        if let Some(file) = memory_file {
+            // Private: the guest's writes are its own; the file is never written.
+            a.extend([
+                "-object".into(),
+                format!(
+                    "memory-backend-file,id={RAM_BLOCK},size={}M,mem-path={},share=off",
+                    spec.memory_mib,
+                    path(file)
+                ),
+            ]);
+            machine.push_str(&format!(",memory-backend={RAM_BLOCK}"));
+        }
+        a.extend([
             "-M".into(),
-            "microvm,x-option-roms=off,rtc=on".into(),
+            machine,
             "-accel".into(),
-            self.accel.as_str().into(),
+            accel,
             "-cpu".into(),
             cpu.into(),
             "-smp".into(),
@@ -221,12 +252,6 @@ impl QemuVmm {
             "-display".into(),
             "none".into(),
             "-no-reboot".into(),
-            "-kernel".into(),
-            path(&spec.kernel),
-            "-initrd".into(),
-            path(&spec.initrd),
-            "-append".into(),
-            cmdline,
             "-drive".into(),
             format!(
                 "id=root,file={},format={},if=none",
@@ -258,7 +283,17 @@ impl QemuVmm {
             "-pidfile".into(),
             PID_FILE.into(),
             "-daemonize".into(),
-        ];
+        ]);
+        if !incoming {
+            a.extend([
+                "-kernel".into(),
+                path(&spec.kernel),
+                "-initrd".into(),
+                path(&spec.initrd),
+                "-append".into(),
+                cmdline,
+            ]);
+        }
         if let Some(n) = &spec.net {
             a.extend([
                 "-netdev".into(),
@@ -298,7 +333,9 @@ impl Vmm for QemuVmm {
     }
 
     async fn start(&self, spec: &BootSpec) -> Result<ProcessId, VmmError> {
-        let id = self.launch(spec, false, Some(transfer_disk::BYTES)).await?;
+        let id = self
+            .launch(spec, false, Some(transfer_disk::BYTES), None)
+            .await?;
         let mut qmp = Qmp::connect(&Self::qmp_socket(&spec.dir)).await?;
         let status = qmp.status().await?;
         if status != "running" {
@@ -323,14 +360,25 @@ impl Vmm for QemuVmm {
         Box::new(QemuVm {
             qmp: Self::qmp_socket(dir),
             dir: dir.to_path_buf(),
+            memory_files: self.memory_files,
         })
+    }
+
+    fn snapshot_flavor(&self) -> String {
+        if self.memory_files {
+            "memory-file".into()
+        } else {
+            "stream".into()
+        }
     }
 
     async fn restore(&self, spec: &BootSpec, state_dir: &Path) -> Result<ProcessId, VmmError> {
         // The devices must be those the state was saved with: a checkpoint from before the
         // transfer disk existed restores without one (its copies take the agent channel).
         let disk = super::qemu_snapshot::saved_transfer_disk(state_dir)?;
-        let id = self.launch(spec, true, disk).await?;
+        let memory = state_dir.join(MEMORY_FILE);
+        let memory = memory.exists().then_some(memory.as_path());
+        let id = self.launch(spec, true, disk, memory).await?;
         let result = super::qemu_snapshot::load(&Self::qmp_socket(&spec.dir), state_dir).await;
         if let Err(e) = result {
             let _ = process::terminate(&id, std::time::Duration::from_secs(1)).await;
@@ -360,6 +408,7 @@ impl Vmm for QemuVmm {
 struct QemuVm {
     qmp: PathBuf,
     dir: PathBuf,
+    memory_files: bool,
 }
 
 #[async_trait]
@@ -388,7 +437,7 @@ impl VmHandle for QemuVm {
     }
 
     async fn save_state(&self, out_dir: &Path) -> Result<Vec<SavedFile>, VmmError> {
-        super::qemu_snapshot::save(&self.qmp, &self.dir, out_dir).await
+        super::qemu_snapshot::save(&self.qmp, &self.dir, out_dir, self.memory_files).await
     }
 
     async fn hang_up_agent(&self, hang_up: Box<dyn FnOnce() + Send>) -> Result<(), VmmError> {

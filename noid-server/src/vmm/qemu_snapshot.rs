@@ -1,7 +1,9 @@
 //! QEMU's side of checkpoints: the migration stream. Saving asks the paused QEMU to migrate
 //! to a Unix socket that we serve, and writes the stream to `memory.state` while hashing it,
-//! so the checksum costs no second read. Loading starts a QEMU with `-incoming defer -S`,
-//! feeds it the file and continues the guest.
+//! so the checksum costs no second read; with memory files on, the guest RAM's pages are
+//! split off into `memory.ram` on the way (`qemu_stream`), which a restored VM maps
+//! copy-on-write as its RAM. Loading starts a QEMU with `-incoming defer -S`, feeds it the
+//! state file and continues the guest.
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,8 +16,13 @@ use tokio::net::UnixListener;
 use super::qmp::Qmp;
 use super::{SavedFile, VmmError};
 
-/// The file that holds memory and device state.
+/// The file that holds device state, and memory unless it is in `MEMORY_FILE`.
 pub const STATE_FILE: &str = "memory.state";
+/// The guest RAM, page by page at its offset, when saved apart from the state.
+pub const MEMORY_FILE: &str = "memory.ram";
+/// The RAM block of QEMU's main memory (microvm's `default-ram-id`): the memory backend a
+/// restored VM maps `MEMORY_FILE` with has this id, so that the stream's blocks match.
+pub const RAM_BLOCK: &str = "microvm.ram";
 const MIGRATE_SOCKET: &str = "migrate.sock";
 /// Saved beside the state when the VM has a transfer disk: its size, which the restored VM's
 /// disk must have (QEMU does not migrate a disk's size, and the guest remembers it).
@@ -46,7 +53,7 @@ fn save_transfer_disk(vm_dir: &Path, out_dir: &Path) -> Result<Option<SavedFile>
     Ok(Some(SavedFile {
         name: TRANSFER_DISK_MARK.into(),
         bytes: text.len() as u64,
-        sha256: hex::encode(Sha256::digest(text.as_bytes())),
+        sha256: Some(hex::encode(Sha256::digest(text.as_bytes()))),
     }))
 }
 
@@ -63,17 +70,90 @@ async fn wait_migration(qmp: &mut Qmp) -> Result<(), VmmError> {
                     .unwrap_or("migration failed");
                 return Err(VmmError::Control(format!("QEMU migration: {why}")));
             }
-            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            _ => tokio::time::sleep(Duration::from_millis(2)).await,
         }
     }
+}
+
+/// Waits for QEMU to connect to the migration socket.
+async fn accept(listener: &UnixListener) -> Result<tokio::net::UnixStream, VmmError> {
+    let (stream, _) = tokio::time::timeout(Duration::from_secs(30), listener.accept())
+        .await
+        .map_err(|_| VmmError::Control("QEMU did not connect to the migration socket".into()))??;
+    Ok(stream)
+}
+
+/// A writer that hashes and counts what it writes.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Receives the migration stream from `listener` into `out_dir`, split into the state and
+/// the memory file. Not fsynced: the caller does that once the guest runs again.
+async fn receive_split(listener: UnixListener, out_dir: &Path) -> Result<Vec<SavedFile>, VmmError> {
+    let stream = accept(&listener).await?.into_std()?;
+    stream.set_nonblocking(false)?;
+    let out_dir = out_dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let memory = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(out_dir.join(MEMORY_FILE))?;
+        let mut state = Hashing {
+            inner: std::io::BufWriter::with_capacity(
+                1 << 20,
+                std::fs::File::create(out_dir.join(STATE_FILE))?,
+            ),
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
+        let input = std::io::BufReader::with_capacity(1 << 20, stream);
+        let split = super::qemu_stream::split(input, &mut state, &memory, RAM_BLOCK).map_err(
+            |e| match e {
+                super::qemu_stream::StreamError::Io(e) => VmmError::Io(e),
+                unsupported => VmmError::Control(format!(
+                    "{unsupported} (with [qemu] memory_files = false memory stays in the \
+                         stream)"
+                )),
+            },
+        )?;
+        std::io::Write::flush(&mut state)?;
+        Ok(vec![
+            SavedFile {
+                name: STATE_FILE.into(),
+                bytes: state.bytes,
+                sha256: Some(hex::encode(state.hasher.finalize())),
+            },
+            SavedFile {
+                name: MEMORY_FILE.into(),
+                bytes: split.block_bytes,
+                sha256: None,
+            },
+        ])
+    })
+    .await
+    .map_err(|e| VmmError::Control(format!("splitting the migration stream: {e}")))?
 }
 
 /// Copies the migration stream from `listener` into `path`, hashing as it goes. Not fsynced:
 /// the caller does that once the guest runs again.
 async fn receive(listener: UnixListener, path: &Path) -> Result<SavedFile, VmmError> {
-    let (mut stream, _) = tokio::time::timeout(Duration::from_secs(30), listener.accept())
-        .await
-        .map_err(|_| VmmError::Control("QEMU did not connect to the migration socket".into()))??;
+    let mut stream = accept(&listener).await?;
     let mut file = tokio::fs::File::create(path).await?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -91,14 +171,16 @@ async fn receive(listener: UnixListener, path: &Path) -> Result<SavedFile, VmmEr
     Ok(SavedFile {
         name: STATE_FILE.into(),
         bytes,
-        sha256: hex::encode(hasher.finalize()),
+        sha256: Some(hex::encode(hasher.finalize())),
     })
 }
 
+/// Saves the paused VM into `out_dir`; `memory_file`: with the RAM apart in `MEMORY_FILE`.
 pub async fn save(
     qmp_socket: &Path,
     vm_dir: &Path,
     out_dir: &Path,
+    memory_file: bool,
 ) -> Result<Vec<SavedFile>, VmmError> {
     let mut saved: Vec<SavedFile> = save_transfer_disk(vm_dir, out_dir)?.into_iter().collect();
     let sock = out_dir.join(MIGRATE_SOCKET);
@@ -116,9 +198,15 @@ pub async fn save(
         json!({ "uri": format!("unix:{}", sock.display()) }),
     )
     .await?;
-    let received = receive(listener, &out_dir.join(STATE_FILE)).await;
+    let received = if memory_file {
+        receive_split(listener, out_dir).await
+    } else {
+        receive(listener, &out_dir.join(STATE_FILE))
+            .await
+            .map(|f| vec![f])
+    };
     let _ = std::fs::remove_file(&sock);
-    let file = match received {
+    let files = match received {
         Ok(f) => f,
         Err(e) => {
             let _ = qmp.execute("migrate_cancel", json!({})).await;
@@ -127,7 +215,7 @@ pub async fn save(
         }
     };
     wait_migration(&mut qmp).await?;
-    saved.insert(0, file);
+    saved.splice(0..0, files);
     Ok(saved)
 }
 

@@ -99,7 +99,7 @@ pub fn decide_here(config: &Config) -> Result<Decision, VmmError> {
 /// Builds the VMM the decision names.
 pub fn build(config: &Config, decision: &Decision) -> Result<Arc<dyn Vmm>, VmmError> {
     Ok(match decision {
-        Decision::Qemu { accel, .. } => Arc::new(QemuVmm::new(config.qemu.binary.clone(), *accel)),
+        Decision::Qemu { accel, .. } => Arc::new(QemuVmm::new(&config.qemu, *accel)),
         Decision::Firecracker { .. } => {
             let f = &config.firecracker;
             Arc::new(FirecrackerVmm::new(FirecrackerConfig {

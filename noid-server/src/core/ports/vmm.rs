@@ -71,7 +71,9 @@ pub enum RunState {
 pub struct SavedFile {
     pub name: String,
     pub bytes: u64,
-    pub sha256: String,
+    /// Its SHA-256, or None for a sparse file (guest memory) whose checksum the core takes
+    /// over its data blocks, once the guest runs again.
+    pub sha256: Option<String>,
 }
 
 /// One VM's running VMM, as `Vmm::vm` hands it out: what the core asks of a running VM.
@@ -165,6 +167,11 @@ pub trait Vmm: Send + Sync {
     /// the core makes none.
     fn manages_cgroups(&self) -> bool {
         false
+    }
+
+    /// What, beyond `version`, new boot snapshots depend on (how the VMM saves memory).
+    fn snapshot_flavor(&self) -> String {
+        String::new()
     }
 
     /// Whether a restored VM keeps using the checkpoint's memory file while it runs (so the

@@ -450,7 +450,7 @@ impl VmHandle for FirecrackerVm<'_> {
             saved.push(SavedFile {
                 name: name.into(),
                 bytes: std::fs::metadata(&to)?.len(),
-                sha256,
+                sha256: Some(sha256),
             });
         }
         result.map(|()| saved)
