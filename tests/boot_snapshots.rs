@@ -54,6 +54,27 @@ fn vms_on(server: &Server, disk: &std::path::Path) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// Checkpoints `vm` and forks the checkpoint as `fork`; the checkpoint's id.
+async fn checkpoint_and_fork(client: &mut noid::client::Client, vm: &str, fork: &str) -> String {
+    let ckpt = client
+        .create_checkpoint(CreateCheckpointRequest {
+            vm: vm.into(),
+            label: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    client
+        .restore(RestoreRequest {
+            checkpoint_id: ckpt.id.clone(),
+            new_name: fork.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    ckpt.id
+}
+
 /// The directories under `dir`, at any depth.
 fn walk_dirs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
@@ -172,22 +193,7 @@ async fn new_vms_start_from_a_boot_snapshot_of_their_size() {
     );
 
     // A VM from the snapshot checkpoints and forks like any other.
-    let ckpt = alice
-        .create_checkpoint(CreateCheckpointRequest {
-            vm: "second".into(),
-            label: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    alice
-        .restore(RestoreRequest {
-            checkpoint_id: ckpt.id,
-            new_name: "second-fork".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    checkpoint_and_fork(&mut alice, "second", "second-fork").await;
     assert_eq!(
         sh(&mut alice, "second-fork", "hostname").await,
         "second-fork\n"
@@ -232,22 +238,7 @@ async fn new_vms_start_from_a_boot_snapshot_of_their_size() {
         sh(&mut alice, "second", "cat /root/second-only").await,
         "second\n"
     );
-    let ckpt = alice
-        .create_checkpoint(CreateCheckpointRequest {
-            vm: "second".into(),
-            label: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    alice
-        .restore(RestoreRequest {
-            checkpoint_id: ckpt.id,
-            new_name: "second-fork-2".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    checkpoint_and_fork(&mut alice, "second", "second-fork-2").await;
     assert_eq!(
         sh(
             &mut alice,
@@ -335,28 +326,13 @@ async fn new_vms_start_from_a_boot_snapshot_of_their_size() {
         "only the VMs made without overlays have raw disks"
     );
     sh(&mut alice, "spare", "echo kept > /dev/shm/note").await;
-    let ckpt = alice
-        .create_checkpoint(CreateCheckpointRequest {
-            vm: "spare".into(),
-            label: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let id = checkpoint_and_fork(&mut alice, "spare", "spare-fork").await;
     let ckpt_dir = walk_dirs(&server.data_dir().join("checkpoints"))
         .into_iter()
-        .find(|d| d.ends_with(&ckpt.id))
+        .find(|d| d.ends_with(&id))
         .unwrap();
     assert!(ckpt_dir.join("memory.state").is_file());
     assert!(!ckpt_dir.join("memory.ram").exists());
-    alice
-        .restore(RestoreRequest {
-            checkpoint_id: ckpt.id,
-            new_name: "spare-fork".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
     assert_eq!(
         sh(&mut alice, "spare-fork", "cat /dev/shm/note").await,
         "kept\n"

@@ -208,11 +208,6 @@ impl QemuVmm {
     /// kernel: its memory comes from the state, and the kernel and initramfs would only be
     /// read into the process's own memory (tens of MiB per VM) for nothing.
     fn args(&self, spec: &BootSpec, incoming: bool, memory_file: Option<&Path>) -> Vec<String> {
-        let mut extra = "reboot=t".to_string();
-        if let Some(khz) = self.tsc_khz {
-            extra.push_str(&format!(" tsc_early_khz={khz}"));
-        }
-        let cmdline = super::kernel_cmdline(spec, &extra);
         let cpu = match self.accel {
             Accel::Kvm => "host",
             Accel::Tcg => "max",
@@ -285,6 +280,11 @@ impl QemuVmm {
             "-daemonize".into(),
         ]);
         if !incoming {
+            let mut extra = "reboot=t".to_string();
+            if let Some(khz) = self.tsc_khz {
+                extra.push_str(&format!(" tsc_early_khz={khz}"));
+            }
+            let cmdline = super::kernel_cmdline(spec, &extra);
             a.extend([
                 "-kernel".into(),
                 path(&spec.kernel),

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
 use super::qmp::Qmp;
@@ -103,17 +102,18 @@ impl<W: std::io::Write> std::io::Write for Hashing<W> {
     }
 }
 
-/// Receives the migration stream from `listener` into `out_dir`, split into the state and
+/// Receives the migration stream from `listener` into `out_dir`, hashing the state file as it
+/// is written (no second read for its checksum); with `split`, the RAM's pages go apart into
 /// the memory file. Not fsynced: the caller does that once the guest runs again.
-async fn receive_split(listener: UnixListener, out_dir: &Path) -> Result<Vec<SavedFile>, VmmError> {
+async fn receive(
+    listener: UnixListener,
+    out_dir: &Path,
+    split: bool,
+) -> Result<Vec<SavedFile>, VmmError> {
     let stream = accept(&listener).await?.into_std()?;
     stream.set_nonblocking(false)?;
     let out_dir = out_dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let memory = std::fs::File::options()
-            .write(true)
-            .create_new(true)
-            .open(out_dir.join(MEMORY_FILE))?;
         let mut state = Hashing {
             inner: std::io::BufWriter::with_capacity(
                 1 << 20,
@@ -122,57 +122,44 @@ async fn receive_split(listener: UnixListener, out_dir: &Path) -> Result<Vec<Sav
             hasher: Sha256::new(),
             bytes: 0,
         };
-        let input = std::io::BufReader::with_capacity(1 << 20, stream);
-        let split = super::qemu_stream::split(input, &mut state, &memory, RAM_BLOCK).map_err(
-            |e| match e {
-                super::qemu_stream::StreamError::Io(e) => VmmError::Io(e),
-                unsupported => VmmError::Control(format!(
-                    "{unsupported} (with [qemu] memory_files = false memory stays in the \
+        let mut input = std::io::BufReader::with_capacity(1 << 20, stream);
+        let mut files = Vec::new();
+        if split {
+            let memory = std::fs::File::options()
+                .write(true)
+                .create_new(true)
+                .open(out_dir.join(MEMORY_FILE))?;
+            let split =
+                super::qemu_stream::split(input, &mut state, &memory, RAM_BLOCK).map_err(|e| {
+                    match e {
+                        super::qemu_stream::StreamError::Io(e) => VmmError::Io(e),
+                        unsupported => VmmError::Control(format!(
+                            "{unsupported} (with [qemu] memory_files = false memory stays in the \
                          stream)"
-                )),
-            },
-        )?;
+                        )),
+                    }
+                })?;
+            files.push(SavedFile {
+                name: MEMORY_FILE.into(),
+                bytes: split.block_bytes,
+                sha256: None,
+            });
+        } else {
+            std::io::copy(&mut input, &mut state)?;
+        }
         std::io::Write::flush(&mut state)?;
-        Ok(vec![
+        files.insert(
+            0,
             SavedFile {
                 name: STATE_FILE.into(),
                 bytes: state.bytes,
                 sha256: Some(hex::encode(state.hasher.finalize())),
             },
-            SavedFile {
-                name: MEMORY_FILE.into(),
-                bytes: split.block_bytes,
-                sha256: None,
-            },
-        ])
+        );
+        Ok(files)
     })
     .await
-    .map_err(|e| VmmError::Control(format!("splitting the migration stream: {e}")))?
-}
-
-/// Copies the migration stream from `listener` into `path`, hashing as it goes. Not fsynced:
-/// the caller does that once the guest runs again.
-async fn receive(listener: UnixListener, path: &Path) -> Result<SavedFile, VmmError> {
-    let mut stream = accept(&listener).await?;
-    let mut file = tokio::fs::File::create(path).await?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut bytes = 0u64;
-    loop {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        file.write_all(&buf[..n]).await?;
-        bytes += n as u64;
-    }
-    file.flush().await?;
-    Ok(SavedFile {
-        name: STATE_FILE.into(),
-        bytes,
-        sha256: Some(hex::encode(hasher.finalize())),
-    })
+    .map_err(|e| VmmError::Control(format!("receiving the migration stream: {e}")))?
 }
 
 /// Saves the paused VM into `out_dir`; `memory_file`: with the RAM apart in `MEMORY_FILE`.
@@ -198,13 +185,7 @@ pub async fn save(
         json!({ "uri": format!("unix:{}", sock.display()) }),
     )
     .await?;
-    let received = if memory_file {
-        receive_split(listener, out_dir).await
-    } else {
-        receive(listener, &out_dir.join(STATE_FILE))
-            .await
-            .map(|f| vec![f])
-    };
+    let received = receive(listener, out_dir, memory_file).await;
     let _ = std::fs::remove_file(&sock);
     let files = match received {
         Ok(f) => f,

@@ -232,7 +232,10 @@ impl<R: Read, W: Write> Splitter<'_, R, W> {
 
     /// A page of the split block: into the memory file at its offset, not into the stream.
     fn our_page(&mut self, flags: u64, addr: u64) -> Result<(), StreamError> {
-        if addr + PAGE > self.split.block_bytes {
+        if addr
+            .checked_add(PAGE)
+            .is_none_or(|end| end > self.split.block_bytes)
+        {
             return unsupported(format!("a page at {addr:#x} beyond its block"));
         }
         if flags & FLAG_ZERO != 0 {
