@@ -11,7 +11,10 @@ use noid::v1::{
 };
 use tonic::Code;
 
-const COUNTER: &str = "i=0; while :; do i=$((i+1)); echo $i > /run/count; sleep 0.1; done";
+/// Counts in /run/count, replacing the file whole each time (a reader, or a checkpoint, never
+/// catches it truncated).
+const COUNTER: &str =
+    "i=0; while :; do i=$((i+1)); echo $i > /run/count.new; mv /run/count.new /run/count; sleep 0.1; done";
 
 fn create(name: &str) -> CreateVmRequest {
     CreateVmRequest {
