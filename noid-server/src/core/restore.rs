@@ -293,22 +293,29 @@ impl Manager {
         rand::rngs::OsRng.fill_bytes(&mut entropy);
         loop {
             let agent = self.agent(vm);
-            let now_nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as i64)
-                .unwrap_or(0);
-            let call = agent.post_restore(PostRestore {
-                unix_nanos: now_nanos,
-                entropy: entropy.clone(),
-                hostname: vm.name.clone(),
-                net: self.guest_net(vm),
-            });
             // One call for all the time that is left: the connector keeps retrying with
             // growing waits, which a guest short of CPU needs (cutting attempts short would
             // start it over at its shortest wait each time).
             let left = deadline
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_secs(1));
+            let call = async {
+                // Connected first, then the clock is read: reaching a guest short of CPU can
+                // take seconds, which would otherwise put its clock that far behind.
+                agent.health(left).await?;
+                let now_nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as i64)
+                    .unwrap_or(0);
+                agent
+                    .post_restore(PostRestore {
+                        unix_nanos: now_nanos,
+                        entropy: entropy.clone(),
+                        hostname: vm.name.clone(),
+                        net: self.guest_net(vm),
+                    })
+                    .await
+            };
             let vmm_exited = async {
                 while vm.process.is_some_and(|p| self.vmm.is_running(&p)) {
                     tokio::time::sleep(Duration::from_millis(200)).await;
