@@ -2,6 +2,7 @@
 //! the connection breaks (guest restored, server restarted) the next call reconnects.
 
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use noid::agent::v1 as pb;
 use noid::agent::v1::agent_client::AgentClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-use super::connect::connect;
+use super::connect::{connect, Guest};
 use super::disk_copy::{self, Attempt, TransferDisk};
 use super::status::from_status;
 use crate::core::model::AgentEndpoint;
@@ -66,6 +67,8 @@ struct Link {
     /// A duplicate of the current connection's socket, to shut it down from outside.
     socket: Mutex<Option<OwnedFd>>,
     open: tokio::sync::watch::Sender<bool>,
+    /// The guest is booting and has not greeted yet.
+    booting: AtomicBool,
 }
 
 impl Link {
@@ -73,6 +76,7 @@ impl Link {
         Self {
             socket: Mutex::new(None),
             open: tokio::sync::watch::Sender::new(true),
+            booting: AtomicBool::new(false),
         }
     }
 
@@ -201,7 +205,13 @@ impl RemoteAgent {
             let link = Arc::clone(&l);
             async move {
                 link.wait_open().await;
-                let stream = connect(&endpoint).await?;
+                let guest = if link.booting.load(Ordering::Relaxed) {
+                    Guest::Booting
+                } else {
+                    Guest::MaybeStale
+                };
+                let stream = connect(&endpoint, guest).await?;
+                link.booting.store(false, Ordering::Relaxed);
                 *link.socket.lock().expect("link lock") =
                     Some(stream.socket().try_clone_to_owned()?);
                 Ok::<_, std::io::Error>(TokioIo::new(stream))
@@ -236,6 +246,10 @@ impl GuestAgent for RemoteAgent {
 
     fn reopen(&self) {
         self.link.open.send_replace(true);
+    }
+
+    fn expect_boot(&self) {
+        self.link.booting.store(true, Ordering::Relaxed);
     }
 
     async fn health(&self, timeout: Duration) -> Result<AgentHealth, AgentError> {

@@ -7,6 +7,10 @@
 //! when the checkpoint was taken, and learns that its old host is gone only when we hang up.
 //! So: connect, wait for the greeting, and if none comes, hang up and try again with a longer
 //! wait. The bytes read are handed on to the HTTP/2 client untouched.
+//!
+//! A guest that is still booting has no stale session, so there the host connects once and
+//! waits long: every hang-up races the guest's first greeting, and a greeting written just
+//! as the host hangs up can leave QEMU holding the port's output until the next hang-up.
 
 use std::io;
 use std::pin::Pin;
@@ -30,6 +34,28 @@ const GREETING_WAITS: [Duration; 6] = [
     Duration::from_secs(4),
     Duration::from_secs(8),
 ];
+
+/// How long to wait on one connection to a guest that is booting: longer than a boot takes on
+/// a loaded host, so normally the first connection is the one that is greeted.
+const BOOT_GREETING_WAIT: Duration = Duration::from_secs(30);
+
+/// What may be at the other end of a new connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guest {
+    /// A guest that may be running a session from before (restored, or its host restarted).
+    MaybeStale,
+    /// A guest booting from scratch: nothing can answer but a fresh agent.
+    Booting,
+}
+
+impl Guest {
+    fn wait(self, attempt: usize) -> Duration {
+        match self {
+            Guest::MaybeStale => GREETING_WAITS[attempt.min(GREETING_WAITS.len() - 1)],
+            Guest::Booting => BOOT_GREETING_WAIT,
+        }
+    }
+}
 
 /// An HTTP/2 frame header: length (3 bytes), type, flags, stream id (4 bytes).
 const FRAME_HEADER: usize = 9;
@@ -118,11 +144,11 @@ async fn open(endpoint: &AgentEndpoint) -> io::Result<UnixStream> {
 
 /// Connects and waits for the agent's greeting, retrying until one comes. The caller bounds
 /// the total time (every call that uses the connection has its own deadline).
-pub async fn connect(endpoint: &AgentEndpoint) -> io::Result<Greeted> {
+pub async fn connect(endpoint: &AgentEndpoint, guest: Guest) -> io::Result<Greeted> {
     let mut attempt = 0;
     let started = std::time::Instant::now();
     loop {
-        let wait = GREETING_WAITS[attempt.min(GREETING_WAITS.len() - 1)];
+        let wait = guest.wait(attempt);
         attempt += 1;
         let mut stream = open(endpoint).await?;
         let mut prefix = vec![0u8; FRAME_HEADER];
@@ -190,7 +216,7 @@ mod tests {
             socket: path.clone(),
             port: 1024,
         };
-        let mut s = connect(&ep).await.unwrap();
+        let mut s = connect(&ep, Guest::MaybeStale).await.unwrap();
         s.write_all(b"hello").await.unwrap();
         let mut buf = [0u8; 14];
         s.read_exact(&mut buf).await.unwrap();
@@ -204,7 +230,10 @@ mod tests {
             socket: dir.path().join("w.sock"),
             port: 52,
         };
-        assert!(connect(&ep).await.is_err(), "a refused port is an error");
+        assert!(
+            connect(&ep, Guest::MaybeStale).await.is_err(),
+            "a refused port is an error"
+        );
         server.await.unwrap();
     }
 
@@ -228,15 +257,46 @@ mod tests {
             let (mut s, _) = listener.accept().await.unwrap();
             s.write_all(&SETTINGS).await.unwrap();
         });
-        let mut s = connect(&AgentEndpoint::Serial {
-            socket: path,
-            transfer_disk: None,
-        })
+        let mut s = connect(
+            &AgentEndpoint::Serial {
+                socket: path,
+                transfer_disk: None,
+            },
+            Guest::MaybeStale,
+        )
         .await
         .unwrap();
         let mut buf = [0u8; 9];
         s.read_exact(&mut buf).await.unwrap();
         assert_eq!(buf, SETTINGS);
+        server.await.unwrap();
+    }
+
+    /// A booting guest is waited for on one connection: the host does not hang up on it
+    /// while it boots, however long the greeting takes.
+    #[tokio::test]
+    async fn waits_for_a_booting_guest_on_one_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            // Longer than the first several waits for a guest that may hold a stale session.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            s.write_all(&SETTINGS).await.unwrap();
+            let mut b = [0u8; 1];
+            assert_eq!(s.read(&mut b).await.unwrap(), 0);
+            // No second connection was made.
+            tokio::time::timeout(Duration::from_millis(100), listener.accept())
+                .await
+                .expect_err("one connection only");
+        });
+        let ep = AgentEndpoint::Serial {
+            socket: path,
+            transfer_disk: None,
+        };
+        let s = connect(&ep, Guest::Booting).await.unwrap();
+        drop(s);
         server.await.unwrap();
     }
 }

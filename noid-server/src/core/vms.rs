@@ -280,6 +280,7 @@ impl Manager {
     /// Waits until the guest agent answers, the VMM dies, or the boot timeout passes.
     pub(super) async fn wait_for_agent(&self, record: &VmRecord) -> Result<()> {
         let agent = self.agent(record);
+        agent.expect_boot();
         let process = record.process.expect("started");
         let timeout = Duration::from_secs(self.limits.boot_timeout_secs);
         let deadline = Instant::now() + timeout;

@@ -75,6 +75,9 @@ pub trait GuestAgent: Send + Sync {
     fn hang_up(&self);
     /// Lets the agent be reached again after `hang_up`.
     fn reopen(&self);
+    /// The guest is booting from scratch: until it first answers, a connection waits for it
+    /// rather than hanging up and trying again (no stale session can be holding the channel).
+    fn expect_boot(&self);
     async fn health(&self, timeout: Duration) -> Result<AgentHealth, AgentError>;
     /// Starts `spec` in the guest; `input` feeds it, the returned stream reports it.
     async fn exec(

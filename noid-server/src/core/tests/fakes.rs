@@ -132,6 +132,8 @@ impl GuestAgent for FakeAgent {
 
     fn reopen(&self) {}
 
+    fn expect_boot(&self) {}
+
     async fn health(&self, _: Duration) -> Result<AgentHealth, AgentError> {
         if !self.up.load(Ordering::SeqCst) {
             return Err(AgentError::Unreachable("the fake guest is down".into()));
