@@ -4,7 +4,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 use noid::v1::{
-    CreateCheckpointRequest, DeleteCheckpointRequest, ListCheckpointsRequest, RestoreRequest,
+    CreateCheckpointRequest, DeleteCheckpointRequest, ForkManyRequest, ListCheckpointsRequest,
+    RestoreRequest,
 };
 use serde_json::json;
 
@@ -146,6 +147,53 @@ pub async fn restore(
             vm.name,
             started.elapsed().as_secs_f64()
         );
+    }
+    Ok(())
+}
+
+/// Forks checkpoint `id` into `count` VMs named `prefix-1` ..; prints each VM or its error.
+/// Fails (after printing) when any fork failed.
+pub async fn fork_many(
+    client: &mut noid::client::Client,
+    id: String,
+    prefix: String,
+    count: u32,
+    network_policy: Option<noid::v1::NetworkPolicy>,
+    json: bool,
+) -> Result<()> {
+    noid::names::validate_name("VM", &format!("{prefix}-{count}"))?;
+    let started = Instant::now();
+    let call = client.fork_many(ForkManyRequest {
+        checkpoint_id: id.clone(),
+        prefix: prefix.clone(),
+        count,
+        network_policy,
+    });
+    let what = format!("Forking checkpoint {id} into {prefix}-1..{prefix}-{count}");
+    let results = spinning(json, &what, call).await?.into_inner();
+    let failed = results.results.iter().filter(|r| r.vm.is_none()).count();
+    if json {
+        output::print_message(&results);
+    } else {
+        for r in &results.results {
+            match &r.vm {
+                Some(vm) => println!(
+                    "{:<24} {} {}",
+                    r.name,
+                    output::state_name(vm.state),
+                    vm.address
+                ),
+                None => println!("{:<24} failed: {} ({})", r.name, r.error, r.error_code),
+            }
+        }
+        println!(
+            "Forked {} of {count} VMs from checkpoint {id} in {:.2}s",
+            count as usize - failed,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {count} forks failed");
     }
     Ok(())
 }

@@ -53,6 +53,8 @@ enum Command {
     /// Destroy a VM (default: the active one): its process, disk and record.
     #[command(alias = "rm")]
     Destroy { name: Option<String> },
+    /// Stop a VM's vCPUs (default: the active one); its memory and processes wait as they are.
+    Pause { name: Option<String> },
     /// Let a paused VM (default: the active one) run again.
     Resume { name: Option<String> },
     /// Make NAME the active VM for this directory (writes ./.noid).
@@ -78,9 +80,19 @@ enum Command {
         /// Fork: create a new VM with this name from the checkpoint.
         #[arg(long = "as", value_name = "NEW_NAME")]
         new_name: Option<String>,
+        /// Fork N VMs at once, named NEW_NAME-1 .. NEW_NAME-N.
+        #[arg(long, value_name = "N", requires = "new_name")]
+        count: Option<u32>,
         /// Network policy flags replace the VM's policy (default: a fork gets its source's)
         #[command(flatten)]
         policy: net::PolicyArgs,
+    },
+    /// Show how many checkpoints a VM (default: the active one) keeps and for how long, or
+    /// change it: noid retention [VM] [--keep-last N] [--max-age AGE]
+    Retention {
+        name: Option<String>,
+        #[command(flatten)]
+        args: vms::RetentionArgs,
     },
     /// Show a VM's network policy, or change it: noid net [VM] [--egress allow|deny]
     /// [--allow RULE]... [--deny RULE]... [--remove RULE]... [--clear] [--peers allow|deny]
@@ -256,6 +268,10 @@ async fn run(cli: Cli) -> Result<i32> {
             let name = config::resolve_vm(name)?;
             vms::destroy(&mut connect().await?, name, json).await?
         }
+        Command::Pause { name } => {
+            let name = config::resolve_vm(name)?;
+            vms::pause(&mut connect().await?, name, json).await?
+        }
         Command::Resume { name } => {
             let name = config::resolve_vm(name)?;
             vms::resume(&mut connect().await?, name, json).await?
@@ -277,11 +293,32 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Checkpoints { vm } => checkpoints::list(&mut connect().await?, vm, json).await?,
         Command::Restore {
             id,
+            new_name: Some(prefix),
+            count: Some(count),
+            policy,
+        } => {
+            checkpoints::fork_many(
+                &mut connect().await?,
+                id,
+                prefix,
+                count,
+                policy.to_proto(),
+                json,
+            )
+            .await?
+        }
+        Command::Restore {
+            id,
             new_name,
             policy,
+            ..
         } => {
             checkpoints::restore(&mut connect().await?, id, new_name, policy.to_proto(), json)
                 .await?
+        }
+        Command::Retention { name, args } => {
+            let name = config::resolve_vm(name)?;
+            vms::retention(&mut connect().await?, name, args, json).await?
         }
         Command::Net(args) => {
             let vm = config::resolve_vm(args.vm.clone())?;

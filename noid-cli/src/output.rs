@@ -123,12 +123,34 @@ pub fn vm_details(vm: &Vm, image_id: Option<&str>) {
         ),
         ("kernel", vm.kernel_release.clone()),
         ("from checkpoint", or_dash(&vm.parent_checkpoint)),
+        (
+            "checkpoints kept",
+            retention(vm.checkpoint_retention.as_ref()),
+        ),
         ("vmm pid", vm.vmm_pid.to_string()),
         ("age", age(vm.created_at)),
     ];
     for (k, v) in rows {
         println!("{:<16} {v}", format!("{k}:"));
     }
+}
+
+/// "newest 5, for 7days", with "server default" for what the VM leaves to the server.
+pub fn retention(r: Option<&noid::v1::CheckpointRetention>) -> String {
+    let keep = match r.and_then(|r| r.keep_last) {
+        None => "count: server default".to_string(),
+        Some(0) => "any number".to_string(),
+        Some(n) => format!("newest {n}"),
+    };
+    let age = match r.and_then(|r| r.max_age_secs) {
+        None => "age: server default".to_string(),
+        Some(0) => "any age".to_string(),
+        Some(s) => format!(
+            "for {}",
+            humantime::format_duration(std::time::Duration::from_secs(s))
+        ),
+    };
+    format!("{keep}, {age}")
 }
 
 /// "8080->80, 2222->22", or "-".

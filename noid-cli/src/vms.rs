@@ -1,4 +1,4 @@
-//! The VM commands: create, list, info, destroy, resume, use/current (the active VM of a
+//! The VM commands: create, list, info, destroy, pause, resume, use/current (the active VM of a
 //! directory) and port (published ports).
 
 use std::time::Instant;
@@ -29,6 +29,39 @@ pub struct CreateArgs {
     pub disk: Option<String>,
     #[command(flatten)]
     pub policy: net::PolicyArgs,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+}
+
+/// How many checkpoints a VM keeps, and for how long.
+#[derive(clap::Args, Debug, Default)]
+pub struct RetentionArgs {
+    /// Keep only the newest N checkpoints of the VM (0: any number) [default: the server's]
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Remove the VM's checkpoints older than AGE, e.g. 12h or 7d (0: any age) [default: the
+    /// server's]
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub max_age: Option<u64>,
+}
+
+impl RetentionArgs {
+    pub fn to_proto(&self) -> Option<pb::CheckpointRetention> {
+        (self.keep_last.is_some() || self.max_age.is_some()).then_some(pb::CheckpointRetention {
+            keep_last: self.keep_last,
+            max_age_secs: self.max_age,
+        })
+    }
+}
+
+/// Seconds in "7d", "12h", "90m" (or "0").
+fn parse_age(s: &str) -> std::result::Result<u64, String> {
+    if s.trim() == "0" {
+        return Ok(0);
+    }
+    humantime::parse_duration(s)
+        .map(|d| d.as_secs())
+        .map_err(|e| format!("{e} (e.g. 12h or 7d)"))
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -66,6 +99,7 @@ pub async fn create(client: Client, args: CreateArgs, json: bool) -> Result<()> 
         image,
         disk,
         policy,
+        retention,
     } = args;
     let disk_bytes = disk
         .as_deref()
@@ -82,6 +116,7 @@ pub async fn create(client: Client, args: CreateArgs, json: bool) -> Result<()> 
         request_id: crate::request_id(),
         image: image.unwrap_or_default(),
         disk_bytes,
+        checkpoint_retention: retention.to_proto(),
     };
     let call = crate::retried(|| {
         let mut client = client.clone();
@@ -147,15 +182,57 @@ pub async fn destroy(client: &mut Client, name: String, json: bool) -> Result<()
     Ok(())
 }
 
+pub async fn pause(client: &mut Client, name: String, json: bool) -> Result<()> {
+    let vm = client
+        .pause_vm(pb::PauseVmRequest { name })
+        .await?
+        .into_inner();
+    print_state(&vm, json);
+    Ok(())
+}
+
 pub async fn resume(client: &mut Client, name: String, json: bool) -> Result<()> {
     let vm = client
         .resume_vm(pb::ResumeVmRequest { name })
         .await?
         .into_inner();
+    print_state(&vm, json);
+    Ok(())
+}
+
+fn print_state(vm: &pb::Vm, json: bool) {
     if json {
-        output::print_message(&vm);
+        output::print_message(vm);
     } else {
         println!("VM {} is {}", vm.name, output::state_name(vm.state));
+    }
+}
+
+/// Shows the VM's checkpoint retention, or changes what `args` sets.
+pub async fn retention(
+    client: &mut Client,
+    name: String,
+    args: RetentionArgs,
+    json: bool,
+) -> Result<()> {
+    let vm = match args.to_proto() {
+        Some(retention) => client
+            .set_checkpoint_retention(pb::SetCheckpointRetentionRequest {
+                name,
+                retention: Some(retention),
+            })
+            .await?
+            .into_inner(),
+        None => client.get_vm(pb::GetVmRequest { name }).await?.into_inner(),
+    };
+    if json {
+        output::print_message(&vm.checkpoint_retention.unwrap_or_default());
+    } else {
+        println!(
+            "VM {} keeps checkpoints: {}",
+            vm.name,
+            output::retention(vm.checkpoint_retention.as_ref())
+        );
     }
     Ok(())
 }

@@ -91,6 +91,7 @@ pub struct Config {
     /// Which VMM runs VMs. `NOID_VMM` overrides it.
     pub vmm: VmmChoice,
     pub vm: VmLimits,
+    pub checkpoints: crate::core::CheckpointSettings,
     pub qemu: QemuConfig,
     pub firecracker: FirecrackerSettings,
     pub network: NetworkConfig,
@@ -304,6 +305,7 @@ impl Default for Config {
             image_dir: None,
             vmm: VmmChoice::Auto,
             vm: VmLimits::default(),
+            checkpoints: Default::default(),
             qemu: QemuConfig::default(),
             firecracker: FirecrackerSettings::default(),
             network: NetworkConfig::default(),
@@ -462,6 +464,23 @@ mod tests {
             (d.isolation, d.privileged_ports)
         );
         assert_eq!(e.policy.to_policy(), d.policy.to_policy());
+        let (e, d) = (&example.checkpoints, &Config::default().checkpoints);
+        assert_eq!(
+            (e.slow_secs, e.keep_last, e.max_age),
+            (d.slow_secs, d.keep_last, d.max_age)
+        );
+        assert_eq!(example.vm.auto_resume, Config::default().vm.auto_resume);
+    }
+
+    #[test]
+    fn checkpoint_ages_are_read_as_durations() {
+        let c: Config = toml::from_str("[checkpoints]\nmax_age = \"7d\"\nkeep_last = 3\n").unwrap();
+        assert_eq!(
+            c.checkpoints.max_age,
+            Some(std::time::Duration::from_secs(7 * 86400))
+        );
+        let e = toml::from_str::<Config>("[checkpoints]\nmax_age = \"soon\"\n").unwrap_err();
+        assert!(e.to_string().contains("max_age \"soon\""), "{e}");
     }
 
     #[test]

@@ -45,6 +45,7 @@ struct State {
     last_checkpoint_bytes: u64,
     exec_total: u64,
     exec_failures: u64,
+    slow_checkpoints: u64,
     errors: BTreeMap<&'static str, u64>,
 }
 
@@ -75,6 +76,11 @@ impl Metrics {
             s.checkpoint_bytes_total += bytes;
             s.last_checkpoint_bytes = bytes;
         });
+    }
+
+    /// A checkpoint took longer than `[checkpoints] slow_secs`.
+    pub fn slow_checkpoint(&self) {
+        self.with(|s| s.slow_checkpoints += 1);
     }
 
     pub fn restored(&self, secs: f64) {
@@ -114,6 +120,7 @@ impl Metrics {
         );
         let _ = writeln!(out, "# HELP noid_checkpoint_size_bytes Size (memory state and disk) of the last checkpoint.\n# TYPE noid_checkpoint_size_bytes gauge\nnoid_checkpoint_size_bytes {}", s.last_checkpoint_bytes);
         let _ = writeln!(out, "# HELP noid_checkpoint_bytes_total Bytes of all checkpoints created.\n# TYPE noid_checkpoint_bytes_total counter\nnoid_checkpoint_bytes_total {}", s.checkpoint_bytes_total);
+        let _ = writeln!(out, "# HELP noid_slow_checkpoints_total Checkpoints that took longer than the configured slow_secs.\n# TYPE noid_slow_checkpoints_total counter\nnoid_slow_checkpoints_total {}", s.slow_checkpoints);
         let _ = writeln!(out, "# HELP noid_vms_running VMs whose VMM runs.\n# TYPE noid_vms_running gauge\nnoid_vms_running {}", snap.running_vms);
         let _ = writeln!(out, "# HELP noid_vm_memory_bytes Resident memory of each VM's VMM process.\n# TYPE noid_vm_memory_bytes gauge");
         for (vm, owner, bytes) in &snap.vm_memory {

@@ -107,6 +107,7 @@ pub async fn serve(config: Config) -> Result<()> {
     };
     let core = Manager::open(Parts {
         limits: config.vm.clone(),
+        checkpoints: config.checkpoints.clone(),
         layout,
         images,
         store,

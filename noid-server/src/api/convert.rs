@@ -6,7 +6,7 @@ use noid::v1 as pb;
 
 use noid::netpolicy::{Egress, NetPolicy};
 
-use crate::core::model::{CheckpointRecord, VmRecord, VmState};
+use crate::core::model::{CheckpointRecord, Retention, VmRecord, VmState};
 use crate::core::{CoreError, ExecEvent, ExecInput, ExecSpec, Manager, TtySize};
 
 pub fn vm(v: &VmRecord) -> pb::Vm {
@@ -29,6 +29,7 @@ pub fn vm(v: &VmRecord) -> pb::Vm {
         image_id: v.image_id.clone(),
         kernel_release: v.kernel_release.clone(),
         address: v.net.as_ref().map(|n| n.ip.to_string()).unwrap_or_default(),
+        checkpoint_retention: Some(retention(v.retention)),
         parent_checkpoint: v.parent_checkpoint.clone().unwrap_or_default(),
         vmm_pid: v.process.map(|p| p.pid).unwrap_or(0),
         mac: v.net.as_ref().map(|n| n.mac.clone()).unwrap_or_default(),
@@ -114,4 +115,19 @@ pub fn checkpoint(c: &CheckpointRecord) -> pb::Checkpoint {
         backend: c.backend.clone(),
         parent_checkpoint: c.parent.clone().unwrap_or_default(),
     }
+}
+
+pub fn retention(r: Retention) -> pb::CheckpointRetention {
+    pb::CheckpointRetention {
+        keep_last: r.keep_last,
+        max_age_secs: r.max_age_secs,
+    }
+}
+
+pub fn parse_retention(r: Option<pb::CheckpointRetention>) -> Retention {
+    r.map(|r| Retention {
+        keep_last: r.keep_last,
+        max_age_secs: r.max_age_secs,
+    })
+    .unwrap_or_default()
 }

@@ -127,6 +127,7 @@ impl Noid for GrpcApi {
                     request_id: (!r.request_id.is_empty()).then_some(r.request_id),
                     image: (!r.image.is_empty()).then_some(r.image),
                     disk_bytes: (r.disk_bytes > 0).then_some(r.disk_bytes),
+                    retention: convert::parse_retention(r.checkpoint_retention),
                 },
             )
             .await?;
@@ -157,6 +158,26 @@ impl Noid for GrpcApi {
         let user = self.user(&req)?;
         self.core.delete_vm(&user, &req.get_ref().name).await?;
         Ok(Response::new(pb::DeleteVmResponse {}))
+    }
+
+    async fn pause_vm(&self, req: Request<pb::PauseVmRequest>) -> Result<Response<pb::Vm>, Status> {
+        let user = self.user(&req)?;
+        let vm = self.core.pause_vm(&user, &req.get_ref().name).await?;
+        Ok(Response::new(convert::vm(&vm)))
+    }
+
+    async fn set_checkpoint_retention(
+        &self,
+        req: Request<pb::SetCheckpointRetentionRequest>,
+    ) -> Result<Response<pb::Vm>, Status> {
+        let user = self.user(&req)?;
+        let r = req.into_inner();
+        let update = convert::parse_retention(r.retention);
+        let vm = self
+            .core
+            .set_checkpoint_retention(&user, &r.name, update)
+            .await?;
+        Ok(Response::new(convert::vm(&vm)))
     }
 
     async fn resume_vm(
@@ -265,7 +286,7 @@ impl Noid for GrpcApi {
                 ))
             }
         };
-        let (recent, attachment) = self.core.console(&user, &vm)?;
+        let (recent, attachment) = self.core.console(&user, &vm).await?;
         let input = attachment.input;
         let core = Arc::clone(&self.core);
         tokio::spawn(async move {
@@ -377,6 +398,42 @@ impl Noid for GrpcApi {
         };
         let vm = self.core.restore(&user, restore).await?;
         Ok(Response::new(convert::vm(&vm)))
+    }
+
+    async fn fork_many(
+        &self,
+        req: Request<pb::ForkManyRequest>,
+    ) -> Result<Response<pb::ForkManyResponse>, Status> {
+        let user = self.user(&req)?;
+        let r = req.into_inner();
+        let policy = r
+            .network_policy
+            .map(|p| convert::parse_net_policy(&self.core, p))
+            .transpose()?;
+        let results = self
+            .core
+            .fork_many(&user, &r.checkpoint_id, &r.prefix, r.count, policy)
+            .await?;
+        let results = results
+            .into_iter()
+            .map(|(name, result)| match result {
+                Ok(vm) => pb::ForkResult {
+                    name,
+                    vm: Some(convert::vm(&vm)),
+                    ..Default::default()
+                },
+                Err(e) => {
+                    let status = Status::from(e);
+                    pb::ForkResult {
+                        name,
+                        vm: None,
+                        error_code: crate::metrics::grpc_code_name(status.code() as i32).into(),
+                        error: status.message().to_string(),
+                    }
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::ForkManyResponse { results }))
     }
 
     async fn copy_in(

@@ -10,7 +10,7 @@ use super::error::io_error;
 use super::faults::crash_point;
 use super::manifest::{FileEntry, Manifest, Method, DISK_FILE};
 use super::vm_disk::DiskCopy;
-use super::vms::{new_id, now_secs};
+use super::vms::new_id;
 use super::{CoreError, Manager, Result, User};
 use crate::checksum;
 use crate::core::model::{CheckpointRecord, VmRecord, VmState};
@@ -76,8 +76,13 @@ impl Manager {
                     let secs = started.elapsed().as_secs_f64();
                     this.metrics
                         .checkpoint_created(secs, ckpt.memory_bytes + ckpt.disk_bytes);
-                    if secs > 1.0 {
-                        tracing::warn!("Slow checkpoint creation: {secs:.1}s (expected <1s)");
+                    let slow = this.checkpoint_settings.slow_secs;
+                    if secs > slow {
+                        this.metrics.slow_checkpoint();
+                        tracing::warn!(
+                            "Slow checkpoint creation: {secs:.1}s (expected <{slow}s) for {}",
+                            vm.name
+                        );
                     }
                     tracing::info!(
                         "Checkpoint created: {} of {} ({} MiB memory, {:.2}s)",
@@ -86,6 +91,7 @@ impl Manager {
                         ckpt.memory_bytes >> 20,
                         secs
                     );
+                    this.apply_retention(&vm.id).await;
                     Ok(ckpt)
                 }
                 Err(e) => {
@@ -128,13 +134,17 @@ impl Manager {
         id: &str,
         label: &str,
     ) -> CheckpointRecord {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         CheckpointRecord {
             id: id.to_string(),
             owner: vm.owner.clone(),
             vm_id: vm.id.clone(),
             vm_name: vm.name.clone(),
             label: label.to_string(),
-            created_at: now_secs(),
+            created_at: now.as_secs() as i64,
+            created_at_ms: now.as_millis() as i64,
             backend: self.vmm.backend().to_string(),
             backend_version: self.vmm.version(),
             image_id: vm.image_id.clone(),
@@ -305,10 +315,21 @@ impl Manager {
 
     /// Deletes a checkpoint, unless a running VM still reads its files.
     pub async fn delete_checkpoint(&self, user: &User, id: &str) -> Result<()> {
-        self.get_checkpoint(user, id)?;
+        let ckpt = self.get_checkpoint(user, id)?;
+        self.remove_checkpoint(&ckpt).await?;
+        tracing::info!("Checkpoint deleted: {id} of {}", ckpt.vm_name);
+        Ok(())
+    }
+
+    /// Removes checkpoint `ckpt` (anyone's), unless a running VM restored from it still maps
+    /// its memory; NOT_FOUND if it went meanwhile.
+    pub(super) async fn remove_checkpoint(&self, ckpt: &CheckpointRecord) -> Result<()> {
+        let id = ckpt.id.as_str();
         // Not while a restore or fork reads it: wait for them, then look again.
         let _writing = self.checkpoint_locks.get(id).write_owned().await;
-        let ckpt = self.get_checkpoint(user, id)?;
+        if self.store.get_checkpoint(id)?.is_none() {
+            return Err(not_found(id));
+        }
         if self.vmm.restore_maps_memory() {
             let users: Vec<String> = self
                 .store
@@ -343,7 +364,6 @@ impl Manager {
         }
         // The VM's folder goes with its last checkpoint (it is made again by the next one).
         let _ = std::fs::remove_dir(self.layout.checkpoints().join(&ckpt.vm_id));
-        tracing::info!("Checkpoint deleted: {id} of {}", ckpt.vm_name);
         Ok(())
     }
 }

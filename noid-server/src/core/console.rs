@@ -2,7 +2,7 @@
 
 use super::{CoreError, Manager, Result, User};
 use crate::console::{history, Attachment};
-use crate::core::model::{VmRecord, VmState};
+use crate::core::model::VmRecord;
 
 /// The last `n` lines of `text`.
 fn tail_lines(text: &[u8], n: usize) -> Vec<u8> {
@@ -52,14 +52,8 @@ impl Manager {
     }
 
     /// Attaches to a running VM's console: its recent output, then live output and input.
-    pub fn console(&self, user: &User, name: &str) -> Result<(Vec<u8>, Attachment)> {
-        let vm = self.get_vm(user, name)?;
-        if vm.state != VmState::Running {
-            return Err(CoreError::FailedPrecondition(format!(
-                "VM {name:?} is not running (state: {:?})",
-                vm.state
-            )));
-        }
+    pub async fn console(&self, user: &User, name: &str) -> Result<(Vec<u8>, Attachment)> {
+        let vm = self.running_vm(user, name).await?;
         self.watch_console(&vm);
         let attachment = self.consoles.attach(&vm.id).ok_or_else(|| {
             CoreError::Unavailable(format!("console of {name:?} is not available"))

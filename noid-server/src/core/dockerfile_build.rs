@@ -384,7 +384,7 @@ impl Manager {
     /// Syncs the build VM's disk, pauses it and takes a copy of its disk into `staging`.
     async fn take_disk(&self, user: &User, vm: &str, staging: &Staging) -> Result<()> {
         self.run_as_root(user, vm, vec!["sync".into()]).await?;
-        let record = self.running_vm(user, vm)?;
+        let record = self.running_vm(user, vm).await?;
         let dir = self.layout.vm(&record.id);
         self.vmm.vm(&dir).pause().await?;
         let dest = staging.rootfs();

@@ -89,11 +89,18 @@ where
 }
 
 impl Manager {
-    /// The caller's VM `name`, if its guest runs (what talking to its agent needs).
-    pub(super) fn running_vm(&self, user: &User, name: &str) -> Result<VmRecord> {
+    /// The caller's VM `name`, if its guest runs (what talking to its agent needs). With
+    /// `[vm] auto_resume`, a VM its user paused is resumed first.
+    pub(super) async fn running_vm(&self, user: &User, name: &str) -> Result<VmRecord> {
         let vm = self.get_vm(user, name)?;
+        let paused_by_user =
+            vm.state_reason.as_deref() == Some(super::run_state::PAUSED_BY_REQUEST);
         match vm.state {
             VmState::Running => Ok(vm),
+            VmState::Paused if paused_by_user && self.limits.auto_resume => {
+                tracing::info!("VM {name} is paused: resuming it for a call (auto_resume)");
+                self.resume_vm(user, name).await
+            }
             VmState::Paused => Err(CoreError::FailedPrecondition(format!(
                 "VM {name:?} is paused: {}",
                 vm.state_reason.as_deref().unwrap_or("resume it first")
@@ -140,7 +147,7 @@ impl Manager {
         S: Stream<Item = ExecInput> + Send + 'static,
     {
         validate(&spec)?;
-        let vm = self.running_vm(user, vm_name)?;
+        let vm = self.running_vm(user, vm_name).await?;
         let spec = self.with_image_defaults(&vm, spec);
         self.metrics.exec_started();
         let events = match self.agent(&vm).exec(spec, input.boxed()).await {

@@ -81,7 +81,7 @@ impl Manager {
         } else {
             target.mode
         };
-        let vm = self.running_vm(user, vm)?;
+        let vm = self.running_vm(user, vm).await?;
         let agent = self.agent(&vm);
         let name = vm.name.clone();
         let (path, bytes) = detached("copy", async move {
@@ -113,7 +113,7 @@ impl Manager {
         path: &str,
     ) -> Result<impl Stream<Item = Result<Vec<u8>>> + Send + 'static> {
         validate_path(path)?;
-        let vm = self.running_vm(user, vm)?;
+        let vm = self.running_vm(user, vm).await?;
         let chunks = self
             .agent(&vm)
             .read_file(path.to_string())

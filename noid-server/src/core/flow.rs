@@ -1,5 +1,6 @@
 //! How the core runs its work: long flows in tasks of their own (a client that goes away
-//! cannot leave one half done), and blocking file system work off the async threads.
+//! cannot leave one half done), blocking file system work off the async threads, and rounds
+//! that repeat for as long as the core lives.
 
 use std::future::Future;
 
@@ -26,4 +27,25 @@ where
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| std::io::Error::other(format!("blocking task failed: {e}")))?
+}
+
+/// Runs `round` on the core every `period`, in a task of its own that ends with the core.
+pub(super) fn every<F, Fut>(
+    core: &std::sync::Arc<super::Manager>,
+    period: std::time::Duration,
+    round: F,
+) where
+    F: Fn(std::sync::Arc<super::Manager>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let core = std::sync::Arc::downgrade(core);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(period).await;
+            let Some(core) = core.upgrade() else {
+                return;
+            };
+            round(core).await;
+        }
+    });
 }

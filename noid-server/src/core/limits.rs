@@ -1,5 +1,5 @@
 //! The limits and timeouts the core works within (the `[vm]` section of the server's
-//! configuration).
+//! configuration), and the `[checkpoints]` section.
 
 use serde::Deserialize;
 
@@ -40,6 +40,9 @@ pub struct VmLimits {
     /// When a VM gets a copy-on-write overlay over its image's, snapshot's or checkpoint's
     /// disk instead of a copy of it (only where the VMM can: QEMU with `qemu-img`).
     pub disk_overlays: DiskOverlaysSetting,
+    /// A call that needs the guest (exec, a file copy, the console) resumes a VM its user
+    /// paused, instead of failing with FAILED_PRECONDITION.
+    pub auto_resume: bool,
 }
 
 /// The `[vm] disk_overlays` setting.
@@ -74,6 +77,41 @@ impl Default for VmLimits {
             disk_reserve_mib: 256,
             boot_snapshots: true,
             disk_overlays: DiskOverlaysSetting::Auto,
+            auto_resume: false,
         }
     }
+}
+
+/// The `[checkpoints]` section: what is slow, and what is kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointSettings {
+    /// A checkpoint that takes longer than this (seconds) is logged as slow and counted.
+    pub slow_secs: f64,
+    /// Keep the newest this many checkpoints of each VM; 0 keeps all. A VM may set its own.
+    pub keep_last: u32,
+    /// Remove checkpoints older than this ("7d", "12h"); empty keeps them. A VM may set its
+    /// own.
+    #[serde(deserialize_with = "age")]
+    pub max_age: Option<std::time::Duration>,
+}
+
+impl Default for CheckpointSettings {
+    fn default() -> Self {
+        Self {
+            slow_secs: 1.0,
+            keep_last: 0,
+            max_age: None,
+        }
+    }
+}
+
+fn age<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    humantime::parse_duration(&text)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("max_age {text:?}: {e} (e.g. \"7d\")")))
 }

@@ -193,25 +193,7 @@ mod fuzz {
     use super::*;
 
     fn record(id: &str, vm: &str) -> CheckpointRecord {
-        CheckpointRecord {
-            id: id.into(),
-            owner: "alice".into(),
-            vm_id: "vm-1".into(),
-            vm_name: vm.into(),
-            label: String::new(),
-            created_at: 0,
-            backend: "qemu".into(),
-            backend_version: String::new(),
-            image_id: String::new(),
-            kernel_release: String::new(),
-            cpus: 1,
-            memory_mib: 256,
-            memory_bytes: 0,
-            disk_bytes: 0,
-            parent: None,
-            net_policy: None,
-            image: "default".into(),
-        }
+        CheckpointRecord::for_test(id, vm)
     }
 
     fn read_and_verify(dir: &Path, bytes: &[u8]) {

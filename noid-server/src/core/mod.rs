@@ -20,6 +20,7 @@ mod exec;
 pub mod faults;
 mod files;
 mod flow;
+mod fork_many;
 mod images;
 mod launch;
 mod limits;
@@ -30,6 +31,7 @@ mod net;
 pub mod ports;
 mod reconcile;
 mod restore;
+mod retention;
 mod rollback;
 mod run_state;
 #[cfg(test)]
@@ -55,12 +57,13 @@ pub use error::{CoreError, Result};
 pub use files::CopyTarget;
 use flow::{blocking, detached};
 pub use images::{ImageSource, Progress};
-pub use limits::{DiskOverlaysSetting, VmLimits};
+pub use limits::{CheckpointSettings, DiskOverlaysSetting, VmLimits};
 pub use net::NetOptions;
 pub use types::*;
 
 pub struct Manager {
     limits: VmLimits,
+    checkpoint_settings: CheckpointSettings,
     layout: Layout,
     images: Arc<ImageStore>,
     store: Arc<dyn Store>,
@@ -97,6 +100,7 @@ pub struct Manager {
 /// What the core is made of: its settings and the backends behind its ports.
 pub struct Parts {
     pub limits: VmLimits,
+    pub checkpoints: CheckpointSettings,
     pub layout: Layout,
     /// The base VMs boot and the images their disks come from.
     pub images: Arc<ImageStore>,
@@ -115,6 +119,7 @@ impl Manager {
     pub async fn open(parts: Parts) -> Result<Arc<Self>> {
         let Parts {
             limits,
+            checkpoints: checkpoint_settings,
             layout,
             images,
             store,
@@ -133,6 +138,7 @@ impl Manager {
         let manager = Arc::new(Self {
             overlays,
             limits,
+            checkpoint_settings,
             layout,
             images,
             store,
@@ -154,6 +160,7 @@ impl Manager {
         });
         manager.reconcile().await?;
         manager.watch_run_states();
+        manager.watch_retention();
         Ok(manager)
     }
 

@@ -79,6 +79,26 @@ pub struct VmRecord {
     /// A root disk grown beyond the image's at create; None: the image's size.
     #[serde(default)]
     pub disk_bytes: Option<u64>,
+    /// How many of its checkpoints, and how old, it keeps; unset parts: the server's defaults.
+    #[serde(default)]
+    pub retention: Retention,
+}
+
+/// A VM's own checkpoint retention. None: the server's default; `Some(0)`: no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    pub keep_last: Option<u32>,
+    pub max_age_secs: Option<u64>,
+}
+
+impl Retention {
+    /// `self`, with what `update` sets replaced.
+    pub fn updated(self, update: Retention) -> Retention {
+        Retention {
+            keep_last: update.keep_last.or(self.keep_last),
+            max_age_secs: update.max_age_secs.or(self.max_age_secs),
+        }
+    }
 }
 
 fn default_image() -> String {
@@ -113,6 +133,10 @@ pub struct CheckpointRecord {
     pub vm_name: String,
     pub label: String,
     pub created_at: i64,
+    /// The same in milliseconds, which orders checkpoints taken within one second; 0 in
+    /// records from before it was kept.
+    #[serde(default)]
+    pub created_at_ms: i64,
     pub backend: String,
     pub backend_version: String,
     pub image_id: String,
@@ -132,6 +156,18 @@ pub struct CheckpointRecord {
     /// settings.
     #[serde(default = "default_image")]
     pub image: String,
+}
+
+impl CheckpointRecord {
+    /// Newer checkpoints have larger keys; ties (records without milliseconds) go by id.
+    pub fn age_order(&self) -> (i64, &str) {
+        let ms = if self.created_at_ms > 0 {
+            self.created_at_ms
+        } else {
+            self.created_at.saturating_mul(1000)
+        };
+        (ms, &self.id)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -243,6 +279,34 @@ impl VmRecord {
             request_id: None,
             image: "default".into(),
             disk_bytes: None,
+            retention: Default::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl CheckpointRecord {
+    /// A checkpoint record of VM "vm-1" named `vm`, owned by alice, for unit tests.
+    pub fn for_test(id: &str, vm: &str) -> CheckpointRecord {
+        CheckpointRecord {
+            id: id.into(),
+            owner: "alice".into(),
+            vm_id: "vm-1".into(),
+            vm_name: vm.into(),
+            label: String::new(),
+            created_at: 0,
+            created_at_ms: 0,
+            backend: "qemu".into(),
+            backend_version: String::new(),
+            image_id: String::new(),
+            kernel_release: String::new(),
+            cpus: 1,
+            memory_mib: 256,
+            memory_bytes: 0,
+            disk_bytes: 0,
+            parent: None,
+            net_policy: None,
+            image: "default".into(),
         }
     }
 }

@@ -30,7 +30,7 @@ impl Manager {
                 }
                 VmState::Deleting => {
                     tracing::warn!("finishing the interrupted deletion of VM {}", vm.name);
-                    if let Err(e) = self.finish_delete(vm.clone()).await {
+                    if let Err(e) = self.finish_delete(vm.clone(), true).await {
                         tracing::error!("cannot finish deleting VM {}: {e}", vm.name);
                         known.insert(vm.id);
                     }

@@ -14,11 +14,37 @@ use super::error::io_error;
 use super::faults::crash_point;
 use super::launch::{Source, Target};
 use super::manifest::{Fingerprint, Manifest, DISK_FILE};
-use super::ports::agent::PostRestore;
+use super::ports::agent::{AgentError, GuestAgent, PostRestore};
 use super::rollback::{Rollback, Undo};
 use super::vms::{new_id, now_secs};
 use super::{vm_disk, CoreError, CreateVm, Manager, Restore, Result, User};
-use crate::core::model::{CheckpointRecord, VmRecord, VmState};
+use crate::core::model::{CheckpointRecord, GuestNet, VmRecord, VmState};
+
+/// Connects to the guest's agent (within `connect_within`), then gives it the host's clock,
+/// `entropy`, its hostname and, with `net`, its network. The clock is read only once the
+/// agent has answered: reaching a guest short of CPU can take seconds, which would otherwise
+/// put its clock that far behind.
+pub(super) async fn hand_over_facts(
+    agent: &dyn GuestAgent,
+    connect_within: Duration,
+    hostname: &str,
+    entropy: Vec<u8>,
+    net: Option<GuestNet>,
+) -> std::result::Result<(), AgentError> {
+    agent.health(connect_within).await?;
+    let unix_nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    agent
+        .post_restore(PostRestore {
+            unix_nanos,
+            entropy,
+            hostname: hostname.to_string(),
+            net,
+        })
+        .await
+}
 
 impl Manager {
     /// Restores checkpoint `id` in place, or as a new VM called `new_name`. The VM's network
@@ -138,6 +164,7 @@ impl Manager {
             state_reason: None,
             image: ckpt.image.clone(),
             disk_bytes: None,
+            retention: Default::default(),
             request_id,
         };
         let demand = super::admission::Demand {
@@ -299,23 +326,13 @@ impl Manager {
             let left = deadline
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_secs(1));
-            let call = async {
-                // Connected first, then the clock is read: reaching a guest short of CPU can
-                // take seconds, which would otherwise put its clock that far behind.
-                agent.health(left).await?;
-                let now_nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as i64)
-                    .unwrap_or(0);
-                agent
-                    .post_restore(PostRestore {
-                        unix_nanos: now_nanos,
-                        entropy: entropy.clone(),
-                        hostname: vm.name.clone(),
-                        net: self.guest_net(vm),
-                    })
-                    .await
-            };
+            let call = hand_over_facts(
+                agent.as_ref(),
+                left,
+                &vm.name,
+                entropy.clone(),
+                self.guest_net(vm),
+            );
             let vmm_exited = async {
                 while vm.process.is_some_and(|p| self.vmm.is_running(&p)) {
                     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -2,8 +2,9 @@
 //! (for VMMs that pause guests themselves) notices what the VMM did on its own (QEMU pauses a
 //! guest whose disk write failed because the host's disk is full: the VM shows as paused,
 //! with the reason, and runs again once there is space) and what a crash left behind (a VM
-//! still paused by an interrupted checkpoint is resumed). A paused VM also runs again on
-//! request (`resume_vm`).
+//! still paused by an interrupted checkpoint is resumed). Users pause and resume VMs on
+//! request (`pause_vm`, `resume_vm`); with `[vm] auto_resume` a call that needs the guest
+//! resumes a VM its user paused.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,11 +17,43 @@ use crate::core::model::{VmRecord, VmState};
 const WATCH_EVERY: Duration = Duration::from_secs(3);
 /// Free space on the data directory before a VM paused by a failed disk write is resumed.
 const RESUME_FREE_BYTES: u64 = 64 << 20;
+/// The reason of a VM its user paused.
+pub(super) const PAUSED_BY_REQUEST: &str = "paused by request; resume it to use it";
 /// The reason of a VM paused by a failed disk write.
 pub(super) const IO_ERROR_REASON: &str =
     "a write to its disk failed on the host (no space left?); it resumes once there is space";
 
 impl Manager {
+    /// Stops the vCPUs of the caller's running VM; a paused VM is left as it is. Its agent
+    /// connection stays open: calls in flight wait and go on after the resume.
+    pub async fn pause_vm(&self, user: &User, name: &str) -> Result<VmRecord> {
+        let (mut vm, _guard) = self.locked_vm(user, name).await?;
+        match vm.state {
+            VmState::Paused => return Ok(vm),
+            VmState::Running => {}
+            other => {
+                return Err(CoreError::FailedPrecondition(format!(
+                    "VM {name:?} is {other}, not running"
+                )))
+            }
+        }
+        if let Some(why) = self.vmm.pause_unsupported() {
+            return Err(CoreError::FailedPrecondition(format!(
+                "VM {name:?} cannot be paused: {why}"
+            )));
+        }
+        self.vmm.vm(&self.layout.vm(&vm.id)).pause().await?;
+        vm.state = VmState::Paused;
+        vm.state_reason = Some(PAUSED_BY_REQUEST.into());
+        if let Err(e) = self.store.update_vm(&vm) {
+            // Not recorded: the VM runs on as its record says.
+            let _ = self.vmm.vm(&self.layout.vm(&vm.id)).resume().await;
+            return Err(e.into());
+        }
+        tracing::info!("VM paused: {name}");
+        Ok(vm)
+    }
+
     /// Lets the caller's paused VM run again; a running VM is left as it is.
     pub async fn resume_vm(&self, user: &User, name: &str) -> Result<VmRecord> {
         let (mut vm, _guard) = self.locked_vm(user, name).await?;
@@ -43,8 +76,25 @@ impl Manager {
         vm.state = VmState::Running;
         vm.state_reason = None;
         self.store.update_vm(&vm)?;
+        self.set_guest_clock(&vm).await;
         tracing::info!("VM resumed: {name}");
         Ok(vm)
+    }
+
+    /// Sets the resumed guest's clock to the host's: its clock stood still while it was
+    /// paused. A guest that does not answer in time keeps its clock (logged).
+    async fn set_guest_clock(&self, vm: &VmRecord) {
+        use rand::RngCore;
+        let agent = self.agent(vm);
+        let timeout = Duration::from_secs(self.limits.agent_timeout_secs);
+        let mut entropy = vec![0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut entropy);
+        let set = super::restore::hand_over_facts(agent.as_ref(), timeout, &vm.name, entropy, None);
+        match tokio::time::timeout(timeout, set).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("VM {}: clock not set after resume: {e}", vm.name),
+            Err(_) => tracing::warn!("VM {}: clock not set after resume: no answer", vm.name),
+        }
     }
 
     /// Brings the record of `vm` (whose lock the caller holds, or which no flow can touch)
@@ -102,16 +152,11 @@ impl Manager {
 
     /// Starts the watcher; it ends with the core.
     pub(super) fn watch_run_states(self: &Arc<Self>) {
-        let core = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(WATCH_EVERY).await;
-                let Some(core) = core.upgrade() else {
-                    return;
-                };
-                core.watch_round().await;
-            }
-        });
+        super::flow::every(
+            self,
+            WATCH_EVERY,
+            |core| async move { core.watch_round().await },
+        );
     }
 
     async fn watch_round(&self) {

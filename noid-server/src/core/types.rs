@@ -21,6 +21,7 @@ pub struct CreateVm {
     pub image: Option<String>,
     /// Grow the root disk to this size (at least the image's); None: the image's size.
     pub disk_bytes: Option<u64>,
+    pub retention: crate::core::model::Retention,
 }
 
 /// A restore of a checkpoint: in place, or into a new VM (a fork).

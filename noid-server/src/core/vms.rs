@@ -169,6 +169,7 @@ impl Manager {
             request_id: req.request_id,
             image,
             disk_bytes,
+            retention: req.retention,
         };
         let demand = super::admission::Demand {
             cpus,
@@ -385,20 +386,24 @@ impl Manager {
         let (user, name) = (user.clone(), name.to_string());
         detached("delete", async move {
             let (mut vm, _guard) = this.locked_vm(&user, &name).await?;
+            // A paused guest cannot power off: its VMM is stopped without asking.
+            let ask_guest = vm.state != VmState::Paused;
             vm.state = VmState::Deleting;
             this.store.update_vm(&vm)?;
             crash_point("delete.marked");
-            this.finish_delete(vm).await
+            this.finish_delete(vm, ask_guest).await
         })
         .await
     }
 
-    pub(super) async fn finish_delete(&self, vm: VmRecord) -> Result<()> {
+    /// Stops the VM's VMM (asking its guest to power off first when `ask_guest`) and removes
+    /// everything the VM had.
+    pub(super) async fn finish_delete(&self, vm: VmRecord, ask_guest: bool) -> Result<()> {
         let dir = self.layout.vm(&vm.id);
         let grace = Duration::from_secs(self.limits.shutdown_timeout_secs);
         if let Some(p) = vm.process.filter(|p| self.vmm.is_running(p)) {
             let agent = self.agent(&vm);
-            let asked = agent.shutdown(Duration::from_secs(1)).await.is_ok();
+            let asked = ask_guest && agent.shutdown(Duration::from_secs(1)).await.is_ok();
             if !(asked && self.vmm.wait_exit(&p, grace).await) {
                 self.vmm.stop(&p, grace).await?;
             }

@@ -171,7 +171,7 @@ impl CheckpointStore for SledStore {
                 out.push(c);
             }
         }
-        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        out.sort_by(|a, b| b.age_order().cmp(&a.age_order()));
         Ok(out)
     }
 }

@@ -28,7 +28,7 @@ async fn console(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let u = caller(user)?;
-    let (recent, attachment) = gw.core.console(&u, &name)?;
+    let (recent, attachment) = gw.core.console(&u, &name).await?;
     Ok(ws.on_upgrade(move |socket| async move {
         let (mut tx, mut rx) = socket.split();
         let input = attachment.input;

@@ -38,6 +38,11 @@ pub(super) fn unary_handler(route: &'static Route) -> MethodRouter<Gateway> {
         "CreateVm" => bind::<pb::CreateVmRequest, _>(route, |a, r| a.create_vm(r)),
         "GetVm" => bind::<pb::GetVmRequest, _>(route, |a, r| a.get_vm(r)),
         "DeleteVm" => bind::<pb::DeleteVmRequest, _>(route, |a, r| a.delete_vm(r)),
+        "ForkMany" => bind::<pb::ForkManyRequest, _>(route, |a, r| a.fork_many(r)),
+        "SetCheckpointRetention" => bind::<pb::SetCheckpointRetentionRequest, _>(route, |a, r| {
+            a.set_checkpoint_retention(r)
+        }),
+        "PauseVm" => bind::<pb::PauseVmRequest, _>(route, |a, r| a.pause_vm(r)),
         "ResumeVm" => bind::<pb::ResumeVmRequest, _>(route, |a, r| a.resume_vm(r)),
         "SetNetworkPolicy" => {
             bind::<pb::SetNetworkPolicyRequest, _>(route, |a, r| a.set_network_policy(r))

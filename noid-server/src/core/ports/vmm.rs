@@ -163,6 +163,12 @@ pub trait Vmm: Send + Sync {
         None
     }
 
+    /// Why a running guest cannot be paused and resumed as it is (no snapshot in between),
+    /// if it cannot.
+    fn pause_unsupported(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Whether the VMM puts each VM into cgroups of its own making (the jailer does): then
     /// the core makes none.
     fn manages_cgroups(&self) -> bool {

@@ -63,6 +63,7 @@ impl Rig {
         };
         Manager::open(Parts {
             limits,
+            checkpoints: Default::default(),
             layout: self.layout(),
             images: Arc::new(
                 crate::images::ImageStore::open(

@@ -315,6 +315,13 @@ impl Vmm for FirecrackerVmm {
         self.config.jailer.as_ref().map(|j| (j.uid, j.gid))
     }
 
+    fn pause_unsupported(&self) -> Option<&'static str> {
+        Some(
+            "Firecracker's vsock hangs when a paused VM resumes without a snapshot in between \
+             (firecracker#6100); checkpoint the VM instead",
+        )
+    }
+
     /// The jailer makes each VM's cgroups itself.
     fn manages_cgroups(&self) -> bool {
         self.config.jailer.is_some()

@@ -1,0 +1,300 @@
+//! VM lifecycle end to end with real VMs and the real CLI: pause and resume (and resume on use
+//! with `auto_resume`), forking one checkpoint into many VMs in one call, checkpoint retention
+//! (count and age, never a checkpoint a running VM maps), and slow-checkpoint warnings.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{host_now, sh, Server};
+use noid::v1::ListCheckpointsRequest;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+/// Counts in /run/count, ten times a second of guest time.
+const COUNTER: &str =
+    "i=0; while :; do i=$((i+1)); echo $i > /run/count.new; mv /run/count.new /run/count; sleep 0.1; done";
+
+fn ok(server: &Server, args: &[&str]) -> String {
+    let out = server.run("alice", args);
+    assert!(
+        out.status.success(),
+        "noid {}: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The CLI fails with one line on stderr; returns it.
+fn fails(server: &Server, args: &[&str]) -> (String, String) {
+    let out = server.run("alice", args);
+    assert!(!out.status.success(), "noid {} succeeded", args.join(" "));
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    )
+}
+
+async fn count(c: &mut noid::client::Client, vm: &str) -> u64 {
+    sh(c, vm, "cat /run/count").await.trim().parse().unwrap()
+}
+
+async fn checkpoint_ids(c: &mut noid::client::Client, vm: &str) -> Vec<String> {
+    c.list_checkpoints(ListCheckpointsRequest { vm: vm.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .checkpoints
+        .into_iter()
+        .map(|c| c.id)
+        .collect()
+}
+
+/// A REST call to the gateway as alice: the status and the JSON body.
+async fn rest(server: &Server, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{}{path}", server.http_url))
+        .bearer_auth(&server.tokens["alice"]);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// `noid checkpoint VM` and the new checkpoint's id.
+fn checkpoint(server: &Server, vm: &str) -> String {
+    let out = ok(server, &["--json", "checkpoint", vm]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn pause_resume_and_resume_on_use() {
+    let mut server = Server::start(&["alice"], "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = server.client("alice").await;
+        ok(&server, &["create", "p"]);
+        sh(
+            &mut c,
+            "p",
+            &format!("setsid sh -c '{COUNTER}' >/dev/null 2>&1 < /dev/null &"),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+
+        // Paused: the guest does not run, and calls that need it say so.
+        let before = count(&mut c, "p").await;
+        assert!(ok(&server, &["pause", "p"]).contains("VM p is paused"));
+        assert!(
+            ok(&server, &["pause", "p"]).contains("paused"),
+            "pausing again is no change"
+        );
+        let info = ok(&server, &["info", "p"]);
+        assert!(info.contains("paused (paused by request"), "{info}");
+        let (_, err) = fails(&server, &["exec", "p", "--", "true"]);
+        assert!(err.contains("paused") && err.lines().count() == 1, "{err}");
+        let (_, err) = fails(&server, &["cp", "p:/etc/hostname", "-"]);
+        assert!(err.contains("paused"), "{err}");
+        let (_, err) = fails(&server, &["checkpoint", "p"]);
+        assert!(err.contains("paused"), "{err}");
+        std::thread::sleep(Duration::from_secs(3));
+
+        // Resumed: the counter goes on from where it stood (three seconds of running would
+        // have added about 30), and the guest's clock is the host's again.
+        assert!(ok(&server, &["resume", "p"]).contains("VM p is running"));
+        let after = count(&mut c, "p").await;
+        assert!(
+            after >= before && after - before < 25,
+            "the guest ran while paused: {before} -> {after}"
+        );
+        let guest_now: i64 = sh(&mut c, "p", "date +%s").await.trim().parse().unwrap();
+        assert!(
+            (guest_now - host_now()).abs() <= 2,
+            "guest clock {guest_now}, host {}",
+            host_now()
+        );
+
+        // The same over REST.
+        let (status, vm) = rest(&server, Method::POST, "/vms/p/pause", None).await;
+        assert_eq!(
+            (status, vm["state"].as_str()),
+            (200, Some("VM_STATE_PAUSED")),
+            "{vm}"
+        );
+        let (status, vm) = rest(&server, Method::POST, "/vms/p/resume", None).await;
+        assert_eq!(
+            (status, vm["state"].as_str()),
+            (200, Some("VM_STATE_RUNNING")),
+            "{vm}"
+        );
+
+        // Still paused after a server restart; with auto_resume an exec resumes it.
+        ok(&server, &["pause", "p"]);
+        server.restart_with("[vm]\nauto_resume = true\n");
+        let info = ok(&server, &["info", "p"]);
+        assert!(info.contains("paused"), "{info}");
+        let out = ok(&server, &["exec", "p", "--", "hostname"]);
+        assert_eq!(out.trim(), "p");
+        assert!(ok(&server, &["info", "p"]).contains("running"));
+        assert!(server
+            .log()
+            .contains("resuming it for a call (auto_resume)"));
+
+        // A paused VM is destroyed without waiting for a guest that cannot answer.
+        ok(&server, &["pause", "p"]);
+        let started = std::time::Instant::now();
+        ok(&server, &["destroy", "p"]);
+        assert!(server.vmm_pids().is_empty());
+        eprintln!("destroyed a paused VM in {:?}", started.elapsed());
+    });
+}
+
+#[test]
+fn fork_many_retention_and_slow_checkpoints() {
+    let server = Server::start(&["alice"], "[checkpoints]\nslow_secs = 0.0\n");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = server.client("alice").await;
+        ok(&server, &["create", "a"]);
+        sh(&mut c, "a", "echo source > /root/mark").await;
+        let first = checkpoint(&server, "a");
+
+        // Every checkpoint is slow at a threshold of 0 s: logged and counted.
+        assert!(
+            server.log().contains("Slow checkpoint creation"),
+            "{}",
+            server.log()
+        );
+        let metrics = reqwest::get(format!("{}/metrics", server.http_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("noid_slow_checkpoints_total 1"),
+            "{metrics}"
+        );
+
+        // Three forks in one call, each its own VM with its own hostname and entropy.
+        let out = ok(&server, &["restore", &first, "--as", "w", "--count", "3"]);
+        assert!(out.contains("Forked 3 of 3 VMs"), "{out}");
+        let mut seeds = HashSet::new();
+        for name in ["w-1", "w-2", "w-3"] {
+            let got = sh(
+                &mut c,
+                name,
+                "hostname; cat /root/mark; head -c 16 /dev/urandom | od -An -tx1",
+            )
+            .await;
+            let mut lines = got.lines();
+            assert_eq!(lines.next(), Some(name));
+            assert_eq!(lines.next(), Some("source"));
+            seeds.insert(lines.collect::<String>());
+        }
+        assert_eq!(seeds.len(), 3, "forks share their entropy");
+        sh(&mut c, "w-2", "echo mine > /root/mark").await;
+        assert_eq!(sh(&mut c, "w-1", "cat /root/mark").await.trim(), "source");
+
+        // One fork that cannot be made (its name is taken) fails alone and leaves nothing.
+        ok(&server, &["restore", &first, "--as", "x-2"]);
+        let pids_before = server.vmm_pids().len();
+        let (out, err) = fails(&server, &["restore", &first, "--as", "x", "--count", "3"]);
+        assert!(
+            out.contains("x-2") && out.contains("ALREADY_EXISTS"),
+            "{out}"
+        );
+        assert!(out.contains("Forked 2 of 3"), "{out}");
+        assert!(err.contains("1 of 3 forks failed"), "{err}");
+        assert_eq!(server.vmm_pids().len(), pids_before + 2);
+        let (_, err) = fails(&server, &["restore", &first, "--as", "y", "--count", "0"]);
+        assert!(err.contains("count must be 1 to 64"), "{err}");
+        let (_, err) = fails(
+            &server,
+            &["restore", &first, "--as", "Bad_Name", "--count", "2"],
+        );
+        assert!(err.contains("Bad_Name"), "{err}");
+        assert_eq!(server.vmm_pids().len(), pids_before + 2);
+
+        // Keep the newest two: older ones go, oldest first. The forks of the first run on:
+        // what they map of it stays theirs until they stop (QEMU maps the memory file, the
+        // disks are hard links; a VMM that needs the checkpoint's files keeps it instead).
+        let out = ok(&server, &["retention", "a", "--keep-last", "2"]);
+        assert!(out.contains("newest 2"), "{out}");
+        let _second = checkpoint(&server, "a");
+        let third = checkpoint(&server, "a");
+        let fourth = checkpoint(&server, "a");
+        assert_eq!(checkpoint_ids(&mut c, "a").await, [fourth.clone(), third]);
+        let log = server.log();
+        let first_removed = log
+            .find(&format!(
+                "checkpoint retention: removed {first} of a (beyond the newest 2)"
+            ))
+            .unwrap_or_else(|| panic!("{log}"));
+        let earliest_removal = log
+            .find("checkpoint retention: removed ")
+            .expect("the log says what it removed");
+        assert_eq!(first_removed, earliest_removal, "oldest first");
+        for vm in ["w-1", "w-2", "w-3", "x-1", "x-3"] {
+            let got = sh(
+                &mut c,
+                vm,
+                "cat /root/mark; sync; echo 3 > /proc/sys/vm/drop_caches; ls /bin | wc -l",
+            )
+            .await;
+            assert!(
+                got.starts_with("source") || got.starts_with("mine"),
+                "{vm}: {got}"
+            );
+        }
+        for vm in ["w-1", "w-2", "w-3", "x-1", "x-2", "x-3"] {
+            ok(&server, &["destroy", vm]);
+        }
+        let fifth = checkpoint(&server, "a");
+        assert_eq!(checkpoint_ids(&mut c, "a").await, [fifth.clone(), fourth]);
+
+        // Forks over REST; by age (set over REST): after two seconds only the checkpoint just
+        // taken is young enough.
+        let path = format!("/checkpoints/{fifth}/forks");
+        let body = json!({"prefix": "r", "count": 2});
+        let (status, forks) = rest(&server, Method::POST, &path, Some(body)).await;
+        assert_eq!(status, 200, "{forks}");
+        let made: Vec<_> = forks["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["name"].as_str().unwrap(), r["vm"]["state"].as_str()))
+            .collect();
+        assert_eq!(
+            made,
+            [
+                ("r-1", Some("VM_STATE_RUNNING")),
+                ("r-2", Some("VM_STATE_RUNNING"))
+            ]
+        );
+        ok(&server, &["destroy", "r-1"]);
+        ok(&server, &["destroy", "r-2"]);
+        let body = json!({"keep_last": 0, "max_age_secs": 2});
+        let path = "/vms/a/checkpoint_retention";
+        let (status, vm) = rest(&server, Method::PUT, path, Some(body)).await;
+        assert_eq!(status, 200, "{vm}");
+        assert_eq!(
+            vm["checkpoint_retention"]["max_age_secs"],
+            json!("2"),
+            "{vm}"
+        );
+        std::thread::sleep(Duration::from_secs(3));
+        let sixth = checkpoint(&server, "a");
+        assert_eq!(checkpoint_ids(&mut c, "a").await, [sixth]);
+        let info = ok(&server, &["info", "a"]);
+        assert!(info.contains("any number, for 2s"), "{info}");
+        let (_, err) = fails(&server, &["retention", "a", "--max-age", "soon"]);
+        assert!(err.contains("soon"), "{err}");
+    });
+}
