@@ -13,8 +13,8 @@ use std::time::Duration;
 use common::{sh, NetNs, Server};
 use noid::v1::{
     copy_in_request, AddPortRequest, CopyInHeader, CopyInRequest, CreateCheckpointRequest,
-    CreateVmRequest, DeleteVmRequest, GetVmRequest, ListCheckpointsRequest, ListVmsRequest,
-    RestoreRequest, Vm, VmState,
+    CreateVmRequest, DeleteVmRequest, GetVmRequest, HibernateVmRequest, ListCheckpointsRequest,
+    ListVmsRequest, RestoreRequest, Vm, VmState, WakeVmRequest,
 };
 
 const CONFIG: &str = "[network]\nenabled = true\n";
@@ -66,7 +66,10 @@ async fn check_host(
     for vm in &vms {
         let state = VmState::try_from(vm.state).unwrap();
         assert!(
-            matches!(state, VmState::Running | VmState::Stopped),
+            matches!(
+                state,
+                VmState::Running | VmState::Stopped | VmState::Hibernated
+            ),
             "{point}: VM {} is left {state:?}",
             vm.name
         );
@@ -339,6 +342,44 @@ fn a_crash_at_any_step_leaves_a_consistent_host() {
             c = server.client("alice").await;
             let vms = check_host(&server, &ns, &mut c, point).await;
             assert!(find(&vms, "d").is_none(), "{point}");
+            covered.insert(point);
+        }
+
+        // Hibernation: the VM runs on (the crash came before its record said hibernated), or
+        // it is hibernated and wakes as it was; no saved state is left that it does not need.
+        for point in ["hibernate.saved", "hibernate.recorded"] {
+            sh(&mut c, "base", "echo h > /root/hib").await;
+            crash(&mut server, point, |mut c| async move {
+                let _ = c
+                    .hibernate_vm(HibernateVmRequest {
+                        name: "base".into(),
+                    })
+                    .await;
+            })
+            .await;
+            c = server.client("alice").await;
+            let vms = check_host(&server, &ns, &mut c, point).await;
+            let base = find(&vms, "base").expect("the VM is still there");
+            if point == "hibernate.saved" {
+                assert_eq!(base.state, VmState::Running as i32, "{point}");
+            } else {
+                assert_eq!(base.state, VmState::Hibernated as i32, "{point}");
+                c.wake_vm(WakeVmRequest {
+                    name: "base".into(),
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{point}: waking: {e}"));
+            }
+            assert_eq!(sh(&mut c, "base", "cat /root/hib").await, "h\n", "{point}");
+            let listed_ckpts = c
+                .list_checkpoints(ListCheckpointsRequest { vm: "base".into() })
+                .await
+                .unwrap()
+                .into_inner()
+                .checkpoints
+                .len();
+            let on_disk = listed(&server.data_dir().join("checkpoints").join(&base.id)).len();
+            assert_eq!(on_disk, listed_ckpts, "{point}: hibernation state left");
             covered.insert(point);
         }
 

@@ -1,6 +1,7 @@
 //! VM lifecycle end to end with real VMs and the real CLI: pause and resume (and resume on use
-//! with `auto_resume`), forking one checkpoint into many VMs in one call, checkpoint retention
-//! (count and age, never a checkpoint a running VM maps), and slow-checkpoint warnings.
+//! with `auto_resume`), hibernate and wake (on use too), time limits and idle timeouts,
+//! forking one checkpoint into many VMs in one call, checkpoint retention (count and age),
+//! and slow-checkpoint warnings.
 
 mod common;
 
@@ -146,13 +147,106 @@ fn pause_resume_and_resume_on_use() {
             .log()
             .contains("resuming it for a call (auto_resume)"));
 
-        // A paused VM is destroyed without waiting for a guest that cannot answer.
-        ok(&server, &["pause", "p"]);
-        let started = std::time::Instant::now();
-        ok(&server, &["destroy", "p"]);
+        // Hibernated: saved to disk, no VMM, not among the user's checkpoints; it survives a
+        // server restart, and an exec wakes it with its processes and files.
+        sh(&mut c, "p", "echo kept > /root/mark").await;
+        let before = count(&mut c, "p").await;
+        assert!(ok(&server, &["hibernate", "p"]).contains("VM p is hibernated"));
+        assert!(server.vmm_pids().is_empty(), "the VMM is gone");
+        assert!(ok(&server, &["info", "p"]).contains("hibernated"));
+        assert!(!ok(&server, &["checkpoints"]).contains("hibernation"));
+        server.restart_with("[vm]\nauto_resume = true\n");
         assert!(server.vmm_pids().is_empty());
-        eprintln!("destroyed a paused VM in {:?}", started.elapsed());
+        let (_, err) = fails(&server, &["pause", "p"]);
+        assert!(err.contains("hibernated"), "{err}");
+        let after = count(&mut c, "p").await;
+        assert!(server
+            .log()
+            .contains("VM p is hibernated: waking it for a call"));
+        assert!(
+            after >= before && after - before < 25,
+            "{before} -> {after}"
+        );
+        assert_eq!(sh(&mut c, "p", "cat /root/mark").await.trim(), "kept");
+        let (later, started) = (count_past(&mut c, "p", after).await, after);
+        assert!(later > started, "the counter runs on after the wake");
+        assert!(ok(&server, &["info", "p"]).contains("running"));
+        assert_eq!(server.vmm_pids().len(), 1);
+
+        // Idle: hibernated after three seconds without a call (no call is made meanwhile:
+        // the server's log is watched), then woken over REST.
+        let hibernations = occurrences(&server, "VM hibernated: p");
+        ok(&server, &["ttl", "p", "--idle-timeout", "3s"]);
+        wait_for_log(&server, "VM p: no call for 3s; hibernating it");
+        wait_until(|| occurrences(&server, "VM hibernated: p") > hibernations);
+        assert!(server.vmm_pids().is_empty());
+        ok(&server, &["ttl", "p", "--idle-timeout", "0"]);
+        let (status, vm) = rest(&server, Method::POST, "/vms/p/wake", None).await;
+        assert_eq!(
+            (status, vm["state"].as_str()),
+            (200, Some("VM_STATE_RUNNING")),
+            "{vm}"
+        );
+
+        // A time limit that hibernates, then one that destroys (a paused VM, which is
+        // destroyed without waiting for a guest that cannot answer).
+        let hibernations = occurrences(&server, "VM hibernated: p");
+        ok(&server, &["ttl", "p", "2s", "--on-expiry", "hibernate"]);
+        let info = ok(&server, &["info", "p"]);
+        assert!(info.contains("left, then hibernate"), "{info}");
+        wait_for_log(&server, "VM p: its time limit passed; hibernating it");
+        wait_until(|| occurrences(&server, "VM hibernated: p") > hibernations);
+        let info = ok(&server, &["info", "p"]);
+        assert!(info.contains("hibernated"), "{info}");
+        assert!(
+            info.lines()
+                .any(|l| l.starts_with("time limit:") && l.ends_with(" none")),
+            "the spent limit is gone: {info}"
+        );
+        ok(&server, &["wake", "p"]);
+        ok(&server, &["pause", "p"]);
+        ok(&server, &["ttl", "p", "2s", "--on-expiry", "destroy"]);
+        wait_for_log(&server, "VM p reached its time limit: destroying it");
+        wait_until(|| !server.run("alice", &["info", "p"]).status.success());
+        let (_, err) = fails(&server, &["info", "p"]);
+        assert!(err.contains("not found"), "{err}");
+        assert!(server.vmm_pids().is_empty());
+        assert!(
+            !server.log().contains("VM p: time limit: "),
+            "{}",
+            server.log()
+        );
     });
+}
+
+/// How many times the server's log has `line`.
+fn occurrences(server: &Server, line: &str) -> usize {
+    server.log().matches(line).count()
+}
+
+/// Waits (up to a minute) until the server's log has `line`.
+fn wait_for_log(server: &Server, line: &str) {
+    wait_until(|| server.log().contains(line));
+}
+
+fn wait_until(done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until the VM's counter passes `past`, and returns it.
+async fn count_past(c: &mut noid::client::Client, vm: &str, past: u64) -> u64 {
+    for _ in 0..100 {
+        let n = count(c, vm).await;
+        if n > past {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the counter in {vm} stays at {past}");
 }
 
 #[test]

@@ -57,6 +57,14 @@ enum Command {
     Pause { name: Option<String> },
     /// Let a paused VM (default: the active one) run again.
     Resume { name: Option<String> },
+    /// Save a VM (default: the active one) to disk and stop it: it holds no memory or CPU
+    /// until it wakes (`noid wake`, or any exec, cp, console or logs -f).
+    Hibernate { name: Option<String> },
+    /// Bring a hibernated VM (default: the active one) back as it was.
+    Wake { name: Option<String> },
+    /// Show a VM's time limit and idle timeout, or change them: noid ttl [VM] [TTL]
+    /// [--on-expiry destroy|hibernate] [--idle-timeout AGE]
+    Ttl(vms::TtlArgs),
     /// Make NAME the active VM for this directory (writes ./.noid).
     Use { name: String },
     /// Show the active VM and the file that names it.
@@ -275,6 +283,18 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Resume { name } => {
             let name = config::resolve_vm(name)?;
             vms::resume(&mut connect().await?, name, json).await?
+        }
+        Command::Hibernate { name } => {
+            let name = config::resolve_vm(name)?;
+            vms::hibernate(&mut connect().await?, name, json).await?
+        }
+        Command::Wake { name } => {
+            let name = config::resolve_vm(name)?;
+            vms::wake(&mut connect().await?, name, json).await?
+        }
+        Command::Ttl(args) => {
+            let name = config::resolve_vm(args.vm.clone())?;
+            vms::ttl(&mut connect().await?, name, args, json).await?
         }
         Command::Use { name } => vms::use_vm(&mut connect().await?, name, json).await?,
         Command::Current => vms::current(json)?,

@@ -11,6 +11,7 @@ pub fn state_name(state: i32) -> &'static str {
         VmState::Stopped => "stopped",
         VmState::Restoring => "restoring",
         VmState::Deleting => "deleting",
+        VmState::Hibernated => "hibernated",
         VmState::Unspecified => "unknown",
     }
 }
@@ -127,11 +128,49 @@ pub fn vm_details(vm: &Vm, image_id: Option<&str>) {
             "checkpoints kept",
             retention(vm.checkpoint_retention.as_ref()),
         ),
+        ("time limit", time_left(vm)),
+        ("idle timeout", idle_timeout(vm)),
         ("vmm pid", vm.vmm_pid.to_string()),
         ("age", age(vm.created_at)),
     ];
     for (k, v) in rows {
         println!("{:<16} {v}", format!("{k}:"));
+    }
+}
+
+/// "destroy" or "hibernate".
+pub fn expiry_name(n: i32) -> &'static str {
+    match noid::v1::Expiry::try_from(n) {
+        Ok(noid::v1::Expiry::Hibernate) => "hibernate",
+        _ => "destroy",
+    }
+}
+
+/// "none", or "12m 3s left, then destroy".
+pub fn time_left(vm: &Vm) -> String {
+    if vm.expires_at == 0 {
+        return "none".into();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let left = std::time::Duration::from_secs((vm.expires_at - now).max(0) as u64);
+    format!(
+        "{} left, then {}",
+        humantime::format_duration(left),
+        expiry_name(vm.on_expiry)
+    )
+}
+
+/// "none", or "10m without a call, then hibernate".
+pub fn idle_timeout(vm: &Vm) -> String {
+    match vm.idle_timeout_secs {
+        0 => "none".into(),
+        s => format!(
+            "{} without a call, then hibernate",
+            humantime::format_duration(std::time::Duration::from_secs(s))
+        ),
     }
 }
 

@@ -31,6 +31,46 @@ pub struct CreateArgs {
     pub policy: net::PolicyArgs,
     #[command(flatten)]
     pub retention: RetentionArgs,
+    /// A time limit, e.g. 30m or 2h: then the VM is destroyed (or hibernated, --on-expiry)
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub ttl: Option<u64>,
+    /// What happens when the time limit passes
+    #[arg(long, value_enum, default_value_t = OnExpiry::Destroy)]
+    pub on_expiry: OnExpiry,
+    /// Hibernate the VM after this long without a call to it (exec, cp, console, API), e.g. 10m
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub idle_timeout: Option<u64>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnExpiry {
+    Destroy,
+    Hibernate,
+}
+
+impl OnExpiry {
+    fn to_proto(self) -> i32 {
+        match self {
+            OnExpiry::Destroy => pb::Expiry::Destroy as i32,
+            OnExpiry::Hibernate => pb::Expiry::Hibernate as i32,
+        }
+    }
+}
+
+/// `noid ttl [VM] [TTL] [--on-expiry ...] [--idle-timeout AGE]`.
+#[derive(clap::Args, Debug)]
+pub struct TtlArgs {
+    /// The VM [default: the active one]
+    pub vm: Option<String>,
+    /// A new time limit from now, e.g. 1h (0 removes it)
+    #[arg(value_parser = parse_age)]
+    pub ttl: Option<u64>,
+    /// What happens when the time limit passes
+    #[arg(long, value_enum)]
+    pub on_expiry: Option<OnExpiry>,
+    /// Hibernate the VM after this long without a call (0: never)
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub idle_timeout: Option<u64>,
 }
 
 /// How many checkpoints a VM keeps, and for how long.
@@ -100,6 +140,9 @@ pub async fn create(client: Client, args: CreateArgs, json: bool) -> Result<()> 
         disk,
         policy,
         retention,
+        ttl,
+        on_expiry,
+        idle_timeout,
     } = args;
     let disk_bytes = disk
         .as_deref()
@@ -117,6 +160,9 @@ pub async fn create(client: Client, args: CreateArgs, json: bool) -> Result<()> 
         image: image.unwrap_or_default(),
         disk_bytes,
         checkpoint_retention: retention.to_proto(),
+        ttl_secs: ttl.unwrap_or(0),
+        on_expiry: on_expiry.to_proto(),
+        idle_timeout_secs: idle_timeout.unwrap_or(0),
     };
     let call = crate::retried(|| {
         let mut client = client.clone();
@@ -188,6 +234,56 @@ pub async fn pause(client: &mut Client, name: String, json: bool) -> Result<()> 
         .await?
         .into_inner();
     print_state(&vm, json);
+    Ok(())
+}
+
+pub async fn hibernate(client: &mut Client, name: String, json: bool) -> Result<()> {
+    let call = client.hibernate_vm(pb::HibernateVmRequest { name: name.clone() });
+    let vm = spinning(json, &format!("Hibernating VM {name}"), call)
+        .await?
+        .into_inner();
+    print_state(&vm, json);
+    Ok(())
+}
+
+pub async fn wake(client: &mut Client, name: String, json: bool) -> Result<()> {
+    let call = client.wake_vm(pb::WakeVmRequest { name: name.clone() });
+    let vm = spinning(json, &format!("Waking VM {name}"), call)
+        .await?
+        .into_inner();
+    print_state(&vm, json);
+    Ok(())
+}
+
+/// Shows the VM's time limit and idle timeout, or changes what `args` sets.
+pub async fn ttl(client: &mut Client, name: String, args: TtlArgs, json: bool) -> Result<()> {
+    let vm = if args.ttl.is_some() || args.on_expiry.is_some() || args.idle_timeout.is_some() {
+        client
+            .set_time_limits(pb::SetTimeLimitsRequest {
+                name,
+                ttl_secs: args.ttl,
+                on_expiry: args.on_expiry.map(OnExpiry::to_proto),
+                idle_timeout_secs: args.idle_timeout,
+            })
+            .await?
+            .into_inner()
+    } else {
+        client.get_vm(pb::GetVmRequest { name }).await?.into_inner()
+    };
+    if json {
+        output::print_json(&json!({
+            "expires_at": vm.expires_at,
+            "on_expiry": output::expiry_name(vm.on_expiry),
+            "idle_timeout_secs": vm.idle_timeout_secs,
+        }));
+    } else {
+        println!(
+            "VM {}: time limit {}; idle timeout {}",
+            vm.name,
+            output::time_left(&vm),
+            output::idle_timeout(&vm)
+        );
+    }
     Ok(())
 }
 

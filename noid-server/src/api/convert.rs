@@ -6,7 +6,7 @@ use noid::v1 as pb;
 
 use noid::netpolicy::{Egress, NetPolicy};
 
-use crate::core::model::{CheckpointRecord, Retention, VmRecord, VmState};
+use crate::core::model::{CheckpointRecord, Expiry, Retention, VmRecord, VmState};
 use crate::core::{CoreError, ExecEvent, ExecInput, ExecSpec, Manager, TtySize};
 
 pub fn vm(v: &VmRecord) -> pb::Vm {
@@ -17,6 +17,7 @@ pub fn vm(v: &VmRecord) -> pb::Vm {
         VmState::Stopped => pb::VmState::Stopped,
         VmState::Restoring => pb::VmState::Restoring,
         VmState::Deleting => pb::VmState::Deleting,
+        VmState::Hibernated => pb::VmState::Hibernated,
     };
     pb::Vm {
         name: v.name.clone(),
@@ -30,6 +31,9 @@ pub fn vm(v: &VmRecord) -> pb::Vm {
         kernel_release: v.kernel_release.clone(),
         address: v.net.as_ref().map(|n| n.ip.to_string()).unwrap_or_default(),
         checkpoint_retention: Some(retention(v.retention)),
+        expires_at: v.expires_at.unwrap_or(0),
+        on_expiry: expiry(v.on_expiry) as i32,
+        idle_timeout_secs: v.idle_timeout_secs.unwrap_or(0),
         parent_checkpoint: v.parent_checkpoint.clone().unwrap_or_default(),
         vmm_pid: v.process.map(|p| p.pid).unwrap_or(0),
         mac: v.net.as_ref().map(|n| n.mac.clone()).unwrap_or_default(),
@@ -130,4 +134,22 @@ pub fn parse_retention(r: Option<pb::CheckpointRetention>) -> Retention {
         max_age_secs: r.max_age_secs,
     })
     .unwrap_or_default()
+}
+
+pub fn expiry(e: Expiry) -> pb::Expiry {
+    match e {
+        Expiry::Destroy => pb::Expiry::Destroy,
+        Expiry::Hibernate => pb::Expiry::Hibernate,
+    }
+}
+
+/// The proto's expiry (an enum number); an unknown number is INVALID_ARGUMENT.
+pub fn parse_expiry(n: i32) -> Result<Expiry, tonic::Status> {
+    match pb::Expiry::try_from(n) {
+        Ok(pb::Expiry::Unspecified | pb::Expiry::Destroy) => Ok(Expiry::Destroy),
+        Ok(pb::Expiry::Hibernate) => Ok(Expiry::Hibernate),
+        Err(_) => Err(tonic::Status::invalid_argument(format!(
+            "on_expiry: {n} is not an Expiry"
+        ))),
+    }
 }

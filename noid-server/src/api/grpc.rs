@@ -9,7 +9,7 @@ use noid::v1::noid_server::Noid;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{convert, images};
-use crate::core::{CopyTarget, CoreError, CreateVm, Manager, Restore, User};
+use crate::core::{CopyTarget, CoreError, CreateVm, Manager, Restore, TimeLimits, User};
 
 pub struct GrpcApi {
     core: Arc<Manager>,
@@ -128,6 +128,9 @@ impl Noid for GrpcApi {
                     image: (!r.image.is_empty()).then_some(r.image),
                     disk_bytes: (r.disk_bytes > 0).then_some(r.disk_bytes),
                     retention: convert::parse_retention(r.checkpoint_retention),
+                    ttl_secs: (r.ttl_secs > 0).then_some(r.ttl_secs),
+                    on_expiry: convert::parse_expiry(r.on_expiry)?,
+                    idle_timeout_secs: (r.idle_timeout_secs > 0).then_some(r.idle_timeout_secs),
                 },
             )
             .await?;
@@ -177,6 +180,36 @@ impl Noid for GrpcApi {
             .core
             .set_checkpoint_retention(&user, &r.name, update)
             .await?;
+        Ok(Response::new(convert::vm(&vm)))
+    }
+
+    async fn hibernate_vm(
+        &self,
+        req: Request<pb::HibernateVmRequest>,
+    ) -> Result<Response<pb::Vm>, Status> {
+        let user = self.user(&req)?;
+        let vm = self.core.hibernate_vm(&user, &req.get_ref().name).await?;
+        Ok(Response::new(convert::vm(&vm)))
+    }
+
+    async fn wake_vm(&self, req: Request<pb::WakeVmRequest>) -> Result<Response<pb::Vm>, Status> {
+        let user = self.user(&req)?;
+        let vm = self.core.wake_vm(&user, &req.get_ref().name).await?;
+        Ok(Response::new(convert::vm(&vm)))
+    }
+
+    async fn set_time_limits(
+        &self,
+        req: Request<pb::SetTimeLimitsRequest>,
+    ) -> Result<Response<pb::Vm>, Status> {
+        let user = self.user(&req)?;
+        let r = req.into_inner();
+        let change = TimeLimits {
+            ttl_secs: r.ttl_secs,
+            on_expiry: r.on_expiry.map(convert::parse_expiry).transpose()?,
+            idle_timeout_secs: r.idle_timeout_secs,
+        };
+        let vm = self.core.set_time_limits(&user, &r.name, change).await?;
         Ok(Response::new(convert::vm(&vm)))
     }
 
@@ -286,10 +319,12 @@ impl Noid for GrpcApi {
                 ))
             }
         };
-        let (recent, attachment) = self.core.console(&user, &vm).await?;
+        let (recent, attachment, busy) = self.core.console(&user, &vm).await?;
         let input = attachment.input;
         let core = Arc::clone(&self.core);
         tokio::spawn(async move {
+            // The VM is busy while the client is attached.
+            let _busy = busy;
             while let Ok(Some(msg)) = inbound.message().await {
                 match msg.msg {
                     Some(pb::console_request::Msg::Input(data))
@@ -327,7 +362,7 @@ impl Noid for GrpcApi {
         let user = self.user(&req)?;
         let r = req.into_inner();
         let tail = (r.tail > 0).then_some(r.tail as usize);
-        let (text, live) = self.core.logs(&user, &r.vm, tail, r.follow)?;
+        let (text, live) = self.core.logs(&user, &r.vm, tail, r.follow).await?;
         let first = futures::stream::once(futures::future::ready(text));
         let out: BoxStream<pb::LogChunk> = match live {
             Some(att) => {

@@ -200,7 +200,9 @@ impl Manager {
         staging: &Path,
         snap: &Path,
     ) -> Result<()> {
-        let saved = self.save_vm(vm, staging).await?;
+        let saved = self
+            .save_vm(vm, staging, super::checkpoints::AfterSave::Run)
+            .await?;
         let boot_log = crate::console::history(&self.layout.vm(&vm.id));
         std::fs::write(staging.join(BOOT_LOG), boot_log)
             .map_err(|e| io_error("writing the boot log", e))?;

@@ -16,6 +16,14 @@ use crate::checksum;
 use crate::core::model::{CheckpointRecord, VmRecord, VmState};
 use crate::storage::sync_file;
 
+/// Whether a VM that `save_vm` saved runs on, or stays paused (to be stopped: hibernation).
+/// A save that fails lets the VM run on either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AfterSave {
+    Run,
+    StayPaused,
+}
+
 /// What `save_vm` wrote: the manifest's file entries and the sizes.
 pub(super) struct SavedVm {
     pub files: Vec<FileEntry>,
@@ -111,7 +119,7 @@ impl Manager {
         label: &str,
         staging: &std::path::Path,
     ) -> Result<CheckpointRecord> {
-        let saved = self.save_vm(vm, staging).await?;
+        let saved = self.save_vm(vm, staging, AfterSave::Run).await?;
         let record = self.checkpoint_record(vm, &saved, id, label);
         let final_dir = self.layout.checkpoint(&vm.id, id);
         Manifest::new(record.clone(), saved.files)
@@ -156,17 +164,20 @@ impl Manager {
             parent: vm.parent_checkpoint.clone(),
             net_policy: vm.net.as_ref().map(|n| n.policy.clone()),
             image: vm.image.clone(),
+            hibernation: false,
         }
     }
 
     /// Freezes the running VM into `staging`: memory and device state, a copy of its disk,
     /// all fsynced, with each file's size and checksum for a manifest. The VM runs again
-    /// afterwards whatever happened. The caller holds the VM's lock (or is still creating the
-    /// VM, which no other flow touches then) and removes `staging` on failure.
+    /// afterwards (unless `after` keeps it paused and the save worked). The caller holds the
+    /// VM's lock (or is still creating the VM, which no other flow touches then) and removes
+    /// `staging` on failure.
     pub(super) async fn save_vm(
         &self,
         vm: &VmRecord,
         staging: &std::path::Path,
+        after: AfterSave,
     ) -> Result<SavedVm> {
         let dir = self.layout.vm(&vm.id);
         // The checkpoint holds an agent that waits for a host (not one in a session with us):
@@ -202,8 +213,12 @@ impl Manager {
                 .map_err(|e| io_error("copying the disk", e))
                 .and_then(|_| state.map_err(CoreError::from));
             crash_point("checkpoint.saved");
-            // The guest runs again whatever happened above.
-            let resumed = running.resume().await;
+            // The guest runs again whatever happened above, unless it is to stay paused.
+            let resumed = if after == AfterSave::StayPaused && saved.is_ok() {
+                Ok(())
+            } else {
+                running.resume().await
+            };
             tracing::debug!("VM {} paused for {:?}", vm.name, paused.elapsed());
             resumed?;
             saved
@@ -293,7 +308,7 @@ impl Manager {
         validate_id(id)?;
         self.store
             .get_checkpoint(id)?
-            .filter(|c| c.owner == user.0)
+            .filter(|c| c.owner == user.0 && !c.hibernation)
             .ok_or_else(|| not_found(id))
     }
 
@@ -309,7 +324,7 @@ impl Manager {
         let all = self.store.list_checkpoints(Some(&user.0))?;
         Ok(all
             .into_iter()
-            .filter(|c| vm_name.is_none_or(|n| n == c.vm_name))
+            .filter(|c| !c.hibernation && vm_name.is_none_or(|n| n == c.vm_name))
             .collect())
     }
 

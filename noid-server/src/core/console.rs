@@ -2,7 +2,7 @@
 
 use super::{CoreError, Manager, Result, User};
 use crate::console::{history, Attachment};
-use crate::core::model::VmRecord;
+use crate::core::model::{VmRecord, VmState};
 
 /// The last `n` lines of `text`.
 fn tail_lines(text: &[u8], n: usize) -> Vec<u8> {
@@ -28,15 +28,19 @@ impl Manager {
     }
 
     /// The VM's kept console output (the last `tail` lines when given), and live output to
-    /// follow when `follow`.
-    pub fn logs(
+    /// follow when `follow` (which wakes a hibernated VM).
+    pub async fn logs(
         &self,
         user: &User,
         name: &str,
         tail: Option<usize>,
         follow: bool,
     ) -> Result<(Vec<u8>, Option<Attachment>)> {
-        let vm = self.get_vm(user, name)?;
+        let mut vm = self.get_vm(user, name)?;
+        if follow && vm.state == VmState::Hibernated {
+            // Following a hibernated VM's output wakes it, as any call that needs it does.
+            vm = self.running_vm(user, name).await?;
+        }
         // Subscribe first: a line written meanwhile may come twice, never not at all.
         let live = if follow {
             self.consoles.attach(&vm.id)
@@ -51,8 +55,13 @@ impl Manager {
         Ok((text, live))
     }
 
-    /// Attaches to a running VM's console: its recent output, then live output and input.
-    pub async fn console(&self, user: &User, name: &str) -> Result<(Vec<u8>, Attachment)> {
+    /// Attaches to a running VM's console: its recent output, then live output and input. The
+    /// VM counts as busy until the returned hold drops.
+    pub async fn console(
+        &self,
+        user: &User,
+        name: &str,
+    ) -> Result<(Vec<u8>, Attachment, super::Hold)> {
         let vm = self.running_vm(user, name).await?;
         self.watch_console(&vm);
         let attachment = self.consoles.attach(&vm.id).ok_or_else(|| {
@@ -60,7 +69,7 @@ impl Manager {
         })?;
         let text = history(&self.layout.vm(&vm.id));
         let recent = text[text.len().saturating_sub(4096)..].to_vec();
-        Ok((recent, attachment))
+        Ok((recent, attachment, self.activity.hold(&vm.id)))
     }
 }
 

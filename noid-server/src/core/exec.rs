@@ -105,6 +105,10 @@ impl Manager {
                 "VM {name:?} is paused: {}",
                 vm.state_reason.as_deref().unwrap_or("resume it first")
             ))),
+            VmState::Hibernated => {
+                tracing::info!("VM {name} is hibernated: waking it for a call");
+                self.arc().wake_vm(user, name).await
+            }
             other => Err(CoreError::FailedPrecondition(format!(
                 "VM {name:?} is not running (state: {other:?})"
             ))),
@@ -159,7 +163,13 @@ impl Manager {
         };
         let stall = Duration::from_secs(self.limits.exec_stall_secs);
         let (tx, rx) = mpsc::channel(EXEC_BUFFER);
-        tokio::spawn(forward(events, tx, stall, vm_name.to_string()));
+        // The VM is busy (not idle) until the command is done.
+        let busy = self.activity.hold(&vm.id);
+        let forwarding = forward(events, tx, stall, vm_name.to_string());
+        tokio::spawn(async move {
+            forwarding.await;
+            drop(busy);
+        });
         Ok(ReceiverStream::new(rx))
     }
 }

@@ -20,6 +20,8 @@ pub const CRASH_POINTS: &[&str] = &[
     "restore.disk_aside",
     "restore.vmm_started",
     "restore.done",
+    "hibernate.saved",
+    "hibernate.recorded",
     "fork.recorded",
     "fork.vmm_started",
     "fork.done",

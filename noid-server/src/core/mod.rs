@@ -10,6 +10,7 @@
 //! a snapshot; new VMs from a boot snapshot of their shape where there is one
 //! (`boot_snapshots`).
 
+mod activity;
 mod admission;
 mod boot_snapshots;
 mod checkpoints;
@@ -21,6 +22,7 @@ pub mod faults;
 mod files;
 mod flow;
 mod fork_many;
+mod hibernate;
 mod images;
 mod launch;
 mod limits;
@@ -36,6 +38,7 @@ mod rollback;
 mod run_state;
 #[cfg(test)]
 mod tests;
+mod time_limits;
 pub mod types;
 mod vm_disk;
 mod vms;
@@ -52,6 +55,7 @@ use crate::storage::Layout;
 use ports::agent::{AgentConnector, GuestAgent};
 use ports::vmm::Vmm;
 
+pub use activity::Hold;
 pub use admission::Quota;
 pub use error::{CoreError, Result};
 pub use files::CopyTarget;
@@ -59,6 +63,7 @@ use flow::{blocking, detached};
 pub use images::{ImageSource, Progress};
 pub use limits::{CheckpointSettings, DiskOverlaysSetting, VmLimits};
 pub use net::NetOptions;
+pub use time_limits::TimeLimits;
 pub use types::*;
 
 pub struct Manager {
@@ -95,6 +100,11 @@ pub struct Manager {
     cgroups: crate::vmm::cgroup::Cgroups,
     /// What makes new VMs' disk overlays, if they get overlays rather than copies.
     overlays: Option<Arc<dyn ports::disk::DiskOverlays>>,
+    /// The core itself, for calls that start flows of their own from `&self` (waking a VM
+    /// on use).
+    me: std::sync::Weak<Manager>,
+    /// When each VM (by id) was last called, and how many calls to it are open.
+    activity: activity::Activity,
 }
 
 /// What the core is made of: its settings and the backends behind its ports.
@@ -135,7 +145,9 @@ impl Manager {
             tracing::info!("VM cgroups: {}", cgroups.describe());
         }
         let overlays = vm_disk::choose_overlays(limits.disk_overlays, vmm.as_ref(), &layout);
-        let manager = Arc::new(Self {
+        let manager = Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            activity: Default::default(),
             overlays,
             limits,
             checkpoint_settings,
@@ -161,7 +173,15 @@ impl Manager {
         manager.reconcile().await?;
         manager.watch_run_states();
         manager.watch_retention();
+        manager.watch_time_limits();
         Ok(manager)
+    }
+
+    /// The core as an `Arc` (it is always one).
+    fn arc(&self) -> Arc<Manager> {
+        self.me
+            .upgrade()
+            .expect("the core is alive while it is used")
     }
 
     /// The user a request's `authorization` header names.
@@ -247,6 +267,7 @@ impl Manager {
             .filter(|v| v.id == id)
             .ok_or_else(not_found)?;
         self.stop_if_gone(&mut vm)?;
+        self.activity.touch(&vm.id);
         Ok((vm, guard))
     }
 

@@ -19,6 +19,9 @@ pub enum VmState {
     /// Being put back to a checkpoint in place.
     Restoring,
     Deleting,
+    /// Saved to disk (`VmRecord::hibernation`) with its VMM stopped: it holds no memory or CPU
+    /// until it wakes.
+    Hibernated,
 }
 
 impl VmState {
@@ -31,6 +34,7 @@ impl VmState {
             VmState::Stopped => "stopped",
             VmState::Restoring => "restoring",
             VmState::Deleting => "deleting",
+            VmState::Hibernated => "hibernated",
         }
     }
 }
@@ -82,6 +86,35 @@ pub struct VmRecord {
     /// How many of its checkpoints, and how old, it keeps; unset parts: the server's defaults.
     #[serde(default)]
     pub retention: Retention,
+    /// The checkpoint that holds a hibernated VM (its own, not listed as the user's).
+    #[serde(default)]
+    pub hibernation: Option<String>,
+    /// When the VM's time is up (Unix seconds), and what happens then.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    #[serde(default)]
+    pub on_expiry: Expiry,
+    /// Hibernate the VM after this long without a call to it.
+    #[serde(default)]
+    pub idle_timeout_secs: Option<u64>,
+}
+
+/// What happens to a VM whose time limit passes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expiry {
+    #[default]
+    Destroy,
+    Hibernate,
+}
+
+impl Expiry {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Expiry::Destroy => "destroy",
+            Expiry::Hibernate => "hibernate",
+        }
+    }
 }
 
 /// A VM's own checkpoint retention. None: the server's default; `Some(0)`: no limit.
@@ -156,6 +189,10 @@ pub struct CheckpointRecord {
     /// settings.
     #[serde(default = "default_image")]
     pub image: String,
+    /// The saved state of a hibernated VM: not the user's to list, restore or delete, and
+    /// not subject to retention; it goes when the VM wakes or is destroyed.
+    #[serde(default)]
+    pub hibernation: bool,
 }
 
 impl CheckpointRecord {
@@ -280,6 +317,10 @@ impl VmRecord {
             image: "default".into(),
             disk_bytes: None,
             retention: Default::default(),
+            hibernation: None,
+            expires_at: None,
+            on_expiry: Default::default(),
+            idle_timeout_secs: None,
         }
     }
 }
@@ -307,6 +348,7 @@ impl CheckpointRecord {
             parent: None,
             net_policy: None,
             image: "default".into(),
+            hibernation: false,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Start-up reconciliation: make the store agree with the host. Half-created VMs are undone,
 //! half-deleted VMs are finished, half-restored VMs get their disk back (stopped: their memory
-//! is gone), VMs whose VMM is gone are marked stopped, VMs left paused are resumed, and VM
-//! directories that no record owns are removed.
+//! is gone), VMs whose VMM is gone are marked stopped, VMs left paused are resumed, a
+//! hibernated VM's VMM that a crash left running is stopped, and VM directories that no
+//! record owns are removed.
 
 use std::collections::HashSet;
 
@@ -38,10 +39,15 @@ impl Manager {
                 VmState::Restoring => {
                     tracing::warn!(
                         "VM {} was being restored in place when the server stopped: it is \
-                         stopped with the disk it had before",
+                         stopped (or hibernated, if it was) with the disk it had before",
                         vm.name
                     );
                     self.undo_restore_in_place(&mut vm).await?;
+                    known.insert(vm.id);
+                }
+                VmState::Hibernated => {
+                    // Stopped after the record said hibernated, unless a crash came between.
+                    self.stop_hibernated_vmm(&mut vm).await?;
                     known.insert(vm.id);
                 }
                 VmState::Running | VmState::Paused | VmState::Stopped => {
@@ -75,6 +81,7 @@ impl Manager {
             }
         }
         self.reconcile_checkpoints()?;
+        self.reconcile_hibernation_states().await?;
         self.reconcile_boot_snapshots();
         self.reconcile_network().await?;
         if let Ok(entries) = std::fs::read_dir(self.layout.vms()) {
@@ -87,6 +94,29 @@ impl Manager {
                     }
                     self.vmm.remove_vm_files(&e.path());
                     let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the saved states of hibernations that no VM's record names (a crash came
+    /// between saving one and recording the VM as hibernated, or before a woken VM let go
+    /// of it).
+    async fn reconcile_hibernation_states(&self) -> Result<()> {
+        let vms = self.store.list_vms(None)?;
+        for c in self.store.list_checkpoints(None)? {
+            let needed = vms
+                .iter()
+                .any(|v| v.id == c.vm_id && v.hibernation.as_deref() == Some(c.id.as_str()));
+            if c.hibernation && !needed {
+                tracing::warn!(
+                    "removing hibernation state {} of VM {} that no hibernated VM needs",
+                    c.id,
+                    c.vm_name
+                );
+                if let Err(e) = self.remove_checkpoint(&c).await {
+                    tracing::info!("hibernation state {} kept: {e}", c.id);
                 }
             }
         }

@@ -165,6 +165,10 @@ impl Manager {
             image: ckpt.image.clone(),
             disk_bytes: None,
             retention: Default::default(),
+            hibernation: None,
+            expires_at: None,
+            on_expiry: Default::default(),
+            idle_timeout_secs: None,
             request_id,
         };
         let demand = super::admission::Demand {
@@ -199,7 +203,7 @@ impl Manager {
         }
     }
 
-    async fn restore_in_place(
+    pub(super) async fn restore_in_place(
         &self,
         user: &User,
         ckpt: &CheckpointRecord,
@@ -242,7 +246,11 @@ impl Manager {
             }
         }
         vm.state = VmState::Running;
-        vm.parent_checkpoint = Some(ckpt.id.clone());
+        // A wake puts the VM back as it was, parent included.
+        if !ckpt.hibernation {
+            vm.parent_checkpoint = Some(ckpt.id.clone());
+        }
+        let hibernation = vm.hibernation.take();
         if let (Some(policy), Some(net)) = (policy, vm.net.as_mut()) {
             net.policy = policy;
         }
@@ -250,6 +258,11 @@ impl Manager {
         crash_point("restore.done");
         vm_disk::drop_aside(&self.layout.vm(&vm.id));
         self.apply_firewall().await?;
+        // A hibernated VM restored to another checkpoint no longer needs its saved state (a
+        // wake removes its own once it lets go of it).
+        if let Some(id) = hibernation.filter(|id| *id != ckpt.id) {
+            self.drop_hibernation_state(&id).await;
+        }
         Ok(vm)
     }
 
@@ -307,7 +320,12 @@ impl Manager {
         }
         self.forget_agent(&vm.id);
         vm_disk::put_back(&dir).map_err(|e| io_error("putting the VM's disk back", e))?;
-        vm.state = VmState::Stopped;
+        // A hibernated VM still has its saved state: it stays hibernated, to wake again.
+        vm.state = if vm.hibernation.is_some() {
+            VmState::Hibernated
+        } else {
+            VmState::Stopped
+        };
         vm.process = None;
         self.store.update_vm(vm)?;
         Ok(())

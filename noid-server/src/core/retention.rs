@@ -96,7 +96,7 @@ impl Manager {
         let mut checkpoints = match self.store.list_checkpoints(None) {
             Ok(all) => all
                 .into_iter()
-                .filter(|c| c.vm_id == vm_id)
+                .filter(|c| c.vm_id == vm_id && !c.hibernation)
                 .collect::<Vec<_>>(),
             Err(e) => {
                 tracing::warn!("checkpoint retention: {e}");

@@ -22,6 +22,11 @@ pub struct CreateVm {
     /// Grow the root disk to this size (at least the image's); None: the image's size.
     pub disk_bytes: Option<u64>,
     pub retention: crate::core::model::Retention,
+    /// Time limit from now; None: none.
+    pub ttl_secs: Option<u64>,
+    pub on_expiry: crate::core::model::Expiry,
+    /// Hibernate after this long without a call; None: never.
+    pub idle_timeout_secs: Option<u64>,
 }
 
 /// A restore of a checkpoint: in place, or into a new VM (a fork).

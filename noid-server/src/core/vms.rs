@@ -170,6 +170,10 @@ impl Manager {
             image,
             disk_bytes,
             retention: req.retention,
+            hibernation: None,
+            expires_at: req.ttl_secs.map(|t| now_secs().saturating_add(t as i64)),
+            on_expiry: req.on_expiry,
+            idle_timeout_secs: req.idle_timeout_secs,
         };
         let demand = super::admission::Demand {
             cpus,
@@ -328,6 +332,7 @@ impl Manager {
             .find_vm(&user.0, name)?
             .ok_or_else(|| CoreError::NotFound(format!("VM {name:?} not found")))?;
         self.refresh_state(&mut vm)?;
+        self.activity.touch(&vm.id);
         Ok(vm)
     }
 
@@ -413,7 +418,12 @@ impl Manager {
             self.vmm.stop(&p, grace).await?;
         }
         crash_point("delete.vmm_stopped");
+        let saved = self.store.list_checkpoints(Some(&vm.owner))?;
+        for c in saved.iter().filter(|c| c.hibernation && c.vm_id == vm.id) {
+            self.drop_hibernation_state(&c.id).await;
+        }
         self.cgroups.remove(&vm.id);
+        self.activity.forget(&vm.id);
         self.forget_agent(&vm.id);
         self.consoles.forget(&vm.id);
         self.detach_network(&vm).await?;

@@ -28,8 +28,10 @@ async fn console(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let u = caller(user)?;
-    let (recent, attachment) = gw.core.console(&u, &name).await?;
+    let (recent, attachment, busy) = gw.core.console(&u, &name).await?;
     Ok(ws.on_upgrade(move |socket| async move {
+        // The VM is busy while the client is attached.
+        let _busy = busy;
         let (mut tx, mut rx) = socket.split();
         let input = attachment.input;
         tokio::spawn(async move {
@@ -90,7 +92,7 @@ async fn logs(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let u = caller(user)?;
-    let (text, live) = gw.core.logs(&u, &name, q.tail, q.follow)?;
+    let (text, live) = gw.core.logs(&u, &name, q.tail, q.follow).await?;
     Ok(ws.on_upgrade(move |mut socket: WebSocket| async move {
         send_output(&mut socket, text, live.map(|a| a.output)).await;
         let _ = socket.send(Message::Close(None)).await;

@@ -42,6 +42,9 @@ pub(super) fn unary_handler(route: &'static Route) -> MethodRouter<Gateway> {
         "SetCheckpointRetention" => bind::<pb::SetCheckpointRetentionRequest, _>(route, |a, r| {
             a.set_checkpoint_retention(r)
         }),
+        "HibernateVm" => bind::<pb::HibernateVmRequest, _>(route, |a, r| a.hibernate_vm(r)),
+        "WakeVm" => bind::<pb::WakeVmRequest, _>(route, |a, r| a.wake_vm(r)),
+        "SetTimeLimits" => bind::<pb::SetTimeLimitsRequest, _>(route, |a, r| a.set_time_limits(r)),
         "PauseVm" => bind::<pb::PauseVmRequest, _>(route, |a, r| a.pause_vm(r)),
         "ResumeVm" => bind::<pb::ResumeVmRequest, _>(route, |a, r| a.resume_vm(r)),
         "SetNetworkPolicy" => {
