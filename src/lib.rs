@@ -40,4 +40,4 @@ pub const API_STREAM_WINDOW: u32 = 4 << 20;
 pub const API_CONNECTION_WINDOW: u32 = 8 << 20;
 
 /// Version of the agent API; the server refuses agents that speak another.
-pub const AGENT_PROTOCOL: u32 = 2;
+pub const AGENT_PROTOCOL: u32 = 3;

@@ -1,7 +1,7 @@
 //! VM lifecycle end to end with real VMs and the real CLI: pause and resume (and resume on use
 //! with `auto_resume`), hibernate and wake (on use too), time limits and idle timeouts,
 //! forking one checkpoint into many VMs in one call, checkpoint retention (count and age),
-//! and slow-checkpoint warnings.
+//! slow-checkpoint warnings, and exec sessions that a checkpoint carries.
 
 mod common;
 
@@ -9,7 +9,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::{host_now, sh, Server};
-use noid::v1::ListCheckpointsRequest;
+use noid::v1::{
+    attach_session_request, attach_session_response, AttachSessionRequest, AttachTarget,
+    ListCheckpointsRequest, ListSessionsRequest,
+};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -390,5 +393,144 @@ fn fork_many_retention_and_slow_checkpoints() {
         assert!(info.contains("any number, for 2s"), "{info}");
         let (_, err) = fails(&server, &["retention", "a", "--max-age", "soon"]);
         assert!(err.contains("soon"), "{err}");
+        ok(&server, &["retention", "a", "--max-age", "0"]);
+
+        sessions_live_in_the_guest(&server, &mut c).await;
     });
+}
+
+/// The `buffered_bytes` of session `id` in `vm`, and whether it still runs.
+async fn session_state(c: &mut noid::client::Client, vm: &str, id: u32) -> (u64, bool) {
+    let list = c
+        .list_sessions(ListSessionsRequest { vm: vm.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let s = list.sessions.iter().find(|s| s.id == id).expect("listed");
+    (s.buffered_bytes, s.exit.is_none())
+}
+
+/// Exec sessions: detached, listed, attached (output kept since the start, then live),
+/// carried by a checkpoint into a restore in place and into a fork, killed.
+async fn sessions_live_in_the_guest(server: &Server, c: &mut noid::client::Client) {
+    let ticker = "i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done";
+    let id: u32 = ok(server, &["exec", "-d", "a", "--", "sh", "-c", ticker])
+        .trim()
+        .parse()
+        .unwrap();
+    let ps = ok(server, &["ps", "a"]);
+    assert!(
+        ps.contains(&format!("{id:<5} running")) && ps.contains("sh -c"),
+        "{ps}"
+    );
+
+    // Attached: what it printed since it started, then live; dropping the stream detaches.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(AttachSessionRequest {
+        msg: Some(attach_session_request::Msg::Attach(AttachTarget {
+            vm: "a".into(),
+            session: id,
+        })),
+    })
+    .await
+    .unwrap();
+    let mut stream = c
+        .attach_session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = String::new();
+    while !seen.contains("tick 4\n") {
+        match stream.message().await.unwrap().and_then(|m| m.msg) {
+            Some(attach_session_response::Msg::Stdout(d)) => {
+                seen.push_str(&String::from_utf8_lossy(&d))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(seen.starts_with("tick 1\n"), "{seen}");
+    drop((stream, tx));
+    assert!(
+        session_state(c, "a", id).await.1,
+        "detaching leaves it running"
+    );
+
+    // A checkpoint carries it: restored in place it is back with the buffer it had then,
+    // still running; a fork has its own copy, which can be killed alone.
+    let at = checkpoint(server, "a");
+    std::thread::sleep(Duration::from_secs(2));
+    let (before_restore, _) = session_state(c, "a", id).await;
+    ok(server, &["restore", &at]);
+    let (after_restore, running) = session_state(c, "a", id).await;
+    assert!(running, "the session runs after the restore");
+    assert!(
+        after_restore < before_restore,
+        "the buffer is the checkpoint's: {after_restore} < {before_restore}"
+    );
+    ok(server, &["restore", &at, "--as", "sf"]);
+    assert!(session_state(c, "sf", id).await.1);
+    assert!(ok(server, &["kill", "sf", &id.to_string(), "KILL"]).contains("signal 9"));
+    wait_until_async(|| async {
+        !session_state(&mut server.client("alice").await, "sf", id)
+            .await
+            .1
+    })
+    .await;
+    assert!(ok(server, &["ps", "sf"]).contains("killed by signal 9"));
+    assert!(
+        session_state(c, "a", id).await.1,
+        "the source's session runs on"
+    );
+    ok(server, &["destroy", "sf"]);
+
+    // Killed; attaching to a finished session replays its output and exits with its status.
+    ok(server, &["kill", "a", &id.to_string()]);
+    wait_until_async(|| async {
+        !session_state(&mut server.client("alice").await, "a", id)
+            .await
+            .1
+    })
+    .await;
+    let out = server.run("alice", &["attach", "a", &id.to_string()]);
+    assert_eq!(out.status.code(), Some(128 + 15));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("tick 1\n"));
+
+    // A session that prints more than its buffer keeps: the oldest output goes, counted.
+    let big = "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo done";
+    let id: u32 = ok(server, &["exec", "-d", "a", "--", "sh", "-c", big])
+        .trim()
+        .parse()
+        .unwrap();
+    wait_until_async(|| async {
+        !session_state(&mut server.client("alice").await, "a", id)
+            .await
+            .1
+    })
+    .await;
+    let out = server.run("alice", &["attach", "a", &id.to_string()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with("xxx\ndone\n"));
+    assert!(out.stdout.len() <= 1 << 20);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bytes of earlier output were dropped"),
+        "{err}"
+    );
+
+    let (_, err) = fails(server, &["attach", "a", "99"]);
+    assert!(err.contains("no exec session 99"), "{err}");
+    let (_, err) = fails(server, &["kill", "a", "1", "BOGUS"]);
+    assert!(err.contains("unknown signal"), "{err}");
+}
+
+async fn wait_until_async<F, Fut>(done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !done().await {
+        assert!(std::time::Instant::now() < deadline, "timed out");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -25,7 +25,7 @@ use crate::reaper::Reaper;
 const CHUNK: usize = 32 * 1024;
 /// After the command exits, output still buffered in pipes is collected for this long; a
 /// background process that keeps the pipe open does not hold the exec open forever.
-const DRAIN_GRACE: Duration = Duration::from_millis(500);
+pub(crate) const DRAIN_GRACE: Duration = Duration::from_millis(500);
 
 pub type Reply = mpsc::Sender<Result<ExecResponse, Status>>;
 
@@ -84,13 +84,31 @@ fn spawn_error(prog: &str, e: io::Error) -> Status {
     }
 }
 
-struct Spawned {
-    pid: i32,
-    exit: tokio::sync::oneshot::Receiver<ExitStatus>,
-    stdin: Option<Box<dyn AsyncWrite + Send + Unpin>>,
-    outputs: Vec<(Box<dyn AsyncRead + Send + Unpin>, bool)>,
+/// A started command: its process group leader, its exit, and its ends of stdin and of
+/// stdout/stderr (`true`: stderr).
+pub(crate) struct Spawned {
+    pub pid: i32,
+    pub exit: tokio::sync::oneshot::Receiver<ExitStatus>,
+    pub stdin: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    pub outputs: Vec<(Box<dyn AsyncRead + Send + Unpin>, bool)>,
     /// The pseudo-terminal master, for resizes.
-    pty: Option<i32>,
+    pub pty: Option<i32>,
+}
+
+/// Starts `start` on a pseudo-terminal or on pipes, as it asks.
+pub(crate) fn spawn(reaper: &Reaper, start: &ExecStart) -> Result<Spawned, Status> {
+    if start.tty {
+        spawn_tty(reaper, start)
+    } else {
+        spawn_pipes(reaper, start)
+    }
+}
+
+/// Sets the pseudo-terminal `fd`'s window size.
+pub(crate) fn resize(fd: i32, rows: u32, cols: u32) {
+    let ws = winsize(rows, cols);
+    // SAFETY: TIOCSWINSZ reads a winsize from a pointer to a live local.
+    unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
 }
 
 fn spawn_pipes(reaper: &Reaper, start: &ExecStart) -> Result<Spawned, Status> {
@@ -202,7 +220,7 @@ fn spawn_tty(reaper: &Reaper, start: &ExecStart) -> Result<Spawned, Status> {
     })
 }
 
-fn signal_group(pid: i32, sig: i32) {
+pub(crate) fn signal_group(pid: i32, sig: i32) {
     // SAFETY: kill has no memory effects; a negative pid addresses the process group.
     unsafe { libc::kill(-pid, sig) };
 }
@@ -249,9 +267,7 @@ async fn pump_input(
             Some(exec_request::Msg::Signal(sig)) => signal_group(pid, sig),
             Some(exec_request::Msg::Resize(size)) => {
                 if let Some(fd) = pty {
-                    let ws = winsize(size.rows, size.cols);
-                    // SAFETY: TIOCSWINSZ reads a winsize from a pointer to a live local.
-                    unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
+                    resize(fd, size.rows, size.cols);
                 }
             }
             Some(exec_request::Msg::Start(_)) | None => {}
@@ -260,7 +276,7 @@ async fn pump_input(
     // The host ended its stream: stdin is closed when `stdin` drops here.
 }
 
-fn exit_message(status: ExitStatus, timed_out: bool) -> ExecExit {
+pub(crate) fn exit_message(status: ExitStatus, timed_out: bool) -> ExecExit {
     match (status.code(), status.signal()) {
         (Some(code), _) => ExecExit {
             code,
@@ -282,12 +298,7 @@ fn exit_message(status: ExitStatus, timed_out: bool) -> ExecExit {
 
 /// Runs the command described by `start` and streams its life to `reply`.
 pub async fn run(reaper: Reaper, start: ExecStart, input: Streaming<ExecRequest>, reply: Reply) {
-    let spawned = if start.tty {
-        spawn_tty(&reaper, &start)
-    } else {
-        spawn_pipes(&reaper, &start)
-    };
-    let spawned = match spawned {
+    let spawned = match spawn(&reaper, &start) {
         Ok(s) => s,
         Err(status) => {
             let _ = reply.send(Err(status)).await;

@@ -10,6 +10,7 @@ mod init;
 mod net;
 mod reaper;
 mod service;
+mod sessions;
 mod system;
 mod toolbox;
 mod transport;

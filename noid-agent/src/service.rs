@@ -1,5 +1,5 @@
-//! The agent's gRPC service: thin handlers over `exec`, `files`, `disk_copy`, `system` and
-//! `init`.
+//! The agent's gRPC service: thin handlers over `exec`, `sessions`, `files`, `disk_copy`,
+//! `system` and `init`.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -7,20 +7,23 @@ use std::time::Duration;
 use futures::Stream;
 use noid::agent::v1::agent_server::Agent;
 use noid::agent::v1::{
-    exec_request, DiskReadRequest, DiskReadResponse, DiskWriteRequest, DiskWriteResponse,
-    ExecRequest, ExecResponse, FileData, HealthRequest, HealthResponse, PostRestoreRequest,
-    PostRestoreResponse, ReadFileRequest, ShutdownRequest, ShutdownResponse, WriteFileRequest,
-    WriteFileResponse,
+    exec_request, AttachRequest, AttachResponse, DiskReadRequest, DiskReadResponse,
+    DiskWriteRequest, DiskWriteResponse, ExecRequest, ExecResponse, ExecStart, FileData,
+    HealthRequest, HealthResponse, KillSessionRequest, ListSessionsRequest, ListSessionsResponse,
+    PostRestoreRequest, PostRestoreResponse, ReadFileRequest, SessionInfo, ShutdownRequest,
+    ShutdownResponse, WriteFileRequest, WriteFileResponse,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::reaper::Reaper;
+use crate::sessions::Sessions;
 use crate::{disk_copy, exec, files, system};
 
 pub struct AgentService {
     reaper: Reaper,
+    sessions: Sessions,
     /// Whether this agent runs a guest (as PID 1). Outside one (`--listen-unix`, for
     /// development and the VMM contract tests) it leaves the host's clock, hostname and
     /// network alone.
@@ -29,7 +32,11 @@ pub struct AgentService {
 
 impl AgentService {
     pub fn new(reaper: Reaper, in_guest: bool) -> Self {
-        Self { reaper, in_guest }
+        Self {
+            reaper,
+            in_guest,
+            sessions: Sessions::default(),
+        }
     }
 }
 
@@ -141,6 +148,41 @@ impl Agent for AgentService {
         let (tx, rx) = mpsc::channel(8);
         disk_copy::read(req.into_inner(), tx).await?;
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn start_session(
+        &self,
+        req: Request<ExecStart>,
+    ) -> Result<Response<SessionInfo>, Status> {
+        Ok(Response::new(
+            self.sessions.start(&self.reaper, req.into_inner())?,
+        ))
+    }
+
+    async fn list_sessions(
+        &self,
+        _: Request<ListSessionsRequest>,
+    ) -> Result<Response<ListSessionsResponse>, Status> {
+        Ok(Response::new(ListSessionsResponse {
+            sessions: self.sessions.list(),
+        }))
+    }
+
+    type AttachSessionStream = Pin<Box<dyn Stream<Item = Result<AttachResponse, Status>> + Send>>;
+
+    async fn attach_session(
+        &self,
+        req: Request<Streaming<AttachRequest>>,
+    ) -> Result<Response<Self::AttachSessionStream>, Status> {
+        Ok(Response::new(self.sessions.attach(req.into_inner()).await?))
+    }
+
+    async fn kill_session(
+        &self,
+        req: Request<KillSessionRequest>,
+    ) -> Result<Response<SessionInfo>, Status> {
+        let r = req.into_inner();
+        Ok(Response::new(self.sessions.kill(r.session, r.signal)?))
     }
 
     async fn shutdown(

@@ -26,7 +26,7 @@ pub struct ExecArgs {
     pub json: bool,
 }
 
-fn parse_env(pairs: &[String]) -> Result<HashMap<String, String>> {
+pub fn parse_env(pairs: &[String]) -> Result<HashMap<String, String>> {
     pairs
         .iter()
         .map(|p| match p.split_once('=') {

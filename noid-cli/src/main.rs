@@ -11,6 +11,7 @@ mod images;
 mod net;
 mod output;
 mod progress;
+mod sessions;
 mod terminal;
 mod vms;
 
@@ -134,7 +135,19 @@ enum Command {
         #[command(subcommand)]
         action: vms::PortAction,
     },
-    /// Run a command in a VM: noid exec [NAME] [-e K=V] [-w DIR] [-i] [-t] -- CMD...
+    /// List a VM's exec sessions (default: the active one's).
+    Ps { name: Option<String> },
+    /// Show what a session printed since it started, then follow it; stdin goes to it.
+    /// Ctrl-Q (terminal sessions) or Ctrl-C detaches; the session runs on.
+    Attach { vm: String, id: u32 },
+    /// Signal a session (default SIGTERM): noid kill VM ID [SIGNAL]
+    Kill {
+        vm: String,
+        id: u32,
+        /// A number or a name: TERM, KILL, INT, HUP, ...
+        signal: Option<String>,
+    },
+    /// Run a command in a VM: noid exec [NAME] [-e K=V] [-w DIR] [-i] [-t] [-d] -- CMD...
     Exec {
         /// The VM [default: the active one]
         name: Option<String>,
@@ -154,8 +167,12 @@ enum Command {
         #[arg(short, long)]
         tty: bool,
         /// Kill the command after this many seconds (exit status 124).
-        #[arg(long, value_name = "SECS")]
+        #[arg(long, value_name = "SECS", conflicts_with = "detach")]
         timeout: Option<f64>,
+        /// Start the command as a session that runs on its own and print its id (see
+        /// `noid ps`, `noid attach`, `noid kill`).
+        #[arg(short, long)]
+        detach: bool,
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
@@ -357,6 +374,21 @@ async fn run(cli: Cli) -> Result<i32> {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "noid", &mut std::io::stdout());
         }
+        Command::Ps { name } => {
+            let vm = config::resolve_vm(name)?;
+            sessions::list(&mut connect().await?, vm, json).await?
+        }
+        Command::Attach { vm, id } => {
+            return sessions::attach(&mut connect().await?, vm, id)
+                .await
+                .map_err(|e| match e.downcast::<tonic::Status>() {
+                    Ok(s) => status(s),
+                    Err(e) => e,
+                });
+        }
+        Command::Kill { vm, id, signal } => {
+            sessions::kill(&mut connect().await?, vm, id, signal, json).await?
+        }
         Command::Port { action } => vms::port(&mut connect().await?, action, json).await?,
         Command::Images => images::list(&mut connect().await?, json).await?,
         Command::Image { action } => images::run(&mut connect().await?, action, json).await?,
@@ -368,10 +400,26 @@ async fn run(cli: Cli) -> Result<i32> {
             interactive,
             tty,
             timeout,
+            detach,
             command,
         } => {
             let vm = config::resolve_vm(name)?;
             let mut client = connect().await?;
+            if detach {
+                let start = noid::v1::ExecStart {
+                    vm,
+                    argv: command,
+                    env: exec::parse_env(&env)?,
+                    cwd: workdir.unwrap_or_default(),
+                    stdin: interactive,
+                    tty,
+                    tty_size: tty.then_some(noid::v1::TtySize { rows: 24, cols: 80 }),
+                    timeout_ms: 0,
+                    user: user.unwrap_or_default(),
+                };
+                sessions::start(&mut client, start, json).await?;
+                return Ok(0);
+            }
             let args = exec::ExecArgs {
                 vm,
                 argv: command,

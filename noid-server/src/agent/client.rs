@@ -20,9 +20,9 @@ use super::status::from_status;
 use crate::core::model::AgentEndpoint;
 use crate::core::ports::agent::{
     AgentConnector, AgentError, AgentHealth, ExecEvents, FileChunks, FileTarget, GuestAgent,
-    PostRestore, Upload,
+    PostRestore, SessionEvents, Upload,
 };
-use crate::core::types::{ExecEvent, ExecInput, ExecSpec, ExitStatus, TtySize};
+use crate::core::types::{ExecEvent, ExecInput, ExecSpec, ExitStatus, SessionInfo, TtySize};
 use crate::core::CoreError;
 
 /// Makes `RemoteAgent`s.
@@ -46,7 +46,7 @@ pub struct RemoteAgent {
 }
 
 /// `call`, unless the agent does not answer within `timeout`.
-async fn answered<T>(
+pub(super) async fn answered<T>(
     timeout: Duration,
     call: impl std::future::Future<Output = Result<T, tonic::Status>>,
 ) -> Result<T, AgentError> {
@@ -155,7 +155,7 @@ fn upload_body(
     .boxed()
 }
 
-fn pb_size(s: TtySize) -> pb::TtySize {
+pub(super) fn pb_size(s: TtySize) -> pb::TtySize {
     pb::TtySize {
         rows: s.rows,
         cols: s.cols,
@@ -173,17 +173,38 @@ fn to_request(input: ExecInput) -> pb::ExecRequest {
     pb::ExecRequest { msg: Some(msg) }
 }
 
+pub(super) fn exit_status(e: pb::ExecExit) -> ExitStatus {
+    ExitStatus {
+        code: e.code,
+        signal: e.signal,
+        timed_out: e.timed_out,
+    }
+}
+
+/// The agent's start message for `spec`.
+pub(super) fn start_message(spec: ExecSpec) -> pb::ExecStart {
+    pb::ExecStart {
+        user: spec.user.unwrap_or_default(),
+        argv: spec.argv,
+        env: spec.env,
+        cwd: spec.cwd.unwrap_or_default(),
+        stdin: spec.stdin,
+        tty: spec.tty.is_some(),
+        tty_size: spec.tty.map(pb_size),
+        timeout_ms: spec
+            .timeout
+            .map(|d| d.as_millis().min(u32::MAX as u128) as u32)
+            .unwrap_or(0),
+    }
+}
+
 fn to_event(resp: pb::ExecResponse) -> Option<ExecEvent> {
     use pb::exec_response::Msg;
     Some(match resp.msg? {
         Msg::StartedPid(pid) => ExecEvent::Started { pid },
         Msg::Stdout(d) => ExecEvent::Stdout(d),
         Msg::Stderr(d) => ExecEvent::Stderr(d),
-        Msg::Exit(e) => ExecEvent::Exit(ExitStatus {
-            code: e.code,
-            signal: e.signal,
-            timed_out: e.timed_out,
-        }),
+        Msg::Exit(e) => ExecEvent::Exit(exit_status(e)),
     })
 }
 
@@ -269,21 +290,8 @@ impl GuestAgent for RemoteAgent {
         spec: ExecSpec,
         input: BoxStream<'static, ExecInput>,
     ) -> Result<ExecEvents, AgentError> {
-        let start = pb::ExecStart {
-            user: spec.user.unwrap_or_default(),
-            argv: spec.argv,
-            env: spec.env,
-            cwd: spec.cwd.unwrap_or_default(),
-            stdin: spec.stdin,
-            tty: spec.tty.is_some(),
-            tty_size: spec.tty.map(pb_size),
-            timeout_ms: spec
-                .timeout
-                .map(|d| d.as_millis().min(u32::MAX as u128) as u32)
-                .unwrap_or(0),
-        };
         let first = pb::ExecRequest {
-            msg: Some(pb::exec_request::Msg::Start(start)),
+            msg: Some(pb::exec_request::Msg::Start(start_message(spec))),
         };
         let outbound = futures::stream::iter([first]).chain(input.map(to_request));
         call_exec(self.client.clone(), self.timeout, outbound).await
@@ -373,5 +381,25 @@ impl GuestAgent for RemoteAgent {
         let mut client = self.client.clone();
         answered(timeout, client.shutdown(pb::ShutdownRequest {})).await?;
         Ok(())
+    }
+
+    async fn start_session(&self, spec: ExecSpec) -> Result<SessionInfo, AgentError> {
+        super::sessions::start(self.client.clone(), self.timeout, spec).await
+    }
+
+    async fn list_sessions(&self) -> Result<Vec<SessionInfo>, AgentError> {
+        super::sessions::list(self.client.clone(), self.timeout).await
+    }
+
+    async fn attach_session(
+        &self,
+        id: u32,
+        input: BoxStream<'static, ExecInput>,
+    ) -> Result<SessionEvents, AgentError> {
+        super::sessions::attach(self.client.clone(), self.timeout, id, input).await
+    }
+
+    async fn kill_session(&self, id: u32, signal: i32) -> Result<SessionInfo, AgentError> {
+        super::sessions::kill(self.client.clone(), self.timeout, id, signal).await
     }
 }

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod connect;
 mod disk_copy;
+mod sessions;
 mod status;
 
 pub use client::{Connector, RemoteAgent};

@@ -59,7 +59,7 @@ pub fn parse_net_policy(core: &Manager, p: pb::NetworkPolicy) -> Result<NetPolic
     core.parse_policy(egress, &p.allow, &p.deny, p.isolated)
 }
 
-fn size(s: pb::TtySize) -> TtySize {
+pub fn size(s: pb::TtySize) -> TtySize {
     TtySize {
         rows: s.rows,
         cols: s.cols,

@@ -301,6 +301,55 @@ impl Noid for GrpcApi {
         Ok(Response::new(Box::pin(out)))
     }
 
+    async fn start_session(
+        &self,
+        req: Request<pb::StartSessionRequest>,
+    ) -> Result<Response<pb::Session>, Status> {
+        let user = self.user(&req)?;
+        let start = req
+            .into_inner()
+            .start
+            .ok_or_else(|| Status::invalid_argument("StartSession needs `start`"))?;
+        let (vm, spec) = convert::exec_start(start);
+        let info = self.core.start_session(&user, &vm, spec).await?;
+        Ok(Response::new(super::sessions::session(info)))
+    }
+
+    async fn list_sessions(
+        &self,
+        req: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let user = self.user(&req)?;
+        let list = self.core.list_sessions(&user, &req.get_ref().vm).await?;
+        Ok(Response::new(pb::ListSessionsResponse {
+            sessions: list.into_iter().map(super::sessions::session).collect(),
+        }))
+    }
+
+    type AttachSessionStream = BoxStream<pb::AttachSessionResponse>;
+
+    async fn attach_session(
+        &self,
+        req: Request<Streaming<pb::AttachSessionRequest>>,
+    ) -> Result<Response<Self::AttachSessionStream>, Status> {
+        let user = self.user(&req)?;
+        let events = super::sessions::attach(&self.core, &user, req.into_inner()).await?;
+        Ok(Response::new(events))
+    }
+
+    async fn kill_session(
+        &self,
+        req: Request<pb::KillSessionRequest>,
+    ) -> Result<Response<pb::Session>, Status> {
+        let user = self.user(&req)?;
+        let r = req.into_inner();
+        let info = self
+            .core
+            .kill_session(&user, &r.vm, r.session, r.signal)
+            .await?;
+        Ok(Response::new(super::sessions::session(info)))
+    }
+
     type ConsoleStream = BoxStream<pb::ConsoleResponse>;
 
     async fn console(

@@ -10,6 +10,7 @@ pub mod incoming;
 pub mod observe;
 pub mod openapi;
 pub mod rest;
+mod sessions;
 pub mod status;
 
 /// The largest message the server takes or sends.

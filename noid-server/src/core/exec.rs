@@ -9,7 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::{CoreError, ExecEvent, ExecInput, ExecSpec, Manager, Result, User};
 use crate::core::model::{VmRecord, VmState};
 
-fn validate(spec: &ExecSpec) -> Result<()> {
+pub(super) fn validate(spec: &ExecSpec) -> Result<()> {
     if spec.argv.is_empty() || spec.argv[0].is_empty() {
         return Err(CoreError::InvalidArgument(
             "a command is required (argv must not be empty)".into(),
@@ -117,7 +117,7 @@ impl Manager {
 
     /// `spec` over the settings of the VM's image (Env, WorkingDir, User): what the request
     /// gives wins.
-    fn with_image_defaults(&self, vm: &VmRecord, mut spec: ExecSpec) -> ExecSpec {
+    pub(super) fn with_image_defaults(&self, vm: &VmRecord, mut spec: ExecSpec) -> ExecSpec {
         if vm.image == crate::images::store::DEFAULT {
             return spec;
         }

@@ -36,6 +36,7 @@ mod restore;
 mod retention;
 mod rollback;
 mod run_state;
+mod sessions;
 #[cfg(test)]
 mod tests;
 mod time_limits;

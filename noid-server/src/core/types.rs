@@ -79,6 +79,31 @@ pub enum ExecEvent {
     Exit(ExitStatus),
 }
 
+/// An exec session: a command that runs detached in the guest, its output kept there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub id: u32,
+    pub argv: Vec<String>,
+    pub tty: bool,
+    pub pid: u32,
+    /// Seconds since the Unix epoch, by the guest's clock.
+    pub started_at: i64,
+    /// Set once the command has ended.
+    pub exit: Option<ExitStatus>,
+    pub buffered_bytes: u64,
+    pub dropped_bytes: u64,
+}
+
+/// What an attached client of a session receives, in order; `Exit` is last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// At most this much output was dropped before what follows.
+    Dropped(u64),
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    Exit(ExitStatus),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExitStatus {
     /// -1 when killed by a signal.

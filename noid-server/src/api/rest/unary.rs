@@ -45,6 +45,9 @@ pub(super) fn unary_handler(route: &'static Route) -> MethodRouter<Gateway> {
         "HibernateVm" => bind::<pb::HibernateVmRequest, _>(route, |a, r| a.hibernate_vm(r)),
         "WakeVm" => bind::<pb::WakeVmRequest, _>(route, |a, r| a.wake_vm(r)),
         "SetTimeLimits" => bind::<pb::SetTimeLimitsRequest, _>(route, |a, r| a.set_time_limits(r)),
+        "StartSession" => bind::<pb::StartSessionRequest, _>(route, |a, r| a.start_session(r)),
+        "ListSessions" => bind::<pb::ListSessionsRequest, _>(route, |a, r| a.list_sessions(r)),
+        "KillSession" => bind::<pb::KillSessionRequest, _>(route, |a, r| a.kill_session(r)),
         "PauseVm" => bind::<pb::PauseVmRequest, _>(route, |a, r| a.pause_vm(r)),
         "ResumeVm" => bind::<pb::ResumeVmRequest, _>(route, |a, r| a.resume_vm(r)),
         "SetNetworkPolicy" => {

@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use crate::core::error::CoreError;
 use crate::core::model::{AgentEndpoint, GuestNet};
-use crate::core::types::{ExecEvent, ExecInput, ExecSpec, TtySize};
+use crate::core::types::{ExecEvent, ExecInput, ExecSpec, SessionEvent, SessionInfo, TtySize};
 
 #[derive(Debug, Error)]
 pub enum AgentError {
@@ -64,6 +64,7 @@ pub struct FileTarget {
 }
 
 pub type ExecEvents = BoxStream<'static, Result<ExecEvent, AgentError>>;
+pub type SessionEvents = BoxStream<'static, Result<SessionEvent, AgentError>>;
 pub type FileChunks = BoxStream<'static, Result<Vec<u8>, AgentError>>;
 /// A client's bytes for a file; an error abandons the copy.
 pub type Upload = BoxStream<'static, Result<Vec<u8>, CoreError>>;
@@ -99,6 +100,18 @@ pub trait GuestAgent: Send + Sync {
     async fn resize_console(&self, size: TtySize) -> Result<(), AgentError>;
     /// Asks the guest to power off; waits at most `timeout` for the answer.
     async fn shutdown(&self, timeout: Duration) -> Result<(), AgentError>;
+    /// Starts `spec` as an exec session (detached; its output kept in the guest).
+    async fn start_session(&self, spec: ExecSpec) -> Result<SessionInfo, AgentError>;
+    async fn list_sessions(&self) -> Result<Vec<SessionInfo>, AgentError>;
+    /// Attaches to session `id`: its kept output, then live output until it exits; `input`
+    /// feeds it. The session runs on when the returned stream is dropped.
+    async fn attach_session(
+        &self,
+        id: u32,
+        input: BoxStream<'static, ExecInput>,
+    ) -> Result<SessionEvents, AgentError>;
+    /// Signals session `id`'s process group (0: SIGTERM).
+    async fn kill_session(&self, id: u32, signal: i32) -> Result<SessionInfo, AgentError>;
 }
 
 /// Makes the handle of a VM's agent, which connects on first use (and again after a break);

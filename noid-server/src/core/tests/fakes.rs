@@ -16,6 +16,7 @@ use crate::core::ports::agent::*;
 use crate::core::ports::vmm::{BootSpec, RunState, SavedFile, VmHandle, Vmm, VmmError};
 use crate::core::types::{ExecInput, ExecSpec, TtySize};
 use crate::core::CoreError;
+use crate::core::SessionInfo;
 
 /// Processes are numbers in `running`; `start` fails while `fail_start` is set.
 #[derive(Default)]
@@ -175,6 +176,32 @@ impl GuestAgent for FakeAgent {
 
     async fn shutdown(&self, _: Duration) -> Result<(), AgentError> {
         Ok(())
+    }
+
+    async fn start_session(&self, _: ExecSpec) -> Result<SessionInfo, AgentError> {
+        Err(AgentError::Unreachable(
+            "the fake guest has no sessions".into(),
+        ))
+    }
+
+    async fn list_sessions(&self) -> Result<Vec<SessionInfo>, AgentError> {
+        Ok(Vec::new())
+    }
+
+    async fn attach_session(
+        &self,
+        _: u32,
+        _: BoxStream<'static, ExecInput>,
+    ) -> Result<SessionEvents, AgentError> {
+        Err(AgentError::Unreachable(
+            "the fake guest has no sessions".into(),
+        ))
+    }
+
+    async fn kill_session(&self, _: u32, _: i32) -> Result<SessionInfo, AgentError> {
+        Err(AgentError::Unreachable(
+            "the fake guest has no sessions".into(),
+        ))
     }
 }
 
