@@ -167,6 +167,32 @@ fn guests_talk_publish_ports_fork_and_clean_up() {
         )
         .await;
 
+        // Hibernated and woken: the same address and published port, the server still serving.
+        for step in ["hibernate", "wake"] {
+            let out = server.run("alice", &[step, "a"]);
+            assert!(
+                out.status.success(),
+                "{step}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let woken = c
+            .get_vm(GetVmRequest { name: "a".into() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (woken.address, woken.mac),
+            (a.address.clone(), a.mac.clone())
+        );
+        assert!(http_get(&format!("{HOST_ADDR}:20800")).contains("hello-from-a"));
+        sh(
+            &mut c,
+            "b",
+            &format!("ping -c 1 -W 3 {} >/dev/null", a.address),
+        )
+        .await;
+
         // Destroy removes the TAP, the lease and the port rule.
         let tap_a = format!("nt{}", a.id);
         assert!(taps(&ns).contains(&tap_a));

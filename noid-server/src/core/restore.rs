@@ -257,7 +257,12 @@ impl Manager {
         self.store.update_vm(&vm)?;
         crash_point("restore.done");
         vm_disk::drop_aside(&self.layout.vm(&vm.id));
-        self.apply_firewall().await?;
+        if ckpt.hibernation {
+            // The bridge may have been made anew while the VM slept (a host restart).
+            self.connect_network(&vm).await?;
+        } else {
+            self.apply_firewall().await?;
+        }
         // A hibernated VM restored to another checkpoint no longer needs its saved state (a
         // wake removes its own once it lets go of it).
         if let Some(id) = hibernation.filter(|id| *id != ckpt.id) {
