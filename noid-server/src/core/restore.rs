@@ -46,6 +46,9 @@ pub(super) async fn hand_over_facts(
         .await
 }
 
+/// How long the first attempt to reach a restored guest may take (later ones double it).
+const FIRST_ATTEMPT: Duration = Duration::from_secs(3);
+
 impl Manager {
     /// Restores checkpoint `id` in place, or as a new VM called `new_name`. The VM's network
     /// policy becomes `policy` when given; otherwise a VM restored in place keeps its own and
@@ -341,14 +344,18 @@ impl Manager {
         let deadline = Instant::now() + Duration::from_secs(self.limits.boot_timeout_secs);
         let mut entropy = vec![0u8; 64];
         rand::rngs::OsRng.fill_bytes(&mut entropy);
+        // Each attempt gets longer than the one before: a guest short of CPU needs time, but
+        // a connection can be greeted by a session that ends right after (the guest saw an
+        // earlier hang-up late) and then answers nothing; such an attempt must end long
+        // before HTTP/2 keep-alive would notice (40 s), so that a fresh one can begin.
+        let mut budget = FIRST_ATTEMPT;
         loop {
             let agent = self.agent(vm);
-            // One call for all the time that is left: the connector keeps retrying with
-            // growing waits, which a guest short of CPU needs (cutting attempts short would
-            // start it over at its shortest wait each time).
             let left = deadline
                 .saturating_duration_since(Instant::now())
-                .max(Duration::from_secs(1));
+                .max(Duration::from_secs(1))
+                .min(budget);
+            budget = budget.saturating_mul(2);
             let call = hand_over_facts(
                 agent.as_ref(),
                 left,
@@ -373,8 +380,8 @@ impl Manager {
                 }
                 _ => {}
             }
-            // The first connection can land in the guest's stale pre-restore session; start a
-            // fresh one.
+            // The connection landed in a stale session (the guest's pre-restore one, or one
+            // that ended under it): start a fresh one.
             self.forget_agent(&vm.id);
             if Instant::now() >= deadline {
                 return Err(CoreError::DeadlineExceeded(format!(
