@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::model::{Expiry, VmRecord, VmState};
+use super::run_state::PAUSED_BY_REQUEST;
 use super::vms::now_secs;
 use super::{CoreError, Manager, Result, User};
 
@@ -31,9 +32,11 @@ enum Due {
     HibernateIdle,
 }
 
-/// What is due for `vm` at `now`, when it has been without a call for `idle`.
+/// What is due for `vm` at `now`, when it has been without a call for `idle`. A VM that QEMU
+/// paused on a host I/O error cannot be saved: its limit waits until it runs again.
 fn due(vm: &VmRecord, now: i64, idle: Duration) -> Option<Due> {
-    let live = matches!(vm.state, VmState::Running | VmState::Paused);
+    let paused_by_user = vm.state_reason.as_deref() == Some(PAUSED_BY_REQUEST);
+    let live = vm.state == VmState::Running || (vm.state == VmState::Paused && paused_by_user);
     if vm.expires_at.is_some_and(|t| t <= now) {
         return match vm.on_expiry {
             Expiry::Destroy => Some(Due::Destroy),
@@ -179,6 +182,16 @@ mod tests {
             due(&vm, 1000, minute),
             None,
             "a paused VM is not idle-hibernated"
+        );
+        vm.idle_timeout_secs = None;
+        vm.expires_at = Some(1000);
+        vm.state_reason = Some(PAUSED_BY_REQUEST.into());
+        assert_eq!(due(&vm, 1000, minute), Some(Due::HibernateExpired));
+        vm.state_reason = Some(crate::core::run_state::IO_ERROR_REASON.into());
+        assert_eq!(
+            due(&vm, 1000, minute),
+            None,
+            "paused on an I/O error: it waits"
         );
     }
 }
