@@ -7,7 +7,7 @@ use noid::v1 as pb;
 use noid::netpolicy::{Egress, NetPolicy};
 
 use crate::core::model::{CheckpointRecord, Expiry, Retention, VmRecord, VmState};
-use crate::core::{CoreError, ExecEvent, ExecInput, ExecSpec, Manager, TtySize};
+use crate::core::{CoreError, ExecEvent, ExecInput, ExecSpec, ExitStatus, Manager, TtySize};
 
 pub fn vm(v: &VmRecord) -> pb::Vm {
     let state = match v.state {
@@ -93,17 +93,21 @@ pub fn exec_input(r: pb::ExecRequest) -> Option<ExecInput> {
     })
 }
 
+pub fn exec_exit(x: ExitStatus) -> pb::ExecExit {
+    pb::ExecExit {
+        code: x.code,
+        signal: x.signal,
+        timed_out: x.timed_out,
+    }
+}
+
 pub fn exec_event(e: ExecEvent) -> pb::ExecResponse {
     use pb::exec_response::Msg;
     let msg = match e {
         ExecEvent::Started { pid } => Msg::Started(pb::ExecStarted { pid }),
         ExecEvent::Stdout(d) => Msg::Stdout(d),
         ExecEvent::Stderr(d) => Msg::Stderr(d),
-        ExecEvent::Exit(x) => Msg::Exit(pb::ExecExit {
-            code: x.code,
-            signal: x.signal,
-            timed_out: x.timed_out,
-        }),
+        ExecEvent::Exit(x) => Msg::Exit(exec_exit(x)),
     };
     pb::ExecResponse { msg: Some(msg) }
 }

@@ -8,15 +8,7 @@ use noid::v1 as pb;
 use tonic::{Status, Streaming};
 
 use super::convert;
-use crate::core::{ExecInput, ExitStatus, Manager, SessionEvent, SessionInfo, User};
-
-fn exit(x: ExitStatus) -> pb::ExecExit {
-    pb::ExecExit {
-        code: x.code,
-        signal: x.signal,
-        timed_out: x.timed_out,
-    }
-}
+use crate::core::{ExecInput, Manager, SessionEvent, SessionInfo, User};
 
 pub fn session(s: SessionInfo) -> pb::Session {
     pb::Session {
@@ -25,7 +17,7 @@ pub fn session(s: SessionInfo) -> pb::Session {
         tty: s.tty,
         pid: s.pid,
         started_at: s.started_at,
-        exit: s.exit.map(exit),
+        exit: s.exit.map(convert::exec_exit),
         buffered_bytes: s.buffered_bytes,
         dropped_bytes: s.dropped_bytes,
     }
@@ -37,7 +29,7 @@ fn event(e: SessionEvent) -> pb::AttachSessionResponse {
         SessionEvent::Dropped(n) => Msg::Dropped(n),
         SessionEvent::Stdout(d) => Msg::Stdout(d),
         SessionEvent::Stderr(d) => Msg::Stderr(d),
-        SessionEvent::Exit(x) => Msg::Exit(exit(x)),
+        SessionEvent::Exit(x) => Msg::Exit(convert::exec_exit(x)),
     };
     pb::AttachSessionResponse { msg: Some(msg) }
 }
