@@ -119,15 +119,6 @@ pub async fn serve(config: Config) -> Result<()> {
     })
     .await
     .context("reconciling state")?;
-    let info = core.server_info();
-    tracing::info!(
-        "noid-server {} listening on {} ({}, image {} kernel {})",
-        noid::VERSION,
-        config.listen,
-        info.backend,
-        info.image_id,
-        info.kernel_release
-    );
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(wait_for_signal(stop_tx));
 
@@ -150,6 +141,15 @@ pub async fn serve(config: Config) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let info = core.server_info();
+    tracing::info!(
+        "noid-server {} listening on {} ({}, image {} kernel {})",
+        noid::VERSION,
+        config.listen,
+        info.backend,
+        info.image_id,
+        info.kernel_release
+    );
     let max_connections = connection_limit(&config, file_limit);
     tracing::debug!("open files: {file_limit}; API connections: at most {max_connections}");
     let incoming = noid_server::api::incoming::limited(listener, max_connections);

@@ -46,6 +46,13 @@ pub fn image_kernel_release() -> String {
     v["kernel_release"].as_str().unwrap().to_string()
 }
 
+/// Whether something accepts connections on `addr`. A connect to a free port in the
+/// ephemeral range can meet itself (TCP simultaneous open: the kernel picked that very
+/// port as the source), which looks like success but is no server.
+fn listening(addr: &str) -> bool {
+    std::net::TcpStream::connect(addr).is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -186,7 +193,7 @@ impl Server {
             .unwrap();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(listen).is_err() {
+        while !listening(listen) {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("noid-server exited ({status}): {}", self.log());
             }
