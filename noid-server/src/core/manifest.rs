@@ -157,8 +157,10 @@ impl Manifest {
     }
 }
 
-/// What the files of a directory are, by name, inode, size and inode change time: any write,
-/// truncation, replacement or `touch` of a file changes it (the change time cannot be set).
+/// What the files of a directory are, by name, inode, size and modification time: any write,
+/// truncation, replacement or `touch` of a file changes it. Not the inode change time: a fork
+/// hard-links the checkpoint's disk as its overlay's base, and a link count change moves it,
+/// which made every fork read the whole checkpoint again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fingerprint(Vec<(std::ffi::OsString, u64, u64, i64, i64)>);
 
@@ -172,7 +174,7 @@ impl Fingerprint {
             .flatten()
             .filter_map(|e| {
                 let m = e.metadata().ok()?;
-                Some((e.file_name(), m.ino(), m.len(), m.ctime(), m.ctime_nsec()))
+                Some((e.file_name(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
             })
             .collect();
         files.sort();
@@ -306,5 +308,19 @@ mod tests {
         let second = Fingerprint::of(dir.path());
         std::fs::write(dir.path().join("extra"), b"").unwrap();
         assert_ne!(Fingerprint::of(dir.path()), second, "a new file");
+    }
+
+    #[test]
+    fn a_fork_linking_the_disk_leaves_the_fingerprint_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join(DISK_FILE);
+        std::fs::write(&disk, b"disk").unwrap();
+        let first = Fingerprint::of(dir.path());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let other = tempfile::tempdir().unwrap();
+        let base = other.path().join("base");
+        std::fs::hard_link(&disk, &base).unwrap();
+        std::fs::remove_file(&base).unwrap();
+        assert_eq!(Fingerprint::of(dir.path()), first);
     }
 }
