@@ -16,13 +16,14 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use super::connect::{connect, Guest};
 use super::disk_copy::{self, Attempt, TransferDisk};
-use super::status::from_status;
+use super::status::{answered, from_status};
+use super::wire::{pb_size, start_message, to_event, to_request};
 use crate::core::model::AgentEndpoint;
 use crate::core::ports::agent::{
     AgentConnector, AgentError, AgentHealth, ExecEvents, FileChunks, FileTarget, GuestAgent,
     PostRestore, SessionEvents, Upload,
 };
-use crate::core::types::{ExecEvent, ExecInput, ExecSpec, ExitStatus, SessionInfo, TtySize};
+use crate::core::types::{ExecInput, ExecSpec, SessionInfo, TtySize};
 use crate::core::CoreError;
 
 /// Makes `RemoteAgent`s.
@@ -43,21 +44,6 @@ pub struct RemoteAgent {
     timeout: Duration,
     /// The VM's transfer disk, which file copies take when they can.
     disk: Option<Arc<TransferDisk>>,
-}
-
-/// `call`, unless the agent does not answer within `timeout`.
-pub(super) async fn answered<T>(
-    timeout: Duration,
-    call: impl std::future::Future<Output = Result<T, tonic::Status>>,
-) -> Result<T, AgentError> {
-    match tokio::time::timeout(timeout, call).await {
-        Ok(result) => result.map_err(from_status),
-        Err(_) => Err(AgentError::Unreachable(format!(
-            "the guest agent did not answer within {}s (is the VM paused, frozen or short of \
-             CPU?)",
-            timeout.as_secs_f32()
-        ))),
-    }
 }
 
 /// Control over the agent connection underneath the channel: the checkpoint flow closes the
@@ -153,59 +139,6 @@ fn upload_body(
     )
     .map(|m| pb::WriteFileRequest { msg: Some(m) })
     .boxed()
-}
-
-pub(super) fn pb_size(s: TtySize) -> pb::TtySize {
-    pb::TtySize {
-        rows: s.rows,
-        cols: s.cols,
-    }
-}
-
-fn to_request(input: ExecInput) -> pb::ExecRequest {
-    use pb::exec_request::Msg;
-    let msg = match input {
-        ExecInput::Stdin(data) => Msg::Stdin(data),
-        ExecInput::CloseStdin => Msg::CloseStdin(true),
-        ExecInput::Signal(sig) => Msg::Signal(sig),
-        ExecInput::Resize(size) => Msg::Resize(pb_size(size)),
-    };
-    pb::ExecRequest { msg: Some(msg) }
-}
-
-pub(super) fn exit_status(e: pb::ExecExit) -> ExitStatus {
-    ExitStatus {
-        code: e.code,
-        signal: e.signal,
-        timed_out: e.timed_out,
-    }
-}
-
-/// The agent's start message for `spec`.
-pub(super) fn start_message(spec: ExecSpec) -> pb::ExecStart {
-    pb::ExecStart {
-        user: spec.user.unwrap_or_default(),
-        argv: spec.argv,
-        env: spec.env,
-        cwd: spec.cwd.unwrap_or_default(),
-        stdin: spec.stdin,
-        tty: spec.tty.is_some(),
-        tty_size: spec.tty.map(pb_size),
-        timeout_ms: spec
-            .timeout
-            .map(|d| d.as_millis().min(u32::MAX as u128) as u32)
-            .unwrap_or(0),
-    }
-}
-
-fn to_event(resp: pb::ExecResponse) -> Option<ExecEvent> {
-    use pb::exec_response::Msg;
-    Some(match resp.msg? {
-        Msg::StartedPid(pid) => ExecEvent::Started { pid },
-        Msg::Stdout(d) => ExecEvent::Stdout(d),
-        Msg::Stderr(d) => ExecEvent::Stderr(d),
-        Msg::Exit(e) => ExecEvent::Exit(exit_status(e)),
-    })
 }
 
 impl RemoteAgent {

@@ -8,7 +8,8 @@ use noid::agent::v1 as pb;
 use noid::agent::v1::agent_client::AgentClient;
 use tonic::transport::Channel;
 
-use super::client::{answered, exit_status, pb_size, start_message};
+use super::status::answered;
+use super::wire::{exit_status, pb_size, start_message};
 use crate::core::ports::agent::{AgentError, SessionEvents};
 use crate::core::types::{ExecInput, ExecSpec, SessionEvent, SessionInfo};
 

@@ -1,4 +1,7 @@
-//! The agent's gRPC statuses as the agent port's errors, for every call.
+//! The agent's gRPC statuses as the agent port's errors, and calls bounded in time, for
+//! every call.
+
+use std::time::Duration;
 
 use crate::core::ports::agent::{AgentError, Rejection};
 
@@ -20,5 +23,20 @@ pub fn from_status(s: tonic::Status) -> AgentError {
     AgentError::Rejected {
         kind,
         message: s.message().to_string(),
+    }
+}
+
+/// `call`, unless the agent does not answer within `timeout`.
+pub async fn answered<T>(
+    timeout: Duration,
+    call: impl std::future::Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, AgentError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result.map_err(from_status),
+        Err(_) => Err(AgentError::Unreachable(format!(
+            "the guest agent did not answer within {}s (is the VM paused, frozen or short of \
+             CPU?)",
+            timeout.as_secs_f32()
+        ))),
     }
 }
