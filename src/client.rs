@@ -1,12 +1,19 @@
-//! Connecting to a noid server: the generated client with the bearer token attached to every
-//! call. The CLI and the end-to-end tests use exactly this, so tests drive what users drive.
+//! Connecting to a noid server, over plain HTTP/2 or TLS: the generated client with the
+//! bearer token attached to every call. The CLI and the end-to-end tests use exactly this, so tests drive what users drive.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use hyper_util::rt::TokioIo;
 use thiserror::Error;
+use tokio::net::TcpStream;
+use tokio_rustls::rustls::{self, ClientConfig};
+use tokio_rustls::TlsConnector;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::tls::{self, Trust};
 
 use crate::v1::noid_client::NoidClient;
 
@@ -21,6 +28,8 @@ pub enum ConnectError {
     BadToken,
     #[error("cannot connect to {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Adds `authorization: Bearer <token>` to every request.
@@ -48,38 +57,131 @@ impl tonic::service::Interceptor for BearerToken {
     }
 }
 
-/// Connects to `url` (e.g. `http://127.0.0.1:7777`) and authenticates with `token`.
+/// Connects to `url` (e.g. `http://127.0.0.1:7777`) and authenticates with `token`; an
+/// `https://` URL is verified against the system's CAs.
 pub async fn connect(url: &str, token: Option<&str>) -> Result<Client, ConnectError> {
+    connect_with(url, token, &Trust::System).await
+}
+
+/// Connects to `url`, verifying an `https://` server by `trust`. A plain `http://` URL with a
+/// CA file or fingerprint is refused: the token would go out in clear although the caller
+/// meant to check whom it talks to.
+pub async fn connect_with(
+    url: &str,
+    token: Option<&str>,
+    trust: &Trust,
+) -> Result<Client, ConnectError> {
+    let bad_url = |reason: String| ConnectError::BadUrl {
+        url: url.to_string(),
+        reason,
+    };
     let endpoint = Endpoint::from_shared(url.to_string())
-        .map_err(|e| ConnectError::BadUrl {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })?
-        .connect_timeout(Duration::from_secs(5))
+        .map_err(|e| bad_url(e.to_string()))?
+        .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         // Large files and outputs move at the link's speed, not one 64 KiB window per round trip.
         .initial_stream_window_size(crate::API_STREAM_WINDOW)
         .initial_connection_window_size(crate::API_CONNECTION_WINDOW)
         .http2_keep_alive_interval(Duration::from_secs(30));
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| ConnectError::Unreachable {
-            url: url.to_string(),
-            reason: source_chain(&e),
-        })?;
+    let connected = match endpoint.uri().scheme_str() {
+        Some("http") if *trust != Trust::System => {
+            return Err(bad_url(
+                "a CA file or certificate fingerprint is set, but the URL is not https://".into(),
+            ))
+        }
+        Some("http") => endpoint.connect().await,
+        Some("https") => {
+            let config = tls::client_config(trust).map_err(ConnectError::Tls)?;
+            endpoint
+                .connect_with_connector(tls_connector(Arc::new(config)))
+                .await
+        }
+        _ => {
+            return Err(bad_url(
+                "the URL must start with http:// or https://".into(),
+            ))
+        }
+    };
+    let channel = connected.map_err(|e| ConnectError::Unreachable {
+        url: url.to_string(),
+        reason: source_chain(&e),
+    })?;
     let auth = BearerToken::new(token)?;
     Ok(NoidClient::with_interceptor(channel, auth)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20))
 }
 
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens TCP to the URI's host and port (443 unless given) and runs the TLS handshake over it.
+fn tls_connector(
+    config: Arc<ClientConfig>,
+) -> impl tower::Service<
+    Uri,
+    Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
+    Error = std::io::Error,
+    Future = impl Send,
+> + Send
+       + Clone
+       + 'static {
+    tower::service_fn(move |uri: Uri| {
+        let config = Arc::clone(&config);
+        async move {
+            let host = uri.host().unwrap_or_default().to_string();
+            let name = tls::server_name(&host).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("{host:?} is not a host name TLS can verify"),
+                )
+            })?;
+            let port = uri.port_u16().unwrap_or(443);
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((bare, port)))
+                .await
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"))??;
+            tcp.set_nodelay(true)?;
+            let tls = TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .map_err(explain_handshake)?;
+            Ok(TokioIo::new(tls))
+        }
+    })
+}
+
+/// A failed handshake, said so that the user knows what to do about it.
+fn explain_handshake(e: std::io::Error) -> std::io::Error {
+    let unverified = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| {
+            matches!(
+                r,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::General(_)
+            )
+        });
+    let message = if unverified {
+        format!(
+            "cannot verify the server's certificate ({e}): give its CA (ca_file, NOID_CA_FILE) \
+             or pin its fingerprint (tls_fingerprint, NOID_TLS_FINGERPRINT)"
+        )
+    } else {
+        format!("TLS handshake failed ({e}): does the server speak TLS on this port?")
+    };
+    std::io::Error::new(e.kind(), message)
+}
+
 fn source_chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
+        // Wrappers often repeat their source's words; say each thing once.
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
         cur = s.source();
     }
     msg

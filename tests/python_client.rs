@@ -45,19 +45,28 @@ fn generated_python_client_drives_a_vm() {
         .arg(format!("--grpc_python_out={}", gen.path().display()))
         .args(&protos));
 
-    let server = common::Server::start(&["py"], "");
-    let out = Command::new(&python)
-        .arg(root.join("tests/python/client_test.py"))
-        .arg(gen.path())
-        .arg(server.url.trim_start_matches("http://"))
-        .arg(&server.tokens["py"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python client failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("python client: ok"));
+    let mut server = common::Server::start(&["py"], "");
+    let client = |server: &common::Server, ca: Option<&std::path::Path>| {
+        let out = Command::new(&python)
+            .arg(root.join("tests/python/client_test.py"))
+            .arg(gen.path())
+            .arg(server.url.trim_start_matches("http://"))
+            .arg(&server.tokens["py"])
+            .args(ca)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "python client failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(client(&server, None).contains("python client: ok"));
+
+    // The same over TLS, with the CA that `noid-server tls-init` made.
+    let tls = common::tls_init();
+    server.restart_with(&tls.config);
+    assert!(client(&server, Some(&tls.ca)).contains("python client: ok (TLS)"));
 }

@@ -1,5 +1,5 @@
-//! Where the CLI finds its server and token (config file, overridden by NOID_URL/NOID_TOKEN),
-//! and which VM is active (a `.noid` file in this directory or a parent, like git).
+//! Where the CLI finds its server, token and whom to trust for TLS (config file, overridden by
+//! NOID_URL, NOID_TOKEN, NOID_CA_FILE and NOID_TLS_FINGERPRINT), and which VM is active (a `.noid` file in this directory or a parent, like git).
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +13,25 @@ pub const ACTIVE_VM_FILE: &str = ".noid";
 pub struct AuthConfig {
     pub url: Option<String>,
     pub token: Option<String>,
+    /// For an https:// URL: the CA (PEM) that signed the server's certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// For an https:// URL: the server certificate's SHA-256 fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_fingerprint: Option<String>,
+}
+
+impl AuthConfig {
+    /// Whom to believe about the server: the CA file, else the pinned fingerprint, else the
+    /// system's CAs.
+    pub fn trust(&self) -> noid::tls::Trust {
+        use noid::tls::Trust;
+        match (&self.ca_file, &self.tls_fingerprint) {
+            (Some(file), _) => Trust::CaFile(file.clone()),
+            (None, Some(fp)) => Trust::Fingerprint(fp.clone()),
+            (None, None) => Trust::System,
+        }
+    }
 }
 
 pub fn config_path() -> Result<PathBuf> {
@@ -37,6 +56,14 @@ pub fn load() -> Result<AuthConfig> {
     }
     if let Ok(token) = std::env::var("NOID_TOKEN") {
         cfg.token = Some(token);
+    }
+    if let Ok(file) = std::env::var("NOID_CA_FILE") {
+        cfg.ca_file = Some(PathBuf::from(file));
+        cfg.tls_fingerprint = None;
+    }
+    if let Ok(fp) = std::env::var("NOID_TLS_FINGERPRINT") {
+        cfg.tls_fingerprint = Some(fp);
+        cfg.ca_file = None;
     }
     Ok(cfg)
 }

@@ -193,6 +193,12 @@ enum AuthCommand {
         url: String,
         #[arg(long)]
         token: String,
+        /// Trust the server's certificate if this CA (PEM) signed it (https:// URLs)
+        #[arg(long, conflicts_with = "fingerprint")]
+        ca_file: Option<std::path::PathBuf>,
+        /// Trust exactly the server certificate with this SHA-256 fingerprint
+        #[arg(long)]
+        fingerprint: Option<String>,
     },
 }
 
@@ -214,6 +220,23 @@ fn report(e: &anyhow::Error, verbose: u8) {
     if let Some(status) = e.downcast_ref::<tonic::Status>() {
         let msg = if status.message().is_empty() {
             format!("{:?}", status.code())
+        } else if std::error::Error::source(status).is_some() {
+            // Made on this side from a broken connection (a server's own status has no
+            // source): say how it broke.
+            let mut why = format!(": {}", status.message());
+            let mut cause = std::error::Error::source(status);
+            while let Some(c) = cause {
+                let text = c.to_string();
+                if !why.contains(&text) {
+                    why.push_str(": ");
+                    why.push_str(&text);
+                }
+                cause = c.source();
+            }
+            format!(
+                "the connection to the server failed{why} (is the URL noid's API port, and \
+                 does the server want https://?)"
+            )
         } else {
             status.message().to_string()
         };
@@ -233,8 +256,9 @@ fn report(e: &anyhow::Error, verbose: u8) {
 
 async fn connect() -> Result<noid::client::Client> {
     let cfg = config::load()?;
+    let trust = cfg.trust();
     let url = cfg.url.unwrap_or_else(|| config::DEFAULT_URL.to_string());
-    Ok(noid::client::connect(&url, cfg.token.as_deref()).await?)
+    Ok(noid::client::connect_with(&url, cfg.token.as_deref(), &trust).await?)
 }
 
 fn status(e: tonic::Status) -> anyhow::Error {
@@ -245,19 +269,36 @@ async fn run(cli: Cli) -> Result<i32> {
     let json = cli.json;
     match cli.command {
         Command::Auth {
-            command: AuthCommand::Setup { url, token },
+            command:
+                AuthCommand::Setup {
+                    url,
+                    token,
+                    ca_file,
+                    fingerprint,
+                },
         } => {
-            let mut client = noid::client::connect(&url, Some(&token)).await?;
+            // Saved as an absolute path: the CLI runs from any directory.
+            let ca_file = ca_file
+                .map(|f| {
+                    anyhow::Context::with_context(std::path::absolute(&f), || {
+                        f.display().to_string()
+                    })
+                })
+                .transpose()?;
+            let setup = config::AuthConfig {
+                url: Some(url.clone()),
+                token: Some(token.clone()),
+                ca_file,
+                tls_fingerprint: fingerprint,
+            };
+            let mut client = noid::client::connect_with(&url, Some(&token), &setup.trust()).await?;
             let user = client
                 .who_am_i(WhoAmIRequest {})
                 .await
                 .map_err(status)?
                 .into_inner()
                 .user;
-            let path = config::save(&config::AuthConfig {
-                url: Some(url.clone()),
-                token: Some(token),
-            })?;
+            let path = config::save(&setup)?;
             if json {
                 output::print_json(&json!({"user": user, "url": url, "config": path}));
             } else {

@@ -97,6 +97,8 @@ pub struct Config {
     pub network: NetworkConfig,
     /// Per-user limits; 0 is no limit.
     pub quota: crate::core::Quota,
+    /// The server's certificate and key: with them, the API and the gateway speak TLS only.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -310,6 +312,7 @@ impl Default for Config {
             firecracker: FirecrackerSettings::default(),
             network: NetworkConfig::default(),
             quota: Default::default(),
+            tls: None,
         }
     }
 }

@@ -17,4 +17,5 @@ pub mod metrics;
 pub mod network;
 pub mod storage;
 pub mod store;
+pub mod tls;
 pub mod vmm;

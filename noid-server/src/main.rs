@@ -83,6 +83,16 @@ enum Command {
         #[command(flatten)]
         data: DataDir,
     },
+    /// Make a CA and a server certificate for this host in DATA_DIR/tls (a single host's
+    /// TLS), and print the config lines and what clients need to trust it.
+    TlsInit {
+        #[command(flatten)]
+        data: DataDir,
+        /// Names clients use to reach the server (DNS names or IP addresses)
+        /// [default: localhost, 127.0.0.1, ::1 and this host's name]
+        #[arg(long = "name", value_name = "NAME")]
+        names: Vec<String>,
+    },
     /// Report what this host offers (QEMU, Firecracker, KVM, filesystem, image, network)
     /// and what noid will use.
     Doctor {
@@ -156,6 +166,35 @@ async fn admin_token(data: &DataDir, request: admin::Request) -> Result<String> 
     }
 }
 
+fn tls_init(data: &DataDir, mut names: Vec<String>) -> Result<()> {
+    if names.is_empty() {
+        names = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+        if let Some(host) = host_name() {
+            names.push(host);
+        }
+    }
+    let data_dir = load_config(data)?.data_dir;
+    let made = noid_server::tls::init(&data_dir.join("tls"), &names)?;
+    println!("[tls]");
+    println!("cert = {:?}", made.files.cert.display().to_string());
+    println!("key = {:?}", made.files.key.display().to_string());
+    eprintln!(
+        "made a CA and a certificate for {}: put the lines above in the server's config.\n\
+         Clients trust it with the CA file {} (`noid auth setup URL TOKEN --ca-file FILE`)\n\
+         or by its fingerprint {}",
+        names.join(", "),
+        made.ca.display(),
+        made.fingerprint
+    );
+    Ok(())
+}
+
+fn host_name() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_string())
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -198,6 +237,7 @@ async fn run(cli: Cli) -> Result<()> {
             eprintln!("token of {name} replaced; the old one no longer works");
             Ok(())
         }
+        Command::TlsInit { data, names } => tls_init(&data, names),
         Command::Doctor { data } => {
             let config = load_config(&data)?;
             let findings = noid_server::doctor::run(&config);

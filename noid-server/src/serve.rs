@@ -11,12 +11,14 @@ use noid::v1::noid_server::NoidServer;
 use noid_server::admin;
 use noid_server::api::access::Authenticate;
 use noid_server::api::grpc::{GrpcApi, GrpcRules};
+use noid_server::api::incoming;
 use noid_server::api::MAX_MESSAGE_BYTES;
 use noid_server::config::Config;
 use noid_server::core::ports::store::Store;
 use noid_server::core::{Manager, Parts};
 use noid_server::images::{Base, ImageStore};
 use noid_server::storage::Layout;
+use noid_server::tls;
 use noid_server::vmm::select;
 use tokio::sync::watch;
 
@@ -122,18 +124,35 @@ pub async fn serve(config: Config) -> Result<()> {
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(wait_for_signal(stop_tx));
 
+    let (grpc_tls, gateway_tls) = match &config.tls {
+        Some(files) => (
+            Some(tls::acceptor(files, tls::Alpn::Grpc)?),
+            Some(tls::acceptor(files, tls::Alpn::Gateway)?),
+        ),
+        None => (None, None),
+    };
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let max_connections = connection_limit(&config, file_limit);
     let http = tokio::net::TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.http_listen))?;
     let api = Arc::new(GrpcApi::new(Arc::clone(&core)));
     let gateway = noid_server::api::rest::router(Arc::clone(&core), Arc::clone(&api));
     let gateway_stop = stopped(stop.clone());
-    let mut http_task = tokio::spawn(async move {
-        axum::serve(http, gateway)
-            .with_graceful_shutdown(gateway_stop)
-            .await
-    });
-    tracing::info!("REST/WebSocket gateway on http://{}", config.http_listen);
+    let gateway_incoming = incoming::limited(http, max_connections, gateway_tls);
+    let mut http_task = tokio::spawn(noid_server::api::http::serve(
+        gateway_incoming,
+        gateway,
+        gateway_stop,
+    ));
+    tracing::info!(
+        "REST/WebSocket gateway on {scheme}://{}",
+        config.http_listen
+    );
 
     let service = NoidServer::from_arc(Arc::clone(&api))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -143,16 +162,15 @@ pub async fn serve(config: Config) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let info = core.server_info();
     tracing::info!(
-        "noid-server {} listening on {} ({}, image {} kernel {})",
+        "noid-server {} listening on {scheme}://{} ({}, image {} kernel {})",
         noid::VERSION,
         config.listen,
         info.backend,
         info.image_id,
         info.kernel_release
     );
-    let max_connections = connection_limit(&config, file_limit);
     tracing::debug!("open files: {file_limit}; API connections: at most {max_connections}");
-    let incoming = noid_server::api::incoming::limited(listener, max_connections);
+    let incoming = incoming::limited(listener, max_connections, grpc_tls);
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(noid::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -189,7 +207,7 @@ pub async fn serve(config: Config) -> Result<()> {
             }
             served = &mut http_task, if !gateway_done => {
                 gateway_done = true;
-                served.context("the gateway failed")?.context("the gateway failed")?;
+                served.context("the gateway failed")?;
                 if !*stop.borrow() {
                     anyhow::bail!("the gateway stopped serving");
                 }

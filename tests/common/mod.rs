@@ -15,6 +15,38 @@ use futures::StreamExt;
 use noid::v1::{exec_request, exec_response, ExecRequest, ExecStart, TtySize};
 
 /// Where the built binaries are: next to this test executable's `deps/` folder.
+/// A CA and server certificate from `noid-server tls-init`, and the `[tls]` config lines.
+pub struct TlsSetup {
+    pub _dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub config: String,
+    pub fingerprint: String,
+}
+
+/// Runs `noid-server tls-init` in a directory of its own.
+pub fn tls_init() -> TlsSetup {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin("noid-server"))
+        .args(["tls-init", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "tls-init: {stderr}");
+    let fingerprint = stderr
+        .split("fingerprint ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("tls-init prints the fingerprint")
+        .to_string();
+    TlsSetup {
+        ca: dir.path().join("tls/ca.pem"),
+        config: String::from_utf8(out.stdout).unwrap(),
+        fingerprint,
+        _dir: dir,
+    }
+}
+
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");

@@ -5,6 +5,7 @@ pub mod access;
 pub mod convert;
 mod exec_input;
 pub mod grpc;
+pub mod http;
 pub mod images;
 pub mod incoming;
 pub mod observe;
