@@ -12,15 +12,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/noid/v1/files.proto",
         "proto/noid/v1/image.proto",
         "proto/noid/v1/service.proto",
-        "proto/noid/agent/v1/agent.proto",
     ];
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    // The descriptors of the public API alone: server reflection advertises exactly these,
+    // never the internal agent service.
     let descriptors = out_dir.join("noid_descriptor.bin");
     tonic_build::configure()
         .file_descriptor_set_path(&descriptors)
         .build_server(true)
         .build_client(true)
         .compile_protos(&protos, &["proto"])?;
+    tonic_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_protos(&["proto/noid/agent/v1/agent.proto"], &["proto"])?;
     pbjson_build::Builder::new()
         .register_descriptors(&std::fs::read(&descriptors)?)?
         .preserve_proto_field_names()

@@ -28,7 +28,8 @@ pub mod agent {
     }
 }
 
-/// The encoded descriptors of every proto file, for gRPC server reflection.
+/// The encoded descriptors of the control-plane API's proto files (not the agent's), for gRPC
+/// server reflection and the gateway's OpenAPI document.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/noid_descriptor.bin"));
 

@@ -79,12 +79,19 @@ async fn bad_input_auth_and_isolation() {
             tonic_health::pb::health_check_response::ServingStatus::Serving as i32
         );
     }
+    // Reflection, in both versions, lists the public services and never the agent's.
+    let public = [
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "noid.v1.Noid",
+    ];
     {
         use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
         use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
         use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
         use tonic_reflection::pb::v1::ServerReflectionRequest;
-        let mut refl = ServerReflectionClient::new(channel);
+        let mut refl = ServerReflectionClient::new(channel.clone());
         let req = ServerReflectionRequest {
             host: String::new(),
             message_request: Some(MessageRequest::ListServices(String::new())),
@@ -98,12 +105,49 @@ async fn bad_input_auth_and_isolation() {
         let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else {
             panic!("unexpected reflection answer");
         };
-        let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
-        assert!(names.contains(&"noid.v1.Noid".to_string()), "{names:?}");
-        assert!(
-            names.contains(&"grpc.health.v1.Health".to_string()),
-            "{names:?}"
-        );
+        let mut names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+        names.sort();
+        assert_eq!(names, public, "v1");
+    }
+    {
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+        let mut refl = ServerReflectionClient::new(channel);
+        let mut resp = refl
+            .server_reflection_info(futures::stream::iter([
+                ServerReflectionRequest {
+                    host: String::new(),
+                    message_request: Some(MessageRequest::ListServices(String::new())),
+                },
+                ServerReflectionRequest {
+                    host: String::new(),
+                    message_request: Some(MessageRequest::FileContainingSymbol(
+                        "noid.agent.v1.Agent".into(),
+                    )),
+                },
+            ]))
+            .await
+            .unwrap()
+            .into_inner();
+        let msg = resp.message().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else {
+            panic!("unexpected reflection answer");
+        };
+        let mut names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+        names.sort();
+        assert_eq!(names, public, "v1alpha");
+        match resp.message().await {
+            Err(status) => assert_eq!(status.code(), Code::NotFound, "{status:?}"),
+            Ok(msg) => assert!(
+                matches!(
+                    msg.as_ref().and_then(|m| m.message_response.as_ref()),
+                    Some(MessageResponse::ErrorResponse(_))
+                ),
+                "the agent's service is described: {msg:?}"
+            ),
+        }
     }
 
     // Names: 1-63 of [a-z0-9-], not starting with '-'.

@@ -171,10 +171,20 @@ pub async fn serve(config: Config) -> Result<()> {
     );
     tracing::debug!("open files: {file_limit}; API connections: at most {max_connections}");
     let incoming = incoming::limited(listener, max_connections, grpc_tls);
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(noid::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Reflection in both versions (grpcurl and newer tools speak v1, Postman and older
+    // clients v1alpha), each listing both.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .include_reflection_service(false)
+            .register_encoded_file_descriptor_set(noid::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
     let (mut health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<NoidServer<GrpcApi>>().await;
     let grpc = tonic::transport::Server::builder()
@@ -185,7 +195,8 @@ pub async fn serve(config: Config) -> Result<()> {
         .layer(Authenticate::new(Arc::clone(&core), GrpcRules))
         .add_service(service)
         .add_service(health)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(incoming, stopped(stop.clone()));
 
     // Serving ends on the signal, once open calls are done or the grace period is over.
