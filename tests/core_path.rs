@@ -256,16 +256,24 @@ async fn create_exec_restart_destroy() {
         .await
         .unwrap();
     assert_eq!((r.code, r.signal), (-1, 15));
-    // An unknown program is a clear error.
-    let err = exec(&mut c, "box", &["no-such-program"], None, None)
+    // A program that is not there, or cannot be executed, ends as in a shell: 127 or 126,
+    // with the reason on stderr.
+    let r = exec(&mut c, "box", &["no-such-program"], None, None)
         .await
-        .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::NotFound);
-    assert!(
-        err.message().contains("command not found"),
-        "{}",
-        err.message()
+        .unwrap();
+    assert_eq!(r.code, 127);
+    assert_eq!(
+        String::from_utf8_lossy(&r.stderr),
+        "no-such-program: command not found\n"
     );
+    let r = exec(&mut c, "box", &["/etc/hostname"], None, None)
+        .await
+        .unwrap();
+    assert_eq!(r.code, 126);
+    assert!(String::from_utf8_lossy(&r.stderr).contains("permission denied"));
+    let out = server.run("alice", &["exec", "box", "--", "no-such-program"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(text(&out.stderr).contains("command not found"));
 
     // A file written before a server restart is still there after it, in the same VM.
     let out = server.run(

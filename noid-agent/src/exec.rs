@@ -84,6 +84,17 @@ fn spawn_error(prog: &str, e: io::Error) -> Status {
     }
 }
 
+/// The exit code a shell gives a command that `spawn` could not start: 127 when it is not
+/// found, 126 when it cannot be executed. (`spawn_error` alone makes these two codes; a bad
+/// request, user or working directory stays an error of the call.)
+fn shell_exit_code(status: &Status) -> Option<i32> {
+    match status.code() {
+        tonic::Code::NotFound => Some(127),
+        tonic::Code::PermissionDenied => Some(126),
+        _ => None,
+    }
+}
+
 /// A started command: its process group leader, its exit, and its ends of stdin and of
 /// stdout/stderr (`true`: stderr).
 pub(crate) struct Spawned {
@@ -301,7 +312,22 @@ pub async fn run(reaper: Reaper, start: ExecStart, input: Streaming<ExecRequest>
     let spawned = match spawn(&reaper, &start) {
         Ok(s) => s,
         Err(status) => {
-            let _ = reply.send(Err(status)).await;
+            match shell_exit_code(&status) {
+                // As a shell would: the reason on stderr, then exit 127 or 126.
+                Some(code) => {
+                    let reason = format!("{}\n", status.message()).into_bytes();
+                    let _ = reply.send(msg(exec_response::Msg::Stderr(reason))).await;
+                    let exit = ExecExit {
+                        code,
+                        signal: 0,
+                        timed_out: false,
+                    };
+                    let _ = reply.send(msg(exec_response::Msg::Exit(exit))).await;
+                }
+                None => {
+                    let _ = reply.send(Err(status)).await;
+                }
+            }
             return;
         }
     };
