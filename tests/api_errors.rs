@@ -21,7 +21,7 @@ fn create(name: &str) -> CreateVmRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_auth_and_isolation() {
-    let server = Server::start(
+    let mut server = Server::start(
         &["alice", "bob"],
         "[vm]\nmax_cpus = 2\nmax_memory_mib = 1024\n",
     );
@@ -310,6 +310,58 @@ async fn bad_input_auth_and_isolation() {
         .delete_vm(DeleteVmRequest { name: "web".into() })
         .await
         .unwrap();
+
+    // The audit trail: every refusal and every state-changing call, with who, what, the
+    // result and from where; timestamps on text lines.
+    let log = server.log();
+    assert!(
+        log.contains("audit: authentication failed from 127.0.0.1:")
+            && log.contains("for /noid.v1.Noid/ListVms: invalid token"),
+        "{log}"
+    );
+    assert!(
+        log.contains("audit: alice CreateVm: INVALID_ARGUMENT"),
+        "{log}"
+    );
+    assert!(log.contains("audit: alice DeleteVm: OK"), "{log}");
+    assert!(
+        !log.contains("audit: alice GetVm"),
+        "reads are not audited: {log}"
+    );
+    let line = log
+        .lines()
+        .find(|l| l.contains("audit: alice DeleteVm"))
+        .unwrap();
+    assert!(
+        line.starts_with("20") && line.contains("Z [INFO] audit:"),
+        "a timestamp first: {line}"
+    );
+
+    // JSON logs carry the same as fields.
+    server.set_env("NOID_LOG_FORMAT", Some("json"));
+    server.restart();
+    let mut alice = server.client("alice").await;
+    let e = alice
+        .delete_vm(DeleteVmRequest {
+            name: "gone".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let log = server.log();
+    let entry = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["operation"] == "DeleteVm" && v["result"] == "NOT_FOUND")
+        .unwrap_or_else(|| panic!("no JSON audit entry: {log}"));
+    assert_eq!(entry["owner"], "alice", "{entry}");
+    assert_eq!(entry["target"], "noid::audit", "{entry}");
+    assert!(entry["duration_ms"].is_u64(), "{entry}");
+    assert!(entry["timestamp"].is_string(), "{entry}");
+    assert!(
+        entry["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{entry}"
+    );
 }
 
 /// A create that fails half-way (here: the guest cannot come up within the boot timeout)

@@ -21,8 +21,14 @@ use noid_server::store::SledStore;
     about = "The noid microVM control plane daemon"
 )]
 struct Cli {
-    /// Server log lines as "[INFO] message" (text) or one JSON object each (json).
-    #[arg(long, global = true, value_enum, default_value = "text")]
+    /// Server log lines as "TIME [INFO] message" (text) or one JSON object each (json).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "NOID_LOG_FORMAT"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,

@@ -2,13 +2,17 @@
 //! a `User` in the request's extensions before any handler runs, and refuses the request when
 //! it has none, unless its path is on the API's explicit list of public ones. Handlers only
 //! read the `User` (`caller`). A token in the query string (`?token=`) counts only on the
-//! routes that say so: WebSockets, whose browser clients cannot set headers.
+//! routes that say so: WebSockets, whose browser clients cannot set headers. The layer also
+//! writes the audit trail (`audit`): refusals and state-changing calls.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 use tonic::codegen::http;
+use tracing::Instrument;
+
+use super::audit;
 
 use crate::core::{CoreError, Manager, User};
 
@@ -21,6 +25,8 @@ pub trait Rules: Send + Sync + 'static {
     fn takes_query_token(&self, path: &str) -> bool;
     /// The API's answer to a request without a valid token.
     fn refuse(&self, error: CoreError) -> http::Response<Self::Body>;
+    /// The call's name for the audit trail when it changes state (none: it only reads).
+    fn audited(&self, method: &http::Method, path: &str) -> Option<String>;
 }
 
 /// The layer, for an API's `Rules`.
@@ -109,21 +115,39 @@ where
         let rules = &self.access.rules;
         let path = req.uri().path().to_string();
         let found = credentials(&req, rules.as_ref());
-        match self.access.core.authenticate(found.as_deref()) {
+        let peer = audit::peer(&req);
+        let owner = match self.access.core.authenticate(found.as_deref()) {
             Ok(user) => {
-                req.extensions_mut().insert(user);
+                req.extensions_mut().insert(user.clone());
+                user.0
             }
-            Err(_) if rules.is_public(&path) => {}
+            Err(_) if rules.is_public(&path) => "-".to_string(),
             Err(e) => {
+                audit::refused(&path, &peer, &e);
                 let refused = rules.refuse(e);
                 return Box::pin(async move { Ok(refused) });
             }
-        }
+        };
+        let audited = rules.audited(req.method(), &path);
+        // Every line the call logs carries who made it and what it is (JSON logs show them).
+        let span = tracing::info_span!(
+            "call",
+            owner = %owner,
+            operation = %audited.as_deref().unwrap_or(&path)
+        );
         // The service that was made ready is the one that serves; its clone waits for the
         // next call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(inner.call(req))
+        let started = std::time::Instant::now();
+        let serving = inner.call(req).instrument(span);
+        Box::pin(async move {
+            let resp = serving.await?;
+            if let Some(operation) = audited {
+                audit::call(&owner, &operation, &peer, &resp, started.elapsed());
+            }
+            Ok(resp)
+        })
     }
 }
 
@@ -150,6 +174,9 @@ mod tests {
         }
         fn refuse(&self, _: CoreError) -> http::Response<()> {
             http::Response::new(())
+        }
+        fn audited(&self, _: &http::Method, _: &str) -> Option<String> {
+            None
         }
     }
 

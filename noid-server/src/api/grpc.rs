@@ -38,8 +38,28 @@ const PUBLIC_METHODS: &[&str] = &[
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
 ];
 
+/// Control-plane methods that only read (every other one is in the audit trail).
+const READ_ONLY_METHODS: &[&str] = &[
+    "GetServerInfo",
+    "WhoAmI",
+    "GetVm",
+    "ListVms",
+    "ListSessions",
+    "StreamLogs",
+    "ListCheckpoints",
+    "GetCheckpoint",
+    "CopyOut",
+    "ListImages",
+    "GetImage",
+];
+
 impl super::access::Rules for GrpcRules {
     type Body = tonic::body::BoxBody;
+
+    fn audited(&self, _: &tonic::codegen::http::Method, path: &str) -> Option<String> {
+        let method = path.strip_prefix("/noid.v1.Noid/")?;
+        (!READ_ONLY_METHODS.contains(&method) && method != "Health").then(|| method.to_string())
+    }
 
     fn is_public(&self, path: &str) -> bool {
         PUBLIC_METHODS.contains(&path)

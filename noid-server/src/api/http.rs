@@ -10,6 +10,9 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 
+use tonic::transport::server::Connected;
+use tower::ServiceExt;
+
 use super::incoming::Conn;
 
 /// Serves `router` on every connection from `incoming` until `stop` resolves, then waits for
@@ -29,7 +32,14 @@ pub async fn serve(
             () = &mut stop => break,
         };
         let Some(Ok(conn)) = conn else { break };
-        let service = TowerToHyperService::new(router.clone());
+        // Who is on the other end, for the audit trail (as tonic tells the gRPC API).
+        let info = conn.connect_info();
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(info.clone());
+                req
+            },
+        ));
         let serving = builder
             .serve_connection_with_upgrades(TokioIo::new(conn), service)
             .into_owned();

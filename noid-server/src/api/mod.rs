@@ -2,6 +2,7 @@
 //! and does no work of its own. `status` maps core errors to wire codes in one place.
 
 pub mod access;
+pub mod audit;
 pub mod convert;
 mod exec_input;
 pub mod grpc;

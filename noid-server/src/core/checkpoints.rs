@@ -93,6 +93,8 @@ impl Manager {
                         );
                     }
                     tracing::info!(
+                        vm = %vm.name,
+                        duration_ms = (secs * 1000.0) as u64,
                         "Checkpoint created: {} of {} ({} MiB memory, {:.2}s)",
                         ckpt.id,
                         vm.name,

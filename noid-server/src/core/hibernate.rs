@@ -91,6 +91,8 @@ impl Manager {
         crash_point("hibernate.recorded");
         self.stop_hibernated_vmm(vm).await?;
         tracing::info!(
+            vm = %vm.name,
+            duration_ms = started.elapsed().as_millis() as u64,
             "VM hibernated: {} ({} MiB of memory saved, {:.2}s)",
             vm.name,
             record.memory_bytes >> 20,
@@ -162,7 +164,12 @@ impl Manager {
             let vm = this.restore_in_place(&user, &ckpt, None).await?;
             drop(_reading);
             this.drop_hibernation_state(&id).await;
-            tracing::info!("VM woken: {name} ({:.2}s)", started.elapsed().as_secs_f64());
+            tracing::info!(
+                vm = %name,
+                duration_ms = started.elapsed().as_millis() as u64,
+                "VM woken: {name} ({:.2}s)",
+                started.elapsed().as_secs_f64()
+            );
             Ok(vm)
         })
         .await

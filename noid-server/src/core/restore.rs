@@ -84,6 +84,8 @@ impl Manager {
             if let Ok(vm) = &result {
                 this.metrics.restored(started.elapsed().as_secs_f64());
                 tracing::info!(
+                    vm = %vm.name,
+                    duration_ms = started.elapsed().as_millis() as u64,
                     "VM {} restored from checkpoint {} ({:.2}s)",
                     vm.name,
                     ckpt.id,

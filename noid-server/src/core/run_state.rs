@@ -50,7 +50,7 @@ impl Manager {
             let _ = self.vmm.vm(&self.layout.vm(&vm.id)).resume().await;
             return Err(e.into());
         }
-        tracing::info!("VM paused: {name}");
+        tracing::info!(vm = %name, "VM paused: {name}");
         Ok(vm)
     }
 
@@ -77,7 +77,7 @@ impl Manager {
         vm.state_reason = None;
         self.store.update_vm(&vm)?;
         self.set_guest_clock(&vm).await;
-        tracing::info!("VM resumed: {name}");
+        tracing::info!(vm = %name, "VM resumed: {name}");
         Ok(vm)
     }
 

@@ -202,6 +202,8 @@ impl Manager {
                         .map(|n| n.ip.to_string())
                         .unwrap_or_else(|| "no network".into());
                     tracing::info!(
+                        vm = %record.name,
+                        duration_ms = (secs * 1000.0) as u64,
                         "VM created: {} ({addr}, {}, {secs:.2}s)",
                         record.name,
                         how.as_str()
@@ -440,7 +442,7 @@ impl Manager {
         if vm.net.is_some() {
             self.apply_firewall().await?;
         }
-        tracing::info!("VM deleted: {} ({})", vm.name, vm.id);
+        tracing::info!(vm = %vm.name, "VM deleted: {} ({})", vm.name, vm.id);
         Ok(())
     }
 }

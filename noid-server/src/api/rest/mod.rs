@@ -94,6 +94,13 @@ impl super::access::Rules for RestRules {
     fn refuse(&self, error: CoreError) -> Response {
         ApiError::from(error).into_response()
     }
+
+    /// Every call but a plain GET: those change state, and a WebSocket (exec, console) runs
+    /// commands.
+    fn audited(&self, method: &axum::http::Method, path: &str) -> Option<String> {
+        let websocket = self.takes_query_token(path);
+        (method != axum::http::Method::GET || websocket).then(|| format!("{method} {path}"))
+    }
 }
 
 /// The caller the access layer found; none on a public path without a token.
