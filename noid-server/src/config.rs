@@ -26,6 +26,21 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// `line N (`the line`): ` for the start of `span` in `text`, so that an error names the
+/// line and the key it is about.
+fn where_in(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(start) = span.map(|s| s.start.min(text.len())) else {
+        return String::new();
+    };
+    let line = text[..start].matches('\n').count() + 1;
+    let content = text.lines().nth(line - 1).unwrap_or("").trim();
+    if content.is_empty() {
+        format!("line {line}: ")
+    } else {
+        format!("line {line} (`{content}`): ")
+    }
+}
+
 /// Which VMM runs VMs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -343,7 +358,7 @@ impl Config {
         })?;
         toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.message().to_string(),
+            message: where_in(&text, e.span()) + e.message(),
         })
     }
 
@@ -436,6 +451,26 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_name_the_line_and_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        for (text, wanted) in [
+            (
+                "listen = \"127.0.0.1:1\"\n[vm]\nmax_cpus = \"two\"\n",
+                "line 3 (`max_cpus = \"two\"`)",
+            ),
+            (
+                "[vm]\nmax_cpu = 2\n",
+                "line 2 (`max_cpu = 2`): unknown field `max_cpu`",
+            ),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let e = Config::load(Some(&path)).unwrap_err().to_string();
+            assert!(e.contains(wanted), "{e}");
+        }
+    }
 
     #[test]
     fn parses_partial_file_over_defaults() {
