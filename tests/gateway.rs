@@ -43,12 +43,13 @@ impl Api {
         resp.unwrap().text().await.unwrap()
     }
 
+    /// The sum of the series of `name`, whatever their labels.
     async fn metric(&self, name: &str) -> f64 {
         let text = self.metrics_text().await;
         text.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0.0)
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 }
 
@@ -281,7 +282,7 @@ async fn rest_and_websocket_gateway() {
         api.metric("noid_checkpoint_duration_seconds_count").await,
         ckpts + 1.0
     );
-    assert!(api.metric("noid_checkpoint_size_bytes").await > 1e6);
+    assert!(api.metric("noid_checkpoint_size_bytes_sum").await > 1e6);
     let (status, list) = api.call(Method::GET, "/vms/web/checkpoints", None).await;
     assert_eq!(
         (status, list["checkpoints"][0]["id"].clone()),

@@ -114,6 +114,8 @@ pub struct Config {
     pub quota: crate::core::Quota,
     /// The server's certificate and key: with them, the API and the gateway speak TLS only.
     pub tls: Option<crate::tls::TlsFiles>,
+    /// `GET /metrics` wants a token (any user's) like the rest of the API.
+    pub metrics_need_token: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -328,6 +330,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             quota: Default::default(),
             tls: None,
+            metrics_need_token: false,
         }
     }
 }

@@ -141,7 +141,11 @@ pub async fn serve(config: Config) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.http_listen))?;
     let api = Arc::new(GrpcApi::new(Arc::clone(&core)));
-    let gateway = noid_server::api::rest::router(Arc::clone(&core), Arc::clone(&api));
+    let gateway = noid_server::api::rest::router(
+        Arc::clone(&core),
+        Arc::clone(&api),
+        config.metrics_need_token,
+    );
     let gateway_stop = stopped(stop.clone());
     let gateway_incoming = incoming::limited(http, max_connections, gateway_tls);
     let mut http_task = tokio::spawn(noid_server::api::http::serve(
@@ -191,7 +195,6 @@ pub async fn serve(config: Config) -> Result<()> {
         .max_concurrent_streams(Some(config.max_streams_per_connection))
         .initial_stream_window_size(noid::API_STREAM_WINDOW)
         .initial_connection_window_size(noid::API_CONNECTION_WINDOW)
-        .layer(noid_server::api::observe::count_errors(Arc::clone(&core)))
         .layer(Authenticate::new(Arc::clone(&core), GrpcRules))
         .add_service(service)
         .add_service(health)

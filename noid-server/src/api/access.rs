@@ -3,7 +3,8 @@
 //! it has none, unless its path is on the API's explicit list of public ones. Handlers only
 //! read the `User` (`caller`). A token in the query string (`?token=`) counts only on the
 //! routes that say so: WebSockets, whose browser clients cannot set headers. The layer also
-//! writes the audit trail (`audit`): refusals and state-changing calls.
+//! writes the audit trail (`audit`), refusals and state-changing calls, and counts every
+//! call by API, method and result.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -27,6 +28,11 @@ pub trait Rules: Send + Sync + 'static {
     fn refuse(&self, error: CoreError) -> http::Response<Self::Body>;
     /// The call's name for the audit trail when it changes state (none: it only reads).
     fn audited(&self, method: &http::Method, path: &str) -> Option<String>;
+    /// The API's name in the request counts (`grpc`, `rest`).
+    fn api(&self) -> &'static str;
+    /// The call's method in the request counts: one of a bounded set (an RPC, a route
+    /// template), never anything a client can make up.
+    fn counted_as(&self, method: &http::Method, path: &str) -> String;
 }
 
 /// The layer, for an API's `Rules`.
@@ -116,7 +122,9 @@ where
         let path = req.uri().path().to_string();
         let found = credentials(&req, rules.as_ref());
         let peer = audit::peer(&req);
-        let owner = match self.access.core.authenticate(found.as_deref()) {
+        let core = Arc::clone(&self.access.core);
+        let (api, counted_as) = (rules.api(), rules.counted_as(req.method(), &path));
+        let owner = match core.authenticate(found.as_deref()) {
             Ok(user) => {
                 req.extensions_mut().insert(user.clone());
                 user.0
@@ -124,6 +132,7 @@ where
             Err(_) if rules.is_public(&path) => "-".to_string(),
             Err(e) => {
                 audit::refused(&path, &peer, &e);
+                core.metrics.request(api, counted_as, "UNAUTHENTICATED");
                 let refused = rules.refuse(e);
                 return Box::pin(async move { Ok(refused) });
             }
@@ -143,6 +152,7 @@ where
         let serving = inner.call(req).instrument(span);
         Box::pin(async move {
             let resp = serving.await?;
+            core.metrics.request(api, counted_as, audit::result(&resp));
             if let Some(operation) = audited {
                 audit::call(&owner, &operation, &peer, &resp, started.elapsed());
             }
@@ -177,6 +187,12 @@ mod tests {
         }
         fn audited(&self, _: &http::Method, _: &str) -> Option<String> {
             None
+        }
+        fn api(&self) -> &'static str {
+            "test"
+        }
+        fn counted_as(&self, _: &http::Method, _: &str) -> String {
+            String::new()
         }
     }
 

@@ -1,4 +1,4 @@
-//! The audit trail of both APIs: one line for every authentication failure and for every call
+//! The audit trail of both APIs, and how a response ended (for it and the request counts): one line for every authentication failure and for every call
 //! that changes state (who, what, from where, the result, how long it took), under the log
 //! target `noid::audit` with the fields `owner`, `operation`, `peer`, `result`, `duration_ms`.
 
@@ -43,18 +43,31 @@ pub fn call<B>(owner: &str, operation: &str, peer: &str, resp: &http::Response<B
     );
 }
 
-/// A response's outcome: its gRPC code when it carries one in its headers (errors of unary
-/// calls, refused streams, the gateway's errors), else OK for a success and the HTTP status
-/// otherwise.
-fn result<B>(resp: &http::Response<B>) -> String {
+/// A response's outcome as a gRPC code name: the code it carries in its headers (errors of
+/// unary calls, refused streams, the gateway's errors), else the one its HTTP status stands
+/// for (the router's own refusals). A stream that fails after its first message reports in
+/// trailers, which this does not see: it counts as begun well.
+pub fn result<B>(resp: &http::Response<B>) -> &'static str {
     let code = resp
         .headers()
         .get("grpc-status")
         .and_then(|v| v.to_str().ok()?.parse::<i32>().ok());
-    match code {
-        Some(code) => crate::metrics::grpc_code_name(code).to_string(),
-        None if resp.status().is_success() || resp.status().is_informational() => "OK".into(),
-        None => resp.status().as_u16().to_string(),
+    if let Some(code) = code {
+        return crate::metrics::grpc_code_name(code);
+    }
+    let status = resp.status();
+    match status.as_u16() {
+        100..=399 => "OK",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        405 | 501 => "UNIMPLEMENTED",
+        409 => "ALREADY_EXISTS",
+        429 => "RESOURCE_EXHAUSTED",
+        400..=499 => "INVALID_ARGUMENT",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ => "INTERNAL",
     }
 }
 
@@ -75,6 +88,8 @@ mod tests {
         let upgrade = http::Response::builder().status(101).body(()).unwrap();
         assert_eq!(result(&upgrade), "OK");
         let missing = http::Response::builder().status(404).body(()).unwrap();
-        assert_eq!(result(&missing), "404");
+        assert_eq!(result(&missing), "NOT_FOUND");
+        let unsupported = http::Response::builder().status(415).body(()).unwrap();
+        assert_eq!(result(&unsupported), "INVALID_ARGUMENT");
     }
 }

@@ -38,6 +38,24 @@ const PUBLIC_METHODS: &[&str] = &[
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
 ];
 
+/// The control plane's methods, from its descriptors.
+fn noid_methods() -> &'static std::collections::HashSet<String> {
+    static METHODS: std::sync::OnceLock<std::collections::HashSet<String>> =
+        std::sync::OnceLock::new();
+    METHODS.get_or_init(|| {
+        use prost::Message;
+        let set = prost_types::FileDescriptorSet::decode(noid::FILE_DESCRIPTOR_SET)
+            .expect("built-in descriptors");
+        set.file
+            .iter()
+            .flat_map(|f| &f.service)
+            .filter(|s| s.name() == "Noid")
+            .flat_map(|s| &s.method)
+            .map(|m| m.name().to_string())
+            .collect()
+    })
+}
+
 /// Control-plane methods that only read (every other one is in the audit trail).
 const READ_ONLY_METHODS: &[&str] = &[
     "GetServerInfo",
@@ -55,6 +73,23 @@ const READ_ONLY_METHODS: &[&str] = &[
 
 impl super::access::Rules for GrpcRules {
     type Body = tonic::body::BoxBody;
+
+    fn api(&self) -> &'static str {
+        "grpc"
+    }
+
+    /// The RPC's name for the control plane (`CreateVm`), the whole path for the health and
+    /// reflection services, `unknown` for a path that names no method of this server.
+    fn counted_as(&self, _: &tonic::codegen::http::Method, path: &str) -> String {
+        if let Some(method) = path.strip_prefix("/noid.v1.Noid/") {
+            if noid_methods().contains(method) {
+                return method.to_string();
+            }
+        } else if PUBLIC_METHODS.contains(&path) {
+            return path.trim_start_matches('/').to_string();
+        }
+        "unknown".into()
+    }
 
     fn audited(&self, _: &tonic::codegen::http::Method, path: &str) -> Option<String> {
         let method = path.strip_prefix("/noid.v1.Noid/")?;

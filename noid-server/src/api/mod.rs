@@ -9,7 +9,6 @@ pub mod grpc;
 pub mod http;
 pub mod images;
 pub mod incoming;
-pub mod observe;
 pub mod openapi;
 pub mod rest;
 mod sessions;

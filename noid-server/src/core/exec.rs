@@ -153,9 +153,12 @@ impl Manager {
         validate(&spec)?;
         let vm = self.running_vm(user, vm_name).await?;
         let spec = self.with_image_defaults(&vm, spec);
-        self.metrics.exec_started();
+        let asked = std::time::Instant::now();
         let events = match self.agent(&vm).exec(spec, input.boxed()).await {
-            Ok(e) => e,
+            Ok(e) => {
+                self.metrics.exec_started(asked.elapsed().as_secs_f64());
+                e
+            }
             Err(e) => {
                 self.metrics.exec_failed();
                 return Err(e.into());

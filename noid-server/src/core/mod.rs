@@ -206,28 +206,30 @@ impl Manager {
         }
     }
 
-    /// The metrics text, with what only a scrape can know (running VMs, their memory).
+    /// The metrics text, with what only a scrape can know (VMs by state, each VM's memory,
+    /// CPU, network and disk).
     pub fn render_metrics(&self) -> String {
+        use crate::metrics::sample::VmSample;
         let vms = self.store.list_vms(None).unwrap_or_default();
-        let running: Vec<_> = vms
-            .iter()
-            .filter(|v| v.state == crate::core::model::VmState::Running)
-            .filter(|v| v.process.is_some_and(|p| self.vmm.is_running(&p)))
-            .collect();
-        let snap = crate::metrics::Snapshot {
-            running_vms: running.len(),
-            vm_memory: running
-                .iter()
-                .map(|v| {
-                    let pid = v.process.map(|p| p.pid).unwrap_or(0);
-                    (
-                        v.name.clone(),
-                        v.owner.clone(),
-                        crate::metrics::resident_bytes(pid),
-                    )
-                })
-                .collect(),
+        let mut snap = crate::metrics::Snapshot {
+            version: noid::VERSION.to_string(),
+            backend: self.vmm.backend().to_string(),
+            ..Default::default()
         };
+        for v in &vms {
+            *snap.vms_by_state.entry(v.state.to_string()).or_default() += 1;
+            let live = v.process.filter(|p| self.vmm.is_running(p));
+            if live.is_some() && v.state == crate::core::model::VmState::Running {
+                snap.running_vms += 1;
+            }
+            snap.vms.push(VmSample::take(
+                &v.name,
+                &v.owner,
+                live.map(|p| p.pid).unwrap_or(0),
+                v.net.as_ref().map(|n| n.tap.as_str()),
+                &self.layout.vm(&v.id),
+            ));
+        }
         self.metrics.render(&snap)
     }
 

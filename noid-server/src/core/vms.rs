@@ -44,6 +44,13 @@ enum Start {
 }
 
 impl Start {
+    fn source(self) -> crate::metrics::CreateSource {
+        match self {
+            Start::Booted => crate::metrics::CreateSource::Boot,
+            Start::FromBootSnapshot => crate::metrics::CreateSource::Snapshot,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Start::Booted => "booted",
@@ -195,7 +202,7 @@ impl Manager {
             match this.create_steps(&mut record, policy, &mut undo).await {
                 Ok(how) => {
                     let secs = started.elapsed().as_secs_f64();
-                    this.metrics.vm_created(secs);
+                    this.metrics.vm_created(how.source(), secs);
                     let addr = record
                         .net
                         .as_ref()

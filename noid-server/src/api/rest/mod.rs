@@ -70,18 +70,21 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Who may call what over REST: the health check, the metrics and the API description are
-/// public; WebSocket routes also take `?token=`, since browsers cannot set their headers.
-pub struct RestRules;
+/// Who may call what over REST: the health check and the API description are public, and
+/// the metrics unless the server wants a token for them; WebSocket routes also take
+/// `?token=`, since browsers cannot set their headers.
+pub struct RestRules {
+    metrics_need_token: bool,
+}
 
 /// Paths callable without a token.
-const PUBLIC_PATHS: &[&str] = &["/health", "/metrics", "/openapi.json"];
+const PUBLIC_PATHS: &[&str] = &["/health", "/openapi.json"];
 
 impl super::access::Rules for RestRules {
     type Body = axum::body::Body;
 
     fn is_public(&self, path: &str) -> bool {
-        PUBLIC_PATHS.contains(&path)
+        PUBLIC_PATHS.contains(&path) || (path == "/metrics" && !self.metrics_need_token)
     }
 
     fn takes_query_token(&self, path: &str) -> bool {
@@ -93,6 +96,22 @@ impl super::access::Rules for RestRules {
 
     fn refuse(&self, error: CoreError) -> Response {
         ApiError::from(error).into_response()
+    }
+
+    fn api(&self) -> &'static str {
+        "rest"
+    }
+
+    /// `POST /vms/:name/checkpoints`: the route's template, not the path (which holds
+    /// names); `unmatched` for a path no route takes.
+    fn counted_as(&self, method: &axum::http::Method, path: &str) -> String {
+        routes()
+            .iter()
+            .find(|r| {
+                r.verb.name().eq_ignore_ascii_case(method.as_str()) && table::matches(r.path, path)
+            })
+            .map(|r| format!("{method} {}", r.path))
+            .unwrap_or_else(|| "unmatched".into())
     }
 
     /// Every call but a plain GET: those change state, and a WebSocket (exec, console) runs
@@ -119,8 +138,9 @@ async fn metrics(axum::extract::State(gw): axum::extract::State<Gateway>) -> imp
     )
 }
 
-/// The gateway's router: every route of `routes()`, behind the access layer.
-pub fn router(core: Arc<Manager>, api: Arc<GrpcApi>) -> Router {
+/// The gateway's router: every route of `routes()`, behind the access layer; `/metrics`
+/// wants a token when `metrics_need_token`.
+pub fn router(core: Arc<Manager>, api: Arc<GrpcApi>, metrics_need_token: bool) -> Router {
     let gateway = Gateway {
         core: Arc::clone(&core),
         api,
@@ -142,9 +162,8 @@ pub fn router(core: Arc<Manager>, api: Arc<GrpcApi>) -> Router {
         .fallback(not_found)
         .layer(super::access::Authenticate::new(
             Arc::clone(&core),
-            RestRules,
+            RestRules { metrics_need_token },
         ))
-        .layer(super::observe::count_errors(core))
         .with_state(gateway)
 }
 
