@@ -42,7 +42,10 @@ async fn bad_input_auth_and_isolation() {
     let mut forged = noid::client::connect(&server.url, Some("noid_forged"))
         .await
         .unwrap();
-    let e = forged.list_vms(ListVmsRequest {}).await.unwrap_err();
+    let e = forged
+        .list_vms(ListVmsRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(
         (e.code(), e.message()),
         (Code::Unauthenticated, "invalid token")
@@ -224,7 +227,7 @@ async fn bad_input_auth_and_isolation() {
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
     assert!(alice
-        .list_vms(ListVmsRequest {})
+        .list_vms(ListVmsRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -239,7 +242,7 @@ async fn bad_input_auth_and_isolation() {
         (Code::AlreadyExists, "VM \"web\" already exists")
     );
     assert!(bob
-        .list_vms(ListVmsRequest {})
+        .list_vms(ListVmsRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -292,7 +295,7 @@ async fn bad_input_auth_and_isolation() {
         "--data-dir".as_ref(),
         data.as_os_str(),
     ]);
-    let e = bob.list_vms(ListVmsRequest {}).await.unwrap_err();
+    let e = bob.list_vms(ListVmsRequest::default()).await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
     let mut bob2 = noid::client::connect(&server.url, Some(new_token.trim()))
         .await
@@ -407,7 +410,7 @@ async fn failed_create_leaves_nothing_behind() {
         let leftovers: Vec<_> = std::fs::read_dir(data.join("vms")).unwrap().collect();
         assert!(leftovers.is_empty(), "{config}: files left: {leftovers:?}");
         assert!(alice
-            .list_vms(ListVmsRequest {})
+            .list_vms(ListVmsRequest::default())
             .await
             .unwrap()
             .into_inner()

@@ -171,7 +171,10 @@ async fn checkpoint_restore_and_fork() {
         .unwrap()
         .into_inner();
     let list = c
-        .list_checkpoints(ListCheckpointsRequest { vm: String::new() })
+        .list_checkpoints(ListCheckpointsRequest {
+            vm: String::new(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -216,7 +219,7 @@ async fn checkpoint_restore_and_fork() {
     bytes[mid] ^= 0xff;
     std::fs::write(&state, &bytes).unwrap();
     let vms_before = c
-        .list_vms(ListVmsRequest {})
+        .list_vms(ListVmsRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -233,7 +236,7 @@ async fn checkpoint_restore_and_fork() {
         e.message()
     );
     let vms_after = c
-        .list_vms(ListVmsRequest {})
+        .list_vms(ListVmsRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -339,7 +342,10 @@ async fn full_disk_during_checkpoint() {
     assert_eq!(e.code(), Code::ResourceExhausted, "{}", e.message());
     assert!(e.message().contains("no space"), "{}", e.message());
     let list = c
-        .list_checkpoints(ListCheckpointsRequest { vm: String::new() })
+        .list_checkpoints(ListCheckpointsRequest {
+            vm: String::new(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()

@@ -332,7 +332,7 @@ async fn create_exec_restart_destroy() {
     assert!(!pid_alive(vmm_pid), "VMM still running after destroy");
     assert!(!vm_dir.exists(), "VM directory left behind");
     let vms = client
-        .list_vms(ListVmsRequest {})
+        .list_vms(ListVmsRequest::default())
         .await
         .unwrap()
         .into_inner()

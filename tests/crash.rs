@@ -79,7 +79,7 @@ async fn crash_mid_create_and_after_done() {
     // The half-made VM is gone: no record, no directory, no process.
     let mut c = server.client("alice").await;
     let names: Vec<String> = c
-        .list_vms(ListVmsRequest {})
+        .list_vms(ListVmsRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -109,7 +109,10 @@ async fn crash_mid_create_and_after_done() {
         .unwrap();
     assert_eq!(r.out(), "durable\n");
     let list = c
-        .list_checkpoints(ListCheckpointsRequest { vm: String::new() })
+        .list_checkpoints(ListCheckpointsRequest {
+            vm: String::new(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()

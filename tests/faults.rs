@@ -56,7 +56,7 @@ async fn check_host(
     point: &str,
 ) -> Vec<Vm> {
     let vms = c
-        .list_vms(ListVmsRequest {})
+        .list_vms(ListVmsRequest::default())
         .await
         .unwrap()
         .into_inner()
@@ -372,7 +372,10 @@ fn a_crash_at_any_step_leaves_a_consistent_host() {
             }
             assert_eq!(sh(&mut c, "base", "cat /root/hib").await, "h\n", "{point}");
             let listed_ckpts = c
-                .list_checkpoints(ListCheckpointsRequest { vm: "base".into() })
+                .list_checkpoints(ListCheckpointsRequest {
+                    vm: "base".into(),
+                    ..Default::default()
+                })
                 .await
                 .unwrap()
                 .into_inner()

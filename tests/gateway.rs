@@ -293,6 +293,57 @@ async fn rest_and_websocket_gateway() {
         (status, all["checkpoints"][0]["id"].clone()),
         (200, ck["id"].clone())
     );
+    // Paging: a second checkpoint, then pages of one, newest first, through the query.
+    let (status, ck2) = api
+        .call(Method::POST, "/vms/web/checkpoints", Some(json!({})))
+        .await;
+    assert_eq!(status, 201, "{ck2}");
+    let (status, first) = api
+        .call(Method::GET, "/vms/web/checkpoints?page_size=1", None)
+        .await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["checkpoints"][0]["id"], ck2["id"], "newest first");
+    let token = first["next_page_token"].as_str().unwrap();
+    assert!(!token.is_empty(), "{first}");
+    let (_, second) = api
+        .call(
+            Method::GET,
+            &format!("/vms/web/checkpoints?page_size=1&page_token={token}"),
+            None,
+        )
+        .await;
+    assert_eq!(second["checkpoints"][0]["id"], ck["id"], "{second}");
+    assert_eq!(second["next_page_token"], "", "the last page");
+    let (status, body) = api.call(Method::GET, "/vms?page_size=x", None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("INVALID_ARGUMENT"))
+    );
+    let (status, body) = api.call(Method::GET, "/vms?page_token=zz", None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("INVALID_ARGUMENT"))
+    );
+    assert!(body["message"].as_str().unwrap().contains("page_token"));
+    let ck2_path = format!("/checkpoints/{}", ck2["id"].as_str().unwrap());
+    assert_eq!(api.call(Method::DELETE, &ck2_path, None).await.0, 204);
+    // The router's own refusals are JSON errors like the rest.
+    let resp = api
+        .http
+        .patch(format!("{}/vms", api.base))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+    assert!(resp.headers().contains_key("allow"));
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "UNIMPLEMENTED", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("PATCH"),
+        "{body}"
+    );
+
     let ck_path = format!("/checkpoints/{}", ck["id"].as_str().unwrap());
     let (status, one) = api.call(Method::GET, &ck_path, None).await;
     assert_eq!((status, one["label"].as_str()), (200, Some("rest")));
@@ -428,7 +479,7 @@ async fn rest_and_websocket_gateway() {
     }
     assert_eq!(
         api.call(Method::GET, "/vms", None).await.1,
-        json!({"vms": []})
+        json!({"vms": [], "next_page_token": ""})
     );
     let (status, _) = api.call(Method::DELETE, &ck_path, None).await;
     assert_eq!(status, 204);

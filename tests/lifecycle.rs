@@ -51,14 +51,17 @@ async fn count(c: &mut noid::client::Client, vm: &str) -> u64 {
 }
 
 async fn checkpoint_ids(c: &mut noid::client::Client, vm: &str) -> Vec<String> {
-    c.list_checkpoints(ListCheckpointsRequest { vm: vm.into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .checkpoints
-        .into_iter()
-        .map(|c| c.id)
-        .collect()
+    c.list_checkpoints(ListCheckpointsRequest {
+        vm: vm.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .checkpoints
+    .into_iter()
+    .map(|c| c.id)
+    .collect()
 }
 
 /// A REST call to the gateway as alice: the status and the JSON body.

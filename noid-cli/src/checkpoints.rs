@@ -49,6 +49,7 @@ pub async fn list(client: &mut noid::client::Client, vm: Option<String>, json: b
     let list = client
         .list_checkpoints(ListCheckpointsRequest {
             vm: vm.unwrap_or_default(),
+            ..Default::default()
         })
         .await?
         .into_inner();

@@ -87,7 +87,7 @@ fn size_text(bytes: u64) -> String {
 
 pub async fn list(client: &mut Client, json: bool) -> Result<()> {
     let resp = client
-        .list_images(pb::ListImagesRequest {})
+        .list_images(pb::ListImagesRequest::default())
         .await
         .map_err(crate::status)?
         .into_inner();

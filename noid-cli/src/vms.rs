@@ -188,7 +188,10 @@ pub async fn create(client: Client, args: CreateArgs, json: bool) -> Result<()> 
 }
 
 pub async fn list(client: &mut Client, json: bool) -> Result<()> {
-    let vms = client.list_vms(pb::ListVmsRequest {}).await?.into_inner();
+    let vms = client
+        .list_vms(pb::ListVmsRequest::default())
+        .await?
+        .into_inner();
     if json {
         output::print_message(&vms);
     } else if vms.vms.is_empty() {

@@ -55,20 +55,8 @@ pub fn result<B>(resp: &http::Response<B>) -> &'static str {
     if let Some(code) = code {
         return crate::metrics::grpc_code_name(code);
     }
-    let status = resp.status();
-    match status.as_u16() {
-        100..=399 => "OK",
-        401 => "UNAUTHENTICATED",
-        403 => "PERMISSION_DENIED",
-        404 => "NOT_FOUND",
-        405 | 501 => "UNIMPLEMENTED",
-        409 => "ALREADY_EXISTS",
-        429 => "RESOURCE_EXHAUSTED",
-        400..=499 => "INVALID_ARGUMENT",
-        503 => "UNAVAILABLE",
-        504 => "DEADLINE_EXCEEDED",
-        _ => "INTERNAL",
-    }
+    let code = super::status::code_of_http(resp.status().as_u16());
+    crate::metrics::grpc_code_name(code as i32)
 }
 
 #[cfg(test)]

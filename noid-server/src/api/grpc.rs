@@ -8,7 +8,7 @@ use noid::v1 as pb;
 use noid::v1::noid_server::Noid;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{convert, images};
+use super::{convert, images, paging};
 use crate::core::{CopyTarget, CoreError, CreateVm, Manager, Restore, TimeLimits, User};
 
 pub struct GrpcApi {
@@ -203,9 +203,13 @@ impl Noid for GrpcApi {
         req: Request<pb::ListVmsRequest>,
     ) -> Result<Response<pb::ListVmsResponse>, Status> {
         let user = self.user(&req)?;
+        let r = req.get_ref();
         let vms = self.core.list_vms(&user)?;
+        let (vms, next_page_token) =
+            paging::page(vms, |v| v.name.clone(), r.page_size, &r.page_token)?;
         Ok(Response::new(pb::ListVmsResponse {
             vms: vms.iter().map(convert::vm).collect(),
+            next_page_token,
         }))
     }
 
@@ -498,8 +502,16 @@ impl Noid for GrpcApi {
         let list = self
             .core
             .list_checkpoints(&user, (!vm.is_empty()).then_some(vm.as_str()))?;
+        let r = req.get_ref();
+        let (list, next_page_token) = paging::page(
+            list,
+            |c| paging::descending(c.age_order().0.max(0) as u64, &c.id),
+            r.page_size,
+            &r.page_token,
+        )?;
         Ok(Response::new(pb::ListCheckpointsResponse {
             checkpoints: list.iter().map(convert::checkpoint).collect(),
+            next_page_token,
         }))
     }
 
@@ -650,9 +662,13 @@ impl Noid for GrpcApi {
         req: Request<pb::ListImagesRequest>,
     ) -> Result<Response<pb::ListImagesResponse>, Status> {
         let user = self.user(&req)?;
+        let r = req.get_ref();
         let images = self.core.list_images(&user)?;
+        let (images, next_page_token) =
+            paging::page(images, |i| i.name.clone(), r.page_size, &r.page_token)?;
         Ok(Response::new(pb::ListImagesResponse {
             images: images.iter().map(images::image).collect(),
+            next_page_token,
         }))
     }
 

@@ -10,6 +10,7 @@ pub mod http;
 pub mod images;
 pub mod incoming;
 pub mod openapi;
+pub mod paging;
 pub mod rest;
 mod sessions;
 pub mod status;

@@ -40,6 +40,27 @@ pub fn http_status(code: tonic::Code) -> u16 {
     }
 }
 
+/// The gRPC code an HTTP error status stands for, for responses that carry no code of their
+/// own (the router's and the framework's refusals).
+pub fn code_of_http(status: u16) -> tonic::Code {
+    use tonic::Code::*;
+    match status {
+        100..=399 => Ok,
+        401 => Unauthenticated,
+        403 => PermissionDenied,
+        404 => NotFound,
+        405 | 501 => Unimplemented,
+        409 => AlreadyExists,
+        412 => FailedPrecondition,
+        413 | 429 => ResourceExhausted,
+        499 => Cancelled,
+        400..=499 => InvalidArgument,
+        503 => Unavailable,
+        504 => DeadlineExceeded,
+        _ => Internal,
+    }
+}
+
 impl From<CoreError> for tonic::Status {
     fn from(e: CoreError) -> Self {
         tonic::Status::new(grpc_code(&e), e.to_string())

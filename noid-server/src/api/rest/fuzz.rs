@@ -19,19 +19,48 @@ fn bind(route: &Route, params: &HashMap<String, String>, body: &[u8]) -> Option<
         r.err().map(|e| e.0.code())
     }
     Some(match route.rpc {
-        "CreateVm" => code(request_message::<pb::CreateVmRequest>(route, params, body))?,
-        "SetNetworkPolicy" => code(request_message::<pb::SetNetworkPolicyRequest>(
-            route, params, body,
+        "CreateVm" => code(request_message::<pb::CreateVmRequest>(
+            route,
+            params,
+            &[],
+            body,
         ))?,
-        "AddPort" => code(request_message::<pb::AddPortRequest>(route, params, body))?,
+        "SetNetworkPolicy" => code(request_message::<pb::SetNetworkPolicyRequest>(
+            route,
+            params,
+            &[],
+            body,
+        ))?,
+        "AddPort" => code(request_message::<pb::AddPortRequest>(
+            route,
+            params,
+            &[],
+            body,
+        ))?,
         "RemovePort" => code(request_message::<pb::RemovePortRequest>(
-            route, params, body,
+            route,
+            params,
+            &[],
+            body,
         ))?,
         "CreateCheckpoint" => code(request_message::<pb::CreateCheckpointRequest>(
-            route, params, body,
+            route,
+            params,
+            &[],
+            body,
         ))?,
-        "Restore" => code(request_message::<pb::RestoreRequest>(route, params, body))?,
-        _ => code(request_message::<pb::GetVmRequest>(route, params, body))?,
+        "Restore" => code(request_message::<pb::RestoreRequest>(
+            route,
+            params,
+            &[],
+            body,
+        ))?,
+        _ => code(request_message::<pb::GetVmRequest>(
+            route,
+            params,
+            &[],
+            body,
+        ))?,
     })
 }
 

@@ -127,6 +127,43 @@ fn caller(user: Option<axum::Extension<User>>) -> Result<User, ApiError> {
     Ok(super::access::caller(user.as_ref().map(|u| &u.0))?)
 }
 
+/// Makes the framework's own refusals (405 for a method a route does not take, 413, 415,
+/// and the like, which come without a body or with plain text) the gateway's JSON errors, so
+/// that every error a client sees has one shape.
+async fn uniform_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => format!("{method} is not allowed on {path}"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "the body must be JSON (content-type: \
+                                               application/json)"
+            .to_string(),
+        StatusCode::PAYLOAD_TOO_LARGE => "the body is too large".to_string(),
+        other => other
+            .canonical_reason()
+            .unwrap_or("the request was refused")
+            .to_lowercase(),
+    };
+    let code = super::status::code_of_http(status.as_u16());
+    let mut answer = ApiError(tonic::Status::new(code, message)).into_response();
+    // Keep the status the framework chose (405 with its Allow header, 413, ...).
+    *answer.status_mut() = status;
+    if let Some(allow) = resp.headers().get(axum::http::header::ALLOW) {
+        answer
+            .headers_mut()
+            .insert(axum::http::header::ALLOW, allow.clone());
+    }
+    answer
+}
+
 async fn not_found() -> ApiError {
     ApiError(tonic::Status::not_found("no such route"))
 }
@@ -160,6 +197,7 @@ pub fn router(core: Arc<Manager>, api: Arc<GrpcApi>, metrics_need_token: bool) -
     }
     router
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(uniform_errors))
         .layer(super::access::Authenticate::new(
             Arc::clone(&core),
             RestRules { metrics_need_token },

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
@@ -83,9 +83,11 @@ where
         move |State(gw): State<Gateway>,
               user: Option<Extension<User>>,
               params: Option<Path<HashMap<String, String>>>,
+              query: Option<Query<Vec<(String, String)>>>,
               body: Bytes| async move {
             let params = params.map(|p| p.0).unwrap_or_default();
-            let message: Req = request_message(route, &params, &body)?;
+            let query = query.map(|q| q.0).unwrap_or_default();
+            let message: Req = request_message(route, &params, &query, &body)?;
             answer(route, call_rpc(&gw, user, message, call).await?)
         },
     )
@@ -121,6 +123,7 @@ fn answer<Resp: Serialize>(route: &Route, resp: Resp) -> Result<Response, ApiErr
 pub(super) fn request_message<Req: DeserializeOwned>(
     route: &Route,
     params: &HashMap<String, String>,
+    query: &[(String, String)],
     body: &[u8],
 ) -> Result<Req, ApiError> {
     let empty = body.iter().all(u8::is_ascii_whitespace);
@@ -152,6 +155,16 @@ pub(super) fn request_message<Req: DeserializeOwned>(
             }
         }
     }
+    // Query parameters set fields too (`GET /vms?page_size=10`), as in grpc-gateway; they
+    // may not repeat or contradict what the path or the body says.
+    for (field, value) in query {
+        if fields.contains_key(field) {
+            return Err(ApiError::invalid(format!(
+                "{field} is given twice (in the query and in the path or body)"
+            )));
+        }
+        fields.insert(field.clone(), Value::String(value.clone()));
+    }
     serde_json::from_value(Value::Object(fields)).map_err(|e| {
         ApiError::invalid(format!(
             "the request does not fit {}: {}",
@@ -179,6 +192,7 @@ pub(super) fn restore_handler() -> MethodRouter<Gateway> {
                     ..*route
                 },
                 &HashMap::new(),
+                &[],
                 &body,
             )?;
             let user_now = caller(user.clone())?;
@@ -206,11 +220,13 @@ mod tests {
             .find(|r| r.rpc == "CreateCheckpoint")
             .unwrap();
         let params = HashMap::from([("name".to_string(), "web".to_string())]);
-        let m: pb::CreateCheckpointRequest = request_message(route, &params, br#"{"label": "x"}"#)
-            .ok()
-            .unwrap();
+        let m: pb::CreateCheckpointRequest =
+            request_message(route, &params, &[], br#"{"label": "x"}"#)
+                .ok()
+                .unwrap();
         assert_eq!((m.vm.as_str(), m.label.as_str()), ("web", "x"));
-        let m: pb::CreateCheckpointRequest = request_message(route, &params, b"").ok().unwrap();
+        let m: pb::CreateCheckpointRequest =
+            request_message(route, &params, &[], b"").ok().unwrap();
         assert_eq!((m.vm.as_str(), m.label.as_str()), ("web", ""));
         for bad in [
             &br#"{"vm": "other"}"#[..],
@@ -219,7 +235,7 @@ mod tests {
             br#"{"lable": "x"}"#,
         ] {
             assert!(
-                request_message::<pb::CreateCheckpointRequest>(route, &params, bad).is_err(),
+                request_message::<pb::CreateCheckpointRequest>(route, &params, &[], bad).is_err(),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
