@@ -53,6 +53,31 @@ impl Api {
     }
 }
 
+/// Reads a WebSocket exec to its end: stdout, stderr and the final JSON frame.
+async fn ws_exec_output(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> (Vec<u8>, Vec<u8>, Value) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => match b.split_first() {
+                Some((1, d)) => out.extend_from_slice(d),
+                Some((2, d)) => err.extend_from_slice(d),
+                other => panic!("a frame on no output channel: {other:?}"),
+            },
+            Ok(Some(Ok(Message::Text(t)))) => {
+                return (out, err, serde_json::from_str(&t).unwrap());
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("the exec socket ended without a status: {other:?}"),
+        }
+    }
+}
+
 async fn ws_read_until(
     ws: &mut tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
@@ -435,6 +460,63 @@ async fn rest_and_websocket_gateway() {
         "no token, no socket"
     );
 
+    // A streaming exec over a WebSocket: stdin in, stdout and stderr apart (bytes exact),
+    // the exit status last.
+    let (mut ex, _) =
+        tokio_tungstenite::connect_async(format!("{ws_base}/exec/web?token={}", api.token))
+            .await
+            .unwrap();
+    let start = json!({"command": ["sh", "-c", "read x; echo out:$x; echo err >&2; printf '\\377\\000'; exit 7"], "stdin": true});
+    ex.send(Message::Text(start.to_string())).await.unwrap();
+    ex.send(Message::Binary(b"\0hello\n".to_vec()))
+        .await
+        .unwrap();
+    let (stdout, stderr, end) = ws_exec_output(&mut ex).await;
+    assert_eq!(stdout, b"out:hello\n\xff\0");
+    assert_eq!(stderr, b"err\n");
+    assert_eq!(end["exit_code"], 7, "{end}");
+    // With a terminal, resized while it runs.
+    let (mut ex, _) =
+        tokio_tungstenite::connect_async(format!("{ws_base}/exec/web?token={}", api.token))
+            .await
+            .unwrap();
+    let start =
+        json!({"command": ["sh", "-c", "sleep 1; stty size"], "tty": true, "rows": 10, "cols": 20});
+    ex.send(Message::Text(start.to_string())).await.unwrap();
+    let mut resize = vec![4u8];
+    resize.extend_from_slice(br#"{"rows": 40, "cols": 100}"#);
+    ex.send(Message::Binary(resize)).await.unwrap();
+    let (stdout, _, end) = ws_exec_output(&mut ex).await;
+    assert_eq!(String::from_utf8_lossy(&stdout).trim(), "40 100");
+    assert_eq!(end["exit_code"], 0, "{end}");
+    // What makes no sense is refused with a JSON error.
+    let (mut ex, _) =
+        tokio_tungstenite::connect_async(format!("{ws_base}/exec/web?token={}", api.token))
+            .await
+            .unwrap();
+    ex.send(Message::Text(r#"{"cmd": ["ls"]}"#.into()))
+        .await
+        .unwrap();
+    let (_, _, end) = ws_exec_output(&mut ex).await;
+    assert_eq!(end["code"], "INVALID_ARGUMENT", "{end}");
+    // The captured exec keeps bytes that are not text: base64 on request, or beside the text.
+    let (_, r) = api
+        .call(
+            Method::POST,
+            "/vms/web/exec",
+            Some(json!({"command": ["printf", "\\377ok"], "encoding": "base64"})),
+        )
+        .await;
+    assert_eq!(r["stdout"], "/29r", "{r}");
+    let (_, r) = api
+        .call(
+            Method::POST,
+            "/vms/web/exec",
+            Some(json!({"command": ["printf", "\\377ok"]})),
+        )
+        .await;
+    assert_eq!(r["stdout_base64"], "/29r", "{r}");
+
     // The OpenAPI document lists every route.
     let doc = api.public_json("/openapi.json").await;
     for path in [
@@ -444,6 +526,7 @@ async fn rest_and_websocket_gateway() {
         "/vms",
         "/vms/{name}",
         "/vms/{name}/exec",
+        "/exec/{name}",
         "/vms/{name}/files",
         "/vms/{name}/ports",
         "/vms/{name}/ports/{host_port}",

@@ -9,7 +9,7 @@ use axum::routing::{post, MethodRouter};
 use axum::{Extension, Json};
 use futures::StreamExt;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{caller, ApiError, Gateway};
 use crate::core::{CoreError, ExecEvent, ExecInput, ExecSpec, User};
@@ -26,6 +26,40 @@ pub(super) struct ExecBody {
     pub cwd: Option<String>,
     pub stdin: Option<String>,
     pub timeout_secs: Option<f64>,
+    /// How stdin is given and stdout/stderr are answered: "utf8" (the default) or "base64".
+    #[serde(default)]
+    pub encoding: Encoding,
+}
+
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum Encoding {
+    #[default]
+    Utf8,
+    Base64,
+}
+
+/// `bytes` under `key` in `answer` as `encoding` says; UTF-8 text that is not valid UTF-8 also
+/// goes, exactly, under `KEY_base64`, so that nothing is lost.
+fn put_output(
+    answer: &mut serde_json::Map<String, Value>,
+    key: &str,
+    bytes: &[u8],
+    encoding: Encoding,
+) {
+    use base64::Engine;
+    let b64 = || Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+    match encoding {
+        Encoding::Base64 => {
+            answer.insert(key.to_string(), b64());
+        }
+        Encoding::Utf8 => {
+            answer.insert(key.to_string(), String::from_utf8_lossy(bytes).into());
+            if std::str::from_utf8(bytes).is_err() {
+                answer.insert(format!("{key}_base64"), b64());
+            }
+        }
+    }
 }
 
 /// An exec body's `timeout_secs` as a duration, refused unless it is a number of seconds in
@@ -67,7 +101,18 @@ async fn exec(
         user: None,
     };
     let input: Vec<ExecInput> = match b.stdin {
-        Some(s) => vec![ExecInput::Stdin(s.into_bytes()), ExecInput::CloseStdin],
+        Some(s) => {
+            let bytes = match b.encoding {
+                Encoding::Utf8 => s.into_bytes(),
+                Encoding::Base64 => {
+                    use base64::Engine;
+                    base64::engine::general_purpose::STANDARD
+                        .decode(s.as_bytes())
+                        .map_err(|e| ApiError::invalid(format!("stdin is not base64: {e}")))?
+                }
+            };
+            vec![ExecInput::Stdin(bytes), ExecInput::CloseStdin]
+        }
         None => vec![],
     };
     let mut events = Box::pin(
@@ -82,14 +127,14 @@ async fn exec(
             ExecEvent::Stderr(d) => truncated |= append_capped(&mut err, &d),
             ExecEvent::Started { .. } => {}
             ExecEvent::Exit(x) => {
-                return Ok(Json(json!({
-                    "stdout": String::from_utf8_lossy(&out),
-                    "stderr": String::from_utf8_lossy(&err),
-                    "exit_code": x.code,
-                    "signal": x.signal,
-                    "timed_out": x.timed_out,
-                    "truncated": truncated,
-                })))
+                let mut answer = serde_json::Map::new();
+                put_output(&mut answer, "stdout", &out, b.encoding);
+                put_output(&mut answer, "stderr", &err, b.encoding);
+                answer.insert("exit_code".into(), x.code.into());
+                answer.insert("signal".into(), x.signal.into());
+                answer.insert("timed_out".into(), x.timed_out.into());
+                answer.insert("truncated".into(), truncated.into());
+                return Ok(Json(Value::Object(answer)));
             }
         }
     }

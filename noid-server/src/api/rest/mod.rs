@@ -2,12 +2,14 @@
 //! the gRPC service (`routes`), its request message made from the path and the JSON body and
 //! its answer printed, both in the proto's own JSON mapping (pbjson), so the two APIs cannot
 //! drift apart. What has no unary RPC is served here over the same core: exec with captured
-//! output (`exec`), files (`files`), console and logs over WebSockets (`streams`).
+//! output (`exec`), a streaming exec over a WebSocket (`exec_ws`), files (`files`), console
+//! and logs over WebSockets (`streams`).
 //!
 //! Every error is one JSON body, `{"code": "NOT_FOUND", "message": ...}`, with the HTTP
 //! status of its gRPC code and a `grpc-status` header carrying the code itself.
 
 mod exec;
+mod exec_ws;
 mod files;
 mod streams;
 pub mod table;
@@ -188,6 +190,7 @@ pub fn router(core: Arc<Manager>, api: Arc<GrpcApi>, metrics_need_token: bool) -
             RouteKind::Unary => unary::unary_handler(route),
             RouteKind::Exec => exec::handler(),
             RouteKind::Files => files::handler(route),
+            RouteKind::WebSocket if route.path.starts_with("/exec/") => exec_ws::handler(),
             RouteKind::WebSocket => streams::handler(route),
             RouteKind::Restore => unary::restore_handler(),
             RouteKind::Metrics => get(metrics),
