@@ -17,5 +17,6 @@ pub mod metrics;
 pub mod network;
 pub mod storage;
 pub mod store;
+pub mod systemd;
 pub mod tls;
 pub mod vmm;

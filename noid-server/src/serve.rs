@@ -64,6 +64,7 @@ async fn wait_for_signal(stop: watch::Sender<bool>) {
         _ = term.recv() => {}
     }
     tracing::info!("stopping");
+    noid_server::systemd::notify("STOPPING=1");
     let _ = stop.send(true);
 }
 
@@ -201,6 +202,9 @@ pub async fn serve(config: Config) -> Result<()> {
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(incoming, stopped(stop.clone()));
+    // Both listeners are bound and take connections from here on (the kernel queues them
+    // until the serving futures first run, just below).
+    noid_server::systemd::notify("READY=1");
 
     // Serving ends on the signal, once open calls are done or the grace period is over.
     let grace = Duration::from_secs(config.shutdown_grace_secs);
