@@ -19,6 +19,8 @@ packages=(
   btrfs-progs        # tests: checkpoints on a btrfs loop filesystem share extents
   tmux               # terminal tests of `noid exec -t` and `noid console`
   python3 python3-venv  # tests: the generated Python client runs in a fresh virtualenv
+  systemd            # tests: systemd-analyze checks the service unit
+  nodejs npm         # tests: buf (from npm) lints the protos
   ca-certificates
 )
 missing=()

@@ -28,6 +28,8 @@ pub enum ConnectError {
     BadToken,
     #[error("cannot connect to {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    #[error("server not reachable at {url} ({reason}): is noid-server running there? (the URL comes from NOID_URL or `noid auth setup`)")]
+    NotListening { url: String, reason: String },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
 }
@@ -102,9 +104,13 @@ pub async fn connect_with(
             ))
         }
     };
-    let channel = connected.map_err(|e| ConnectError::Unreachable {
-        url: url.to_string(),
-        reason: source_chain(&e),
+    let channel = connected.map_err(|e| {
+        let (url, reason) = (url.to_string(), source_chain(&e));
+        if nothing_listens(&e) {
+            ConnectError::NotListening { url, reason }
+        } else {
+            ConnectError::Unreachable { url, reason }
+        }
     })?;
     let auth = BearerToken::new(token)?;
     Ok(NoidClient::with_interceptor(channel, auth)
@@ -170,6 +176,22 @@ fn explain_handshake(e: std::io::Error) -> std::io::Error {
         format!("TLS handshake failed ({e}): does the server speak TLS on this port?")
     };
     std::io::Error::new(e.kind(), message)
+}
+
+/// Whether the connection was refused or timed out: no server at that address, as opposed to
+/// one that answered in a way we could not accept (TLS).
+fn nothing_listens(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(io.kind(), ConnectionRefused | TimedOut | NotFound) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {

@@ -275,6 +275,43 @@ async fn create_exec_restart_destroy() {
     assert_eq!(out.status.code(), Some(127));
     assert!(text(&out.stderr).contains("command not found"));
 
+    // The CLI as docker's: the command right after the VM's name, options before it, and
+    // everything after the command passed on as it is.
+    let out = server.run(
+        "alice",
+        &["exec", "-e", "A=1", "box", "sh", "-c", "echo $A $0", "-x"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "1 -x\n");
+    let out = server.run("alice", &["exec", "box"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with("noid: no command: noid exec VM CMD"));
+    // Clear words for a name that is nothing, a missing token and a server that is not there.
+    let out = server.run("alice", &["checkpoints", "nope"]);
+    assert!(
+        text(&out.stderr).contains("VM \"nope\" not found"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = server
+        .cli("alice")
+        .env("NOID_TOKEN", "")
+        .arg("list")
+        .output()
+        .unwrap();
+    assert!(text(&out.stderr).starts_with("noid: no token: run `noid auth setup"));
+    let out = server
+        .cli("alice")
+        .env("NOID_URL", "http://127.0.0.1:1")
+        .arg("list")
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stderr).contains("is noid-server running there?"),
+        "{}",
+        text(&out.stderr)
+    );
+
     // A file written before a server restart is still there after it, in the same VM.
     let out = server.run(
         "alice",
@@ -327,8 +364,14 @@ async fn create_exec_restart_destroy() {
     // Destroy leaves no process, file or record.
     let vm_dir = server.data_dir().join("vms").join(got.id);
     assert!(vm_dir.exists());
-    let out = server.run("alice", &["destroy", "box"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Several names: each destroyed or told why not, exit 1 if any failed (as `docker rm`).
+    let out = server.run("alice", &["rm", "ghost", "box"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "Destroyed VM box\n");
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "noid: ghost: VM \"ghost\" not found"
+    );
     assert!(!pid_alive(vmm_pid), "VMM still running after destroy");
     assert!(!vm_dir.exists(), "VM directory left behind");
     let vms = client

@@ -51,9 +51,9 @@ enum Command {
     List,
     /// Show one VM (default: the active one).
     Info { name: Option<String> },
-    /// Destroy a VM (default: the active one): its process, disk and record.
+    /// Destroy VMs (default: the active one): their processes, disks and records.
     #[command(alias = "rm")]
-    Destroy { name: Option<String> },
+    Destroy { names: Vec<String> },
     /// Stop a VM's vCPUs (default: the active one); its memory and processes wait as they are.
     Pause { name: Option<String> },
     /// Let a paused VM (default: the active one) run again.
@@ -149,7 +149,7 @@ enum Command {
     },
     /// Run a command in a VM: noid exec [NAME] [-e K=V] [-w DIR] [-i] [-t] [-d] -- CMD...
     Exec {
-        /// The VM [default: the active one]
+        /// The VM [default: the active one, when the command follows `--`]
         name: Option<String>,
         /// Set an environment variable (repeatable).
         #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
@@ -173,10 +173,31 @@ enum Command {
         /// `noid ps`, `noid attach`, `noid kill`).
         #[arg(short, long)]
         detach: bool,
-        /// The command and its arguments, after `--`.
-        #[arg(last = true, required = true, value_name = "CMD")]
+        /// The command and its arguments, after the VM's name (as `docker exec` takes them)
+        #[arg(value_name = "CMD", allow_hyphen_values = true)]
+        words: Vec<String>,
+        /// Or the command after `--` (needed for the active VM, or to pass `--` on)
+        #[arg(last = true, value_name = "CMD")]
         command: Vec<String>,
     },
+}
+
+/// The VM and the command of `noid exec`: `VM CMD...`, `VM -- CMD...` or `-- CMD...`.
+fn exec_target(
+    name: Option<String>,
+    words: Vec<String>,
+    command: Vec<String>,
+) -> Result<(String, Vec<String>)> {
+    let usage = "no command: noid exec VM CMD [ARG]... (or noid exec -- CMD for the active VM)";
+    match (command.is_empty(), words.is_empty()) {
+        (false, true) => Ok((config::resolve_vm(name)?, command)),
+        (true, false) => Ok((name.ok_or_else(|| anyhow::anyhow!(usage))?, words)),
+        (false, false) => anyhow::bail!(
+            "the command is given twice, before and after `--`: noid exec VM CMD [ARG]... or \
+             noid exec VM -- CMD [ARG]..."
+        ),
+        (true, true) => anyhow::bail!(usage),
+    }
 }
 
 #[derive(Subcommand)]
@@ -237,6 +258,10 @@ fn report(e: &anyhow::Error, verbose: u8) {
                 "the connection to the server failed{why} (is the URL noid's API port, and \
                  does the server want https://?)"
             )
+        } else if status.code() == tonic::Code::Unauthenticated
+            && status.message().starts_with("missing")
+        {
+            "no token: run `noid auth setup --url URL --token TOKEN`, or set NOID_TOKEN".into()
         } else {
             status.message().to_string()
         };
@@ -330,8 +355,11 @@ async fn run(cli: Cli) -> Result<i32> {
             let name = config::resolve_vm(name)?;
             vms::info(&mut connect().await?, name, json).await?
         }
-        Command::Destroy { name } => {
-            let name = config::resolve_vm(name)?;
+        Command::Destroy { mut names } => {
+            if names.len() > 1 {
+                return vms::destroy_many(&mut connect().await?, names, json).await;
+            }
+            let name = config::resolve_vm(names.pop())?;
             vms::destroy(&mut connect().await?, name, json).await?
         }
         Command::Pause { name } => {
@@ -442,9 +470,10 @@ async fn run(cli: Cli) -> Result<i32> {
             tty,
             timeout,
             detach,
+            words,
             command,
         } => {
-            let vm = config::resolve_vm(name)?;
+            let (vm, command) = exec_target(name, words, command)?;
             let mut client = connect().await?;
             if detach {
                 let start = noid::v1::ExecStart {

@@ -231,6 +231,33 @@ pub async fn destroy(client: &mut Client, name: String, json: bool) -> Result<()
     Ok(())
 }
 
+/// Destroys each of `names`, going on past failures (each told on its own line); the exit
+/// status is 1 if any failed, as `docker rm` does.
+pub async fn destroy_many(client: &mut Client, names: Vec<String>, json: bool) -> Result<i32> {
+    let (mut destroyed, mut failed) = (Vec::new(), Vec::new());
+    for name in names {
+        let call = client.delete_vm(pb::DeleteVmRequest { name: name.clone() });
+        match spinning(json, &format!("Destroying VM {name}"), call).await {
+            Ok(_) => {
+                if !json {
+                    println!("Destroyed VM {name}");
+                }
+                destroyed.push(name);
+            }
+            Err(e) => {
+                if !json {
+                    eprintln!("noid: {name}: {}", e.message());
+                }
+                failed.push(json!({"name": name, "error": e.message()}));
+            }
+        }
+    }
+    if json {
+        output::print_json(&json!({"destroyed": destroyed, "failed": failed}));
+    }
+    Ok(if failed.is_empty() { 0 } else { 1 })
+}
+
 pub async fn pause(client: &mut Client, name: String, json: bool) -> Result<()> {
     let vm = client
         .pause_vm(pb::PauseVmRequest { name })

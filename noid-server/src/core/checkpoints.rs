@@ -324,10 +324,20 @@ impl Manager {
             noid::names::validate_name("VM", name)?;
         }
         let all = self.store.list_checkpoints(Some(&user.0))?;
-        Ok(all
+        let list: Vec<_> = all
             .into_iter()
             .filter(|c| !c.hibernation && vm_name.is_none_or(|n| n == c.vm_name))
-            .collect())
+            .collect();
+        // Checkpoints outlive their VM, so an empty list of a name that is neither a VM nor
+        // the VM of any checkpoint is most likely a typo: say so.
+        if let Some(name) = vm_name {
+            if list.is_empty() && self.store.find_vm(&user.0, name)?.is_none() {
+                return Err(CoreError::NotFound(format!(
+                    "VM {name:?} not found (nor checkpoints of a VM of that name)"
+                )));
+            }
+        }
+        Ok(list)
     }
 
     /// Deletes a checkpoint, unless a running VM still reads its files.
