@@ -20,9 +20,11 @@ packages=(
   tmux               # terminal tests of `noid exec -t` and `noid console`
   python3 python3-venv  # tests: the generated Python client runs in a fresh virtualenv
   systemd            # tests: systemd-analyze checks the service unit
-  nodejs npm         # tests: buf (from npm) lints the protos
   ca-certificates
 )
+# tests: buf (from npm) lints the protos. Only when npm is missing: a host with Node.js from
+# elsewhere (NodeSource, nvm) already has npm, and Debian's npm package would conflict with it.
+command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
