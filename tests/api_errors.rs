@@ -257,6 +257,34 @@ async fn bad_input_auth_and_isolation() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
+    // An Exec stream that makes no sense is refused, not half-obeyed: stdin for a command
+    // started without `start.stdin` ends the call with an error (and the command).
+    {
+        use noid::v1::{exec_request::Msg, ExecRequest, ExecStart};
+        let start = ExecStart {
+            vm: "web".into(),
+            argv: vec!["sleep".into(), "30".into()],
+            ..Default::default()
+        };
+        let messages = futures::stream::iter([
+            ExecRequest {
+                msg: Some(Msg::Start(start)),
+            },
+            ExecRequest {
+                msg: Some(Msg::Stdin(b"ignored?".to_vec())),
+            },
+        ]);
+        let mut replies = alice.exec(messages).await.unwrap().into_inner();
+        let e = loop {
+            match replies.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the stream ended without an error"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("start.stdin"), "{}", e.message());
+    }
     let e = bob
         .delete_vm(DeleteVmRequest { name: "web".into() })
         .await

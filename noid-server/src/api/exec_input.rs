@@ -1,6 +1,7 @@
 //! What a client sends on an Exec stream after `start`, checked. A client that goes away
 //! only closes the command's stdin (the command runs on). A client that breaks the protocol
-//! (a second `start`, a message the server cannot take, such as one above the size limit)
+//! (a second `start`, stdin for a command started without `start.stdin`, a message the
+//! server cannot take, such as one above the size limit)
 //! gets an error instead of an exit status, and its command is killed: nothing it sent is
 //! silently dropped.
 
@@ -13,9 +14,10 @@ use super::convert;
 use crate::core::ExecInput;
 
 /// The input for the core, and the error that ends the call when the client broke the
-/// protocol.
+/// protocol; `stdin_open` is the start's `stdin`.
 pub fn checked(
     inbound: Streaming<pb::ExecRequest>,
+    stdin_open: bool,
 ) -> (
     impl Stream<Item = ExecInput> + Send + 'static,
     oneshot::Receiver<Status>,
@@ -24,12 +26,7 @@ pub fn checked(
     let mut fault_tx = Some(fault_tx);
     let input = inbound
         .map(move |m| match m {
-            Ok(pb::ExecRequest {
-                msg: Some(pb::exec_request::Msg::Start(_)),
-            }) => Err(Some(Status::invalid_argument(
-                "an Exec stream takes one `start` message, first; this one came later",
-            ))),
-            Ok(m) => Ok(convert::exec_input(m)),
+            Ok(m) => misfit(&m, stdin_open).map_or_else(|| Ok(convert::exec_input(m)), Err),
             Err(status) => Err(fault(status)),
         })
         .scan(false, move |ended, item| {
@@ -52,6 +49,21 @@ pub fn checked(
         })
         .filter_map(futures::future::ready);
     (input, fault_rx)
+}
+
+/// What is wrong with a message after `start`, if anything.
+fn misfit(m: &pb::ExecRequest, stdin_open: bool) -> Option<Option<Status>> {
+    use pb::exec_request::Msg;
+    match &m.msg {
+        Some(Msg::Start(_)) => Some(Some(Status::invalid_argument(
+            "an Exec stream takes one `start` message, first; this one came later",
+        ))),
+        Some(Msg::Stdin(_)) if !stdin_open => Some(Some(Status::invalid_argument(
+            "stdin was sent for a command started without `start.stdin`: set it to keep the \
+             command's stdin open",
+        ))),
+        _ => None,
+    }
 }
 
 /// What a broken inbound stream means: None when the client went away, the error to report
@@ -77,6 +89,18 @@ fn fault(status: Status) -> Option<Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_that_make_no_sense_are_refused() {
+        use pb::exec_request::Msg;
+        let msg = |m| pb::ExecRequest { msg: Some(m) };
+        let second_start = msg(Msg::Start(Default::default()));
+        assert!(misfit(&second_start, true).is_some());
+        let stdin = msg(Msg::Stdin(b"x".to_vec()));
+        assert!(misfit(&stdin, false).is_some());
+        assert!(misfit(&stdin, true).is_none());
+        assert!(misfit(&msg(Msg::Signal(2)), false).is_none());
+    }
 
     #[test]
     fn faults_are_told_from_departures() {

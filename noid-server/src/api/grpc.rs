@@ -337,7 +337,7 @@ impl Noid for GrpcApi {
             }
         };
         let (vm, spec) = convert::exec_start(start);
-        let (input, fault) = super::exec_input::checked(inbound);
+        let (input, fault) = super::exec_input::checked(inbound, spec.stdin);
         let events = self.core.exec(&user, &vm, spec, input).await?;
         let events = events.map(|e| e.map(convert::exec_event).map_err(Status::from));
         let fault =

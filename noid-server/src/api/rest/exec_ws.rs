@@ -153,6 +153,7 @@ async fn run(gw: Gateway, user: User, name: String, mut socket: WebSocket) {
         Ok(spec) => spec,
         Err(e) => return fail(&mut socket, e).await,
     };
+    let stdin_open = spec.stdin;
     let (inputs_tx, inputs_rx) = tokio::sync::mpsc::channel::<ExecInput>(16);
     let inputs = tokio_stream::wrappers::ReceiverStream::new(inputs_rx);
     let events = match gw.core.exec(&user, &name, spec, inputs).await {
@@ -162,23 +163,29 @@ async fn run(gw: Gateway, user: User, name: String, mut socket: WebSocket) {
     let (mut tx, mut rx) = socket.split();
     // The client's frames, until it leaves or sends something that makes no sense.
     let (refused_tx, mut refused) = tokio::sync::oneshot::channel::<String>();
+    // As over gRPC, a client that breaks the protocol gets an error, and its command is
+    // killed: nothing it sent is silently dropped.
     let reader = tokio::spawn(async move {
         while let Some(Ok(msg)) = rx.next().await {
             if matches!(msg, Message::Close(_)) {
                 break;
             }
-            match input(msg) {
+            let why = match input(msg) {
+                Ok(Some(ExecInput::Stdin(_))) if !stdin_open => {
+                    "stdin was sent for a command started without \"stdin\": true".to_string()
+                }
                 Ok(Some(i)) => {
                     if inputs_tx.send(i).await.is_err() {
                         break;
                     }
+                    continue;
                 }
-                Ok(None) => {}
-                Err(why) => {
-                    let _ = refused_tx.send(why);
-                    break;
-                }
-            }
+                Ok(None) => continue,
+                Err(why) => why,
+            };
+            let _ = inputs_tx.send(ExecInput::Signal(libc::SIGKILL)).await;
+            let _ = refused_tx.send(why);
+            break;
         }
     });
     let mut events = Box::pin(events);
