@@ -19,6 +19,11 @@ fn doctor_reports_the_host() {
         "disk overlays",
         "image",
         "firewall",
+        "free disk",
+        "api port",
+        "gateway port",
+        "tun",
+        "ip_forward",
     ] {
         let line = text
             .lines()
@@ -40,4 +45,17 @@ fn doctor_reports_the_host() {
         text.contains("ok firewall     isolation rules accepted"),
         "{text}"
     );
+
+    // The same findings for programs.
+    let json = common::server_command([
+        "doctor".as_ref(),
+        "--json".as_ref(),
+        "--data-dir".as_ref(),
+        dir.path().as_os_str(),
+    ]);
+    let findings: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let findings = findings.as_array().unwrap();
+    assert_eq!(findings.len(), text.lines().count(), "{json}");
+    let disk = findings.iter().find(|f| f["what"] == "free disk").unwrap();
+    assert!(disk["ok"].is_boolean() && disk["detail"].as_str().unwrap().contains("GiB free"));
 }

@@ -1,5 +1,5 @@
 //! `noid-server doctor`: what this host offers noid and what noid will use, one finding a
-//! line, each with the reason when something is missing.
+//! line (or a JSON array with `--json`), each with the reason when something is missing.
 
 use std::path::Path;
 use std::process::Command;
@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::vmm::accel;
 
 /// One line of the report.
+#[derive(serde::Serialize)]
 pub struct Finding {
     pub what: &'static str,
     pub ok: bool,
@@ -134,6 +135,13 @@ pub fn run(config: &Config) -> Vec<Finding> {
         },
     });
     out.push(find("data dir", filesystem(&config.data_dir)));
+    out.push(find("free disk", free_disk(&config.data_dir)));
+    for (what, addr) in [
+        ("api port", config.listen),
+        ("gateway port", config.http_listen),
+    ] {
+        out.push(find(what, port_free(addr)));
+    }
     out.push(find("disk overlays", disk_overlays(config)));
     out.push(find(
         "image",
@@ -165,6 +173,8 @@ pub fn run(config: &Config) -> Vec<Finding> {
                 format!("{} will be created on start ({})", net.bridge, net.cidr)
             },
         });
+        out.push(find("tun", tun()));
+        out.push(find("ip_forward", ip_forward()));
         out.push(find(
             "nftables",
             version_of("nft", "--version").map_err(|_| "nft not found: install nftables".into()),
@@ -178,6 +188,57 @@ pub fn run(config: &Config) -> Vec<Finding> {
         });
     }
     out
+}
+
+/// Below this, creates and checkpoints soon fail for want of room.
+const LOW_DISK: u64 = 2 << 30;
+
+/// Room on the data directory's filesystem (or the nearest parent that exists).
+fn free_disk(data_dir: &Path) -> Result<String, String> {
+    let existing = data_dir
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    let free = crate::storage::free_bytes(existing).map_err(|e| e.to_string())?;
+    let gib = free as f64 / (1u64 << 30) as f64;
+    if free < LOW_DISK {
+        Err(format!(
+            "{gib:.1} GiB free on {}: VMs and checkpoints need more",
+            existing.display()
+        ))
+    } else {
+        Ok(format!("{gib:.1} GiB free on {}", existing.display()))
+    }
+}
+
+/// Whether `addr` can be listened on now (a running noid-server holds its own ports).
+fn port_free(addr: std::net::SocketAddr) -> Result<String, String> {
+    match std::net::TcpListener::bind(addr) {
+        Ok(_) => Ok(format!("{addr} is free")),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(format!(
+            "{addr} is in use (by a running noid-server, or another program: see `ss -ltnp`)"
+        )),
+        Err(e) => Err(format!("cannot listen on {addr}: {e}")),
+    }
+}
+
+/// The TAP device VMs' network interfaces need.
+fn tun() -> Result<String, String> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .map(|_| "/dev/net/tun opens".to_string())
+        .map_err(|e| format!("/dev/net/tun: {e} (VMs with a network need it)"))
+}
+
+/// IP forwarding, which NAT for VMs needs; the server turns it on at its start.
+fn ip_forward() -> Result<String, String> {
+    match std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward") {
+        Ok(v) if v.trim() == "1" => Ok("on".into()),
+        Ok(_) => Ok("off now; the server turns it on when it starts".into()),
+        Err(e) => Err(format!("/proc/sys/net/ipv4/ip_forward: {e}")),
+    }
 }
 
 /// Whether the kernel accepts noid's rules (bridge and ip tables), checked by `nft -c`.

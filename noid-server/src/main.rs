@@ -104,6 +104,9 @@ enum Command {
     Doctor {
         #[command(flatten)]
         data: DataDir,
+        /// Print the findings as a JSON array of {"what", "ok", "detail"}
+        #[arg(long)]
+        json: bool,
     },
     /// Internal: runs a VMM whose console is its stdio and serves that console on a socket
     /// (started by the server for Firecracker VMs).
@@ -244,9 +247,13 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::TlsInit { data, names } => tls_init(&data, names),
-        Command::Doctor { data } => {
+        Command::Doctor { data, json } => {
             let config = load_config(&data)?;
             let findings = noid_server::doctor::run(&config);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&findings)?);
+                return Ok(());
+            }
             for f in &findings {
                 println!(
                     "{} {:<12} {}",

@@ -118,7 +118,6 @@ pub fn shares_extents(dir: &Path) -> io::Result<bool> {
     Ok(clone_file(&a, &probe.path().join("b"))? == CopyKind::Reflink)
 }
 
-/// fsyncs a file's data and metadata.
 /// Bytes free for unprivileged writers on the filesystem that holds `path`.
 pub fn free_bytes(path: &Path) -> io::Result<u64> {
     use std::os::unix::ffi::OsStrExt;
@@ -133,6 +132,7 @@ pub fn free_bytes(path: &Path) -> io::Result<u64> {
     Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
+/// fsyncs a file's data and metadata.
 pub fn sync_file(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()
 }
