@@ -64,7 +64,7 @@ async fn console_and_logs() {
         .stream_logs(StreamLogsRequest {
             vm: "tty".into(),
             follow: false,
-            tail: 0,
+            tail: None,
         })
         .await
         .unwrap()
@@ -74,13 +74,20 @@ async fn console_and_logs() {
     let out = server.run("alice", &["logs", "tty", "--tail", "3"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).lines().count() <= 3);
+    let out = server.run("alice", &["logs", "tty", "--tail", "0"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "--tail 0 prints nothing"
+    );
 
     // Following: output written later arrives.
     let mut follow = c
         .stream_logs(StreamLogsRequest {
             vm: "tty".into(),
             follow: true,
-            tail: 1,
+            tail: Some(1),
         })
         .await
         .unwrap()

@@ -20,11 +20,7 @@ pub async fn logs(
     tail: Option<u32>,
 ) -> Result<()> {
     let mut stream = client
-        .stream_logs(StreamLogsRequest {
-            vm,
-            follow,
-            tail: tail.unwrap_or(0),
-        })
+        .stream_logs(StreamLogsRequest { vm, follow, tail })
         .await?
         .into_inner();
     let mut out = std::io::stdout();

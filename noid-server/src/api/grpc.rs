@@ -469,7 +469,7 @@ impl Noid for GrpcApi {
     ) -> Result<Response<Self::StreamLogsStream>, Status> {
         let user = self.user(&req)?;
         let r = req.into_inner();
-        let tail = (r.tail > 0).then_some(r.tail as usize);
+        let tail = r.tail.map(|t| t as usize);
         let (text, live) = self.core.logs(&user, &r.vm, tail, r.follow).await?;
         let first = futures::stream::once(futures::future::ready(text));
         let out: BoxStream<pb::LogChunk> = match live {

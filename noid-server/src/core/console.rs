@@ -6,6 +6,9 @@ use crate::core::model::{VmRecord, VmState};
 
 /// The last `n` lines of `text`.
 fn tail_lines(text: &[u8], n: usize) -> Vec<u8> {
+    if n == 0 {
+        return Vec::new();
+    }
     let mut seen = 0;
     let body = text.strip_suffix(b"\n").unwrap_or(text);
     for (i, b) in body.iter().enumerate().rev() {
@@ -96,5 +99,6 @@ mod tests {
         assert_eq!(tail_lines(b"a\nb\nc\n", 2), b"b\nc\n");
         assert_eq!(tail_lines(b"a\nb\nc", 1), b"c");
         assert_eq!(tail_lines(b"a\n", 5), b"a\n");
+        assert_eq!(tail_lines(b"a\nb\n", 0), b"");
     }
 }
