@@ -103,72 +103,46 @@ pub(super) fn render(
             super::escape(&v.owner)
         )
     };
-    family(
-        out,
-        "noid_vm_memory_bytes",
-        "gauge",
-        "Resident memory of each running VM's VMM process.",
-    );
-    for v in vms.iter().filter(|v| v.memory_bytes > 0) {
-        let _ = writeln!(
-            out,
-            "noid_vm_memory_bytes{{{}}} {}",
-            labels(v),
-            v.memory_bytes
-        );
-    }
-    family(
-        out,
-        "noid_vm_cpu_seconds_total",
-        "counter",
-        "CPU time (user and system) of each running VM's VMM process.",
-    );
-    for v in vms.iter().filter(|v| v.memory_bytes > 0) {
-        let _ = writeln!(
-            out,
-            "noid_vm_cpu_seconds_total{{{}}} {}",
-            labels(v),
-            v.cpu_seconds
-        );
-    }
-    family(
-        out,
-        "noid_vm_network_receive_bytes_total",
-        "counter",
-        "Bytes each VM with a network received.",
-    );
-    for v in vms {
-        if let Some((rx, _)) = v.network {
-            let _ = writeln!(
-                out,
-                "noid_vm_network_receive_bytes_total{{{}}} {rx}",
-                labels(v)
-            );
+    type Value = fn(&VmSample) -> Option<f64>;
+    let families: [(&str, &str, &str, Value); 5] = [
+        (
+            "noid_vm_memory_bytes",
+            "gauge",
+            "Resident memory of each running VM's VMM process.",
+            |v| (v.memory_bytes > 0).then_some(v.memory_bytes as f64),
+        ),
+        (
+            "noid_vm_cpu_seconds_total",
+            "counter",
+            "CPU time (user and system) of each running VM's VMM process.",
+            |v| (v.memory_bytes > 0).then_some(v.cpu_seconds),
+        ),
+        (
+            "noid_vm_network_receive_bytes_total",
+            "counter",
+            "Bytes each VM with a network received.",
+            |v| v.network.map(|(rx, _)| rx as f64),
+        ),
+        (
+            "noid_vm_network_transmit_bytes_total",
+            "counter",
+            "Bytes each VM with a network sent.",
+            |v| v.network.map(|(_, tx)| tx as f64),
+        ),
+        (
+            "noid_vm_disk_bytes",
+            "gauge",
+            "Host disk each VM's own files take (its disk overlay or copy, and the rest).",
+            |v| Some(v.disk_bytes as f64),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        family(out, name, kind, help);
+        for v in vms {
+            if let Some(x) = value(v) {
+                let _ = writeln!(out, "{name}{{{}}} {x}", labels(v));
+            }
         }
-    }
-    family(
-        out,
-        "noid_vm_network_transmit_bytes_total",
-        "counter",
-        "Bytes each VM with a network sent.",
-    );
-    for v in vms {
-        if let Some((_, tx)) = v.network {
-            let _ = writeln!(
-                out,
-                "noid_vm_network_transmit_bytes_total{{{}}} {tx}",
-                labels(v)
-            );
-        }
-    }
-    family(
-        out,
-        "noid_vm_disk_bytes",
-        "gauge",
-        "Host disk each VM's own files take (its disk overlay or copy, and the rest).",
-    );
-    for v in vms {
-        let _ = writeln!(out, "noid_vm_disk_bytes{{{}}} {}", labels(v), v.disk_bytes);
     }
 }
 
