@@ -178,6 +178,38 @@ fn explain_handshake(e: std::io::Error) -> std::io::Error {
     std::io::Error::new(e.kind(), message)
 }
 
+/// A gRPC code's canonical name, as the API's documents and the gateway spell it
+/// (`NOT_FOUND`).
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// The reason an error status carries (`google.rpc.ErrorInfo`), e.g. `VM_NOT_FOUND` or
+/// `CHECKPOINT_NOT_FOUND`: what a program should match on rather than the message.
+pub fn error_reason(status: &tonic::Status) -> Option<String> {
+    use tonic_types::StatusExt;
+    status.get_details_error_info().map(|info| info.reason)
+}
+
 /// Whether the connection was refused or timed out: no server at that address, as opposed to
 /// one that answered in a way we could not accept (TLS).
 fn nothing_listens(e: &(dyn std::error::Error + 'static)) -> bool {

@@ -241,6 +241,43 @@ async fn bad_input_auth_and_isolation() {
         (e.code(), e.message()),
         (Code::AlreadyExists, "VM \"web\" already exists")
     );
+    // Each error says what it is about in its ErrorInfo, for programs to match on.
+    let reason = |e: &tonic::Status| noid::client::error_reason(e).unwrap_or_default();
+    assert_eq!(reason(&e), "VM_ALREADY_EXISTS");
+    let e = alice
+        .get_vm(GetVmRequest {
+            name: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), "VM_NOT_FOUND");
+    let e = alice
+        .get_checkpoint(noid::v1::GetCheckpointRequest {
+            id: "0123456789ab".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), reason(&e)),
+        (Code::NotFound, "CHECKPOINT_NOT_FOUND".into())
+    );
+    let e = alice
+        .get_image(noid::v1::GetImageRequest {
+            name: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&e), "IMAGE_NOT_FOUND");
+    let e = alice.create_vm(create("Bad")).await.unwrap_err();
+    assert_eq!(reason(&e), "INVALID_ARGUMENT");
+    let out = server.run("alice", &["-v", "info", "nope"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reason: VM_NOT_FOUND"));
+    // With --json the error is a JSON document on stdout, where a script reads the rest.
+    let out = server.run("alice", &["--json", "info", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["error"]["code"], "NOT_FOUND", "{doc}");
+    assert_eq!(doc["error"]["reason"], "VM_NOT_FOUND", "{doc}");
     assert!(bob
         .list_vms(ListVmsRequest::default())
         .await

@@ -177,6 +177,7 @@ async fn rest_and_websocket_gateway() {
     );
     let (status, body) = api.call(Method::GET, "/vms/ghost", None).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("NOT_FOUND")));
+    assert_eq!(body["reason"], "VM_NOT_FOUND", "{body}");
 
     // Create, list, show.
     let creates = api.metric("noid_vm_create_duration_seconds_count").await;

@@ -114,7 +114,7 @@ enum Command {
         /// Keep printing new output.
         #[arg(short, long)]
         follow: bool,
-        /// Only the last N lines.
+        /// Only the last N lines (0: none; with -f, only what comes next).
         #[arg(long, value_name = "N")]
         tail: Option<u32>,
     },
@@ -226,14 +226,33 @@ enum AuthCommand {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
-    let verbose = cli.verbose;
+    let (verbose, json) = (cli.verbose, cli.json);
     match run(cli).await {
         Ok(code) => std::process::exit(code),
+        Err(e) if json => {
+            report_json(&e);
+            std::process::exit(1);
+        }
         Err(e) => {
             report(&e, verbose);
             std::process::exit(1);
         }
     }
+}
+
+/// Under `--json`, the error as a JSON document on stdout, where a script reads the rest:
+/// `{"error": {"code", "reason", "message"}}` (code and reason are the server's, for errors
+/// it sent).
+fn report_json(e: &anyhow::Error) {
+    let error = match e.downcast_ref::<tonic::Status>() {
+        Some(status) => json!({
+            "code": noid::client::code_name(status.code()),
+            "reason": noid::client::error_reason(status),
+            "message": status.message(),
+        }),
+        None => json!({"code": null, "reason": null, "message": e.to_string()}),
+    };
+    output::print_json(&json!({ "error": error }));
 }
 
 /// One clear line; the code and the cause chain under `-v`.
@@ -268,6 +287,9 @@ fn report(e: &anyhow::Error, verbose: u8) {
         eprintln!("noid: {msg}");
         if verbose > 0 {
             eprintln!("  gRPC status: {:?}", status.code());
+            if let Some(reason) = noid::client::error_reason(status) {
+                eprintln!("  reason: {reason}");
+            }
         }
         return;
     }

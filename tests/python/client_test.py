@@ -65,6 +65,12 @@ try:
     raise AssertionError("GetVm of an unknown VM succeeded")
 except grpc.RpcError as e:
     assert e.code() == grpc.StatusCode.NOT_FOUND, e.code()
+    # The reason, from the status's google.rpc.ErrorInfo, as grpcio-status reads it.
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+    info = error_details_pb2.ErrorInfo()
+    assert rpc_status.from_call(e).details[0].Unpack(info)
+    assert (info.reason, info.domain) == ("VM_NOT_FOUND", "noid.dev"), info
 
 images = stub.ListImages(image_pb2.ListImagesRequest(), metadata=auth)
 assert images.images[0].name == "default", images

@@ -8,8 +8,8 @@ pub fn grpc_code(e: &CoreError) -> tonic::Code {
     use tonic::Code;
     match e {
         CoreError::InvalidArgument(_) => Code::InvalidArgument,
-        CoreError::NotFound(_) => Code::NotFound,
-        CoreError::AlreadyExists(_) => Code::AlreadyExists,
+        CoreError::NotFound(..) => Code::NotFound,
+        CoreError::AlreadyExists(..) => Code::AlreadyExists,
         CoreError::FailedPrecondition(_) => Code::FailedPrecondition,
         CoreError::ResourceExhausted(_) => Code::ResourceExhausted,
         CoreError::Unavailable(_) => Code::Unavailable,
@@ -61,8 +61,25 @@ pub fn code_of_http(status: u16) -> tonic::Code {
     }
 }
 
+/// The `google.rpc.ErrorInfo` domain of noid's errors.
+pub const ERROR_DOMAIN: &str = "noid.dev";
+
+/// The status of `e`, with an `ErrorInfo` detail carrying its reason (`VM_NOT_FOUND`, ...),
+/// so that clients can tell kinds of error apart without reading messages.
 impl From<CoreError> for tonic::Status {
     fn from(e: CoreError) -> Self {
-        tonic::Status::new(grpc_code(&e), e.to_string())
+        use tonic_types::{ErrorDetails, StatusExt};
+        let details = ErrorDetails::with_error_info(
+            e.reason(),
+            ERROR_DOMAIN,
+            std::collections::HashMap::<String, String>::new(),
+        );
+        tonic::Status::with_error_details(grpc_code(&e), e.to_string(), details)
     }
+}
+
+/// The reason a status carries in its `ErrorInfo`, if any.
+pub fn reason(status: &tonic::Status) -> Option<String> {
+    use tonic_types::StatusExt;
+    status.get_details_error_info().map(|info| info.reason)
 }

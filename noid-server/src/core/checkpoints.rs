@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::detached;
-use super::error::io_error;
+use super::error::{io_error, Thing};
 use super::faults::crash_point;
 use super::manifest::{FileEntry, Manifest, Method, DISK_FILE};
 use super::vm_disk::DiskCopy;
@@ -32,10 +32,10 @@ pub(super) struct SavedVm {
 }
 
 fn not_found(id: &str) -> CoreError {
-    CoreError::NotFound(format!(
-        "checkpoint {:?} not found",
-        noid::names::shorten(id)
-    ))
+    CoreError::NotFound(
+        Thing::Checkpoint,
+        format!("checkpoint {:?} not found", noid::names::shorten(id)),
+    )
 }
 
 /// Checkpoint ids are generated hex; anything else cannot name one (and never becomes a path).
@@ -332,9 +332,10 @@ impl Manager {
         // the VM of any checkpoint is most likely a typo: say so.
         if let Some(name) = vm_name {
             if list.is_empty() && self.store.find_vm(&user.0, name)?.is_none() {
-                return Err(CoreError::NotFound(format!(
-                    "VM {name:?} not found (nor checkpoints of a VM of that name)"
-                )));
+                return Err(CoreError::NotFound(
+                    Thing::Vm,
+                    format!("VM {name:?} not found (nor checkpoints of a VM of that name)"),
+                ));
             }
         }
         Ok(list)

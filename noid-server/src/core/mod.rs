@@ -58,7 +58,7 @@ use ports::vmm::Vmm;
 
 pub use activity::Hold;
 pub use admission::Quota;
-pub use error::{CoreError, Result};
+pub use error::{CoreError, Result, Thing};
 pub use files::CopyTarget;
 use flow::{blocking, detached};
 pub use images::{ImageSource, Progress};
@@ -261,7 +261,7 @@ impl Manager {
         name: &str,
     ) -> Result<(VmRecord, tokio::sync::OwnedMutexGuard<()>)> {
         noid::names::validate_name("VM", name)?;
-        let not_found = || CoreError::NotFound(format!("VM {name:?} not found"));
+        let not_found = || CoreError::NotFound(Thing::Vm, format!("VM {name:?} not found"));
         let id = self.store.find_vm(&user.0, name)?.ok_or_else(not_found)?.id;
         let guard = self.lock_vm(&id).await;
         let mut vm = self

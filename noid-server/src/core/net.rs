@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use noid::netpolicy::{Egress, NetPolicy};
 
 use super::rollback::{Rollback, Undo};
-use super::{CoreError, Manager, Result, User};
+use super::{CoreError, Manager, Result, Thing, User};
 use crate::core::model::GuestNet;
 use crate::core::model::{PortMap, VmNet, VmRecord, VmState};
 use crate::network::{mac_for, tap_name, Network, PortRule, VmFilter};
@@ -266,9 +266,10 @@ impl Manager {
             )));
         }
         if net.port_listened(host).map_err(net_error)? {
-            return Err(CoreError::AlreadyExists(format!(
-                "host port {host} is in use by a program on the host"
-            )));
+            return Err(CoreError::AlreadyExists(
+                Thing::Port,
+                format!("host port {host} is in use by a program on the host"),
+            ));
         }
         Ok(())
     }
@@ -298,14 +299,17 @@ impl Manager {
                 .flat_map(|n| &n.ports)
                 .any(|p| p.host == host)
             {
-                return Err(CoreError::AlreadyExists(format!(
-                    "host port {host} is already published{}",
-                    if other.id == vm.id {
-                        format!(" for VM {vm_name:?}")
-                    } else {
-                        String::new()
-                    }
-                )));
+                return Err(CoreError::AlreadyExists(
+                    Thing::Port,
+                    format!(
+                        "host port {host} is already published{}",
+                        if other.id == vm.id {
+                            format!(" for VM {vm_name:?}")
+                        } else {
+                            String::new()
+                        }
+                    ),
+                ));
             }
         }
         let before = vm.clone();
@@ -328,9 +332,10 @@ impl Manager {
         let before = vm.clone();
         let ports = &mut vm.net.as_mut().expect("checked").ports;
         if !ports.iter().any(|m| m.host == host) {
-            return Err(CoreError::NotFound(format!(
-                "VM {vm_name:?} does not publish host port {host}"
-            )));
+            return Err(CoreError::NotFound(
+                Thing::Port,
+                format!("VM {vm_name:?} does not publish host port {host}"),
+            ));
         }
         ports.retain(|m| m.host != host);
         self.commit_network_change(net.as_ref(), &vm, &before)

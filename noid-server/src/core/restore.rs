@@ -10,7 +10,7 @@ use noid::netpolicy::NetPolicy;
 use rand::RngCore;
 
 use super::detached;
-use super::error::io_error;
+use super::error::{io_error, Thing};
 use super::faults::crash_point;
 use super::launch::{Source, Target};
 use super::manifest::{Fingerprint, Manifest, DISK_FILE};
@@ -215,10 +215,13 @@ impl Manager {
         policy: Option<NetPolicy>,
     ) -> Result<VmRecord> {
         let gone = || {
-            CoreError::NotFound(format!(
-                "VM {:?} of checkpoint {} no longer exists: restore it as a new VM (--as NAME)",
-                ckpt.vm_name, ckpt.id
-            ))
+            CoreError::NotFound(
+                Thing::Vm,
+                format!(
+                    "VM {:?} of checkpoint {} no longer exists: restore it as a new VM (--as NAME)",
+                    ckpt.vm_name, ckpt.id
+                ),
+            )
         };
         let (mut vm, _guard) = self
             .locked_vm(user, &ckpt.vm_name)

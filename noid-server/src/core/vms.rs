@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 
 use super::detached;
-use super::error::io_error;
+use super::error::{io_error, Thing};
 use super::faults::crash_point;
 use super::launch::{Source, Target};
 use super::ports::vmm::BootSpec;
@@ -94,7 +94,8 @@ impl Manager {
                 ));
             }
         }
-        let exists = || CoreError::AlreadyExists(format!("VM {:?} already exists", vm.name));
+        let exists =
+            || CoreError::AlreadyExists(Thing::Vm, format!("VM {:?} already exists", vm.name));
         loop {
             if let Some(first) = self.store.find_vm(&vm.owner, &vm.name)? {
                 if vm.request_id.is_none() || first.request_id != vm.request_id {
@@ -339,7 +340,7 @@ impl Manager {
         let mut vm = self
             .store
             .find_vm(&user.0, name)?
-            .ok_or_else(|| CoreError::NotFound(format!("VM {name:?} not found")))?;
+            .ok_or_else(|| CoreError::NotFound(Thing::Vm, format!("VM {name:?} not found")))?;
         self.refresh_state(&mut vm)?;
         self.activity.touch(&vm.id);
         Ok(vm)

@@ -5,8 +5,9 @@
 //! output (`exec`), a streaming exec over a WebSocket (`exec_ws`), files (`files`), console
 //! and logs over WebSockets (`streams`).
 //!
-//! Every error is one JSON body, `{"code": "NOT_FOUND", "message": ...}`, with the HTTP
-//! status of its gRPC code and a `grpc-status` header carrying the code itself.
+//! Every error is one JSON body, `{"code": "NOT_FOUND", "message": ..., "reason":
+//! "VM_NOT_FOUND"}`, with the HTTP status of its gRPC code and a `grpc-status` header
+//! carrying the code itself.
 
 mod exec;
 mod exec_ws;
@@ -63,7 +64,9 @@ impl IntoResponse for ApiError {
         let code = self.0.code();
         let status = StatusCode::from_u16(http_status(code)).expect("valid status");
         let name = crate::metrics::grpc_code_name(code as i32);
-        let body = json!({ "code": name, "message": self.0.message() });
+        // The reason the core gave (VM_NOT_FOUND, ...), else the code's name.
+        let reason = super::status::reason(&self.0).unwrap_or_else(|| name.to_string());
+        let body = json!({ "code": name, "message": self.0.message(), "reason": reason });
         let mut resp = (status, Json(body)).into_response();
         // What the error-counting layer reads, as for gRPC responses.
         resp.headers_mut()

@@ -126,7 +126,9 @@ impl From<AgentError> for CoreError {
             AgentError::Unreachable(m) => CoreError::Unavailable(m),
             AgentError::Rejected { kind, message } => match kind {
                 Rejection::InvalidArgument => CoreError::InvalidArgument(message),
-                Rejection::NotFound => CoreError::NotFound(message),
+                Rejection::NotFound => {
+                    CoreError::NotFound(crate::core::error::Thing::InGuest, message)
+                }
                 Rejection::FailedPrecondition => CoreError::FailedPrecondition(message),
                 Rejection::ResourceExhausted => CoreError::ResourceExhausted(message),
                 Rejection::Unavailable => CoreError::Unavailable(message),
