@@ -227,8 +227,14 @@ fn nothing_listens(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut cur = e.source();
+    with_causes(&e.to_string(), e.source())
+}
+
+/// `first`, then each error of the chain from `source` on that says something new, joined
+/// by ": " (a status or an error whose causes tell how a connection broke).
+pub fn with_causes(first: &str, source: Option<&(dyn std::error::Error + 'static)>) -> String {
+    let mut msg = first.to_string();
+    let mut cur = source;
     while let Some(s) = cur {
         // Wrappers often repeat their source's words; say each thing once.
         let text = s.to_string();

@@ -481,14 +481,20 @@ async fn rest_and_websocket_gateway() {
         tokio_tungstenite::connect_async(format!("{ws_base}/exec/web?token={}", api.token))
             .await
             .unwrap();
-    let start =
-        json!({"command": ["sh", "-c", "sleep 1; stty size"], "tty": true, "rows": 10, "cols": 20});
+    // (stty runs once its stdin has a line, which comes after the resize on the one stream)
+    let start = json!({"command": ["sh", "-c", "read go; stty size"], "tty": true, "stdin": true, "rows": 10, "cols": 20});
     ex.send(Message::Text(start.to_string())).await.unwrap();
     let mut resize = vec![4u8];
     resize.extend_from_slice(br#"{"rows": 40, "cols": 100}"#);
     ex.send(Message::Binary(resize)).await.unwrap();
+    ex.send(Message::Binary(b"\0go\n".to_vec())).await.unwrap();
     let (stdout, _, end) = ws_exec_output(&mut ex).await;
-    assert_eq!(String::from_utf8_lossy(&stdout).trim(), "40 100");
+    let stdout = String::from_utf8_lossy(&stdout);
+    assert_eq!(
+        stdout.lines().last().map(str::trim),
+        Some("40 100"),
+        "{stdout}"
+    );
     assert_eq!(end["exit_code"], 0, "{end}");
     // What makes no sense is refused with a JSON error.
     let (mut ex, _) =

@@ -9,18 +9,6 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn virtualenv() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let venv = root.join("target/py-metrics-venv");
-    let _ = std::fs::remove_dir_all(&venv);
-    let ok = |c: &mut Command| assert!(c.status().unwrap().success(), "{c:?}");
-    ok(Command::new("python3").args(["-m", "venv"]).arg(&venv));
-    ok(Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-        .arg(root.join("tests/python/metrics-requirements.txt")));
-    venv
-}
-
 fn scrape(venv: &Path, url: &str, token: Option<&str>) -> Value {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(venv.join("bin/python"))
@@ -47,7 +35,7 @@ fn value(scraped: &Value, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 
 #[test]
 fn metrics_parse_and_count_what_happened() {
-    let venv = virtualenv();
+    let venv = common::virtualenv("py-metrics-venv", "metrics-requirements.txt");
     let mut server = common::Server::start(&["alice"], "");
     let ok = |args: &[&str]| {
         let out = server.run("alice", args);

@@ -16,22 +16,10 @@ fn run(cmd: &mut Command) {
     );
 }
 
-/// A fresh virtualenv with the pinned grpcio packages.
-fn virtualenv() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let venv = root.join("target/py-venv");
-    let _ = std::fs::remove_dir_all(&venv);
-    run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
-    run(Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-        .arg(root.join("tests/python/requirements.txt")));
-    venv
-}
-
 #[test]
 fn generated_python_client_drives_a_vm() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let venv = virtualenv();
+    let venv = common::virtualenv("py-venv", "requirements.txt");
     let python = venv.join("bin/python");
     let gen = tempfile::tempdir().unwrap();
     let protos: Vec<PathBuf> = std::fs::read_dir(root.join("proto/noid/v1"))

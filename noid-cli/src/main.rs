@@ -263,18 +263,10 @@ fn report(e: &anyhow::Error, verbose: u8) {
         } else if std::error::Error::source(status).is_some() {
             // Made on this side from a broken connection (a server's own status has no
             // source): say how it broke.
-            let mut why = format!(": {}", status.message());
-            let mut cause = std::error::Error::source(status);
-            while let Some(c) = cause {
-                let text = c.to_string();
-                if !why.contains(&text) {
-                    why.push_str(": ");
-                    why.push_str(&text);
-                }
-                cause = c.source();
-            }
+            let why =
+                noid::client::with_causes(status.message(), std::error::Error::source(status));
             format!(
-                "the connection to the server failed{why} (is the URL noid's API port, and \
+                "the connection to the server failed: {why} (is the URL noid's API port, and \
                  does the server want https://?)"
             )
         } else if status.code() == tonic::Code::Unauthenticated

@@ -15,6 +15,20 @@ use futures::StreamExt;
 use noid::v1::{exec_request, exec_response, ExecRequest, ExecStart, TtySize};
 
 /// Where the built binaries are: next to this test executable's `deps/` folder.
+/// A fresh Python virtualenv at `target/NAME` with the packages of `tests/python/REQUIREMENTS`
+/// (pinned there), so that Python-side checks run in a clean environment.
+pub fn virtualenv(name: &str, requirements: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let venv = root.join("target").join(name);
+    let _ = std::fs::remove_dir_all(&venv);
+    let ok = |c: &mut Command| assert!(c.status().unwrap().success(), "{c:?} failed");
+    ok(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+    ok(Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+        .arg(root.join("tests/python").join(requirements)));
+    venv
+}
+
 /// A CA and server certificate from `noid-server tls-init`, and the `[tls]` config lines.
 pub struct TlsSetup {
     pub _dir: tempfile::TempDir,

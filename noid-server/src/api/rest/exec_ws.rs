@@ -72,13 +72,19 @@ async fn exec(
     Ok(ws.on_upgrade(move |socket| run(gw, user, name, socket)))
 }
 
-/// A failure told on the socket as the gateway's JSON error, then the close.
-async fn fail(socket: &mut WebSocket, e: ApiError) {
-    let body = json!({
+/// An error as the socket's last text frame: the gateway's JSON error.
+fn error_frame(e: &ApiError) -> serde_json::Value {
+    json!({
         "code": crate::metrics::grpc_code_name(e.0.code() as i32),
         "message": e.0.message(),
-    });
-    let _ = socket.send(Message::Text(body.to_string())).await;
+    })
+}
+
+/// A failure told on the socket, then the close.
+async fn fail(socket: &mut WebSocket, e: ApiError) {
+    let _ = socket
+        .send(Message::Text(error_frame(&e).to_string()))
+        .await;
     let _ = socket.send(Message::Close(None)).await;
 }
 
@@ -201,13 +207,7 @@ async fn run(gw: Gateway, user: User, name: String, mut socket: WebSocket) {
             Some(Ok(ExecEvent::Exit(x))) => {
                 break json!({"exit_code": x.code, "signal": x.signal, "timed_out": x.timed_out})
             }
-            Some(Err(e)) => {
-                let e = ApiError::from(e);
-                break json!({
-                    "code": crate::metrics::grpc_code_name(e.0.code() as i32),
-                    "message": e.0.message(),
-                });
-            }
+            Some(Err(e)) => break error_frame(&ApiError::from(e)),
             None => {
                 break json!({"code": "UNAVAILABLE", "message": "the command's stream ended without an exit status"})
             }
