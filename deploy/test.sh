@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/install-deps.sh
+# One build from scratch: incremental compilation would only double the disk it takes.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 echo "==> build"
 cargo build --locked --workspace --all-targets
 image_dir=${NOID_IMAGE_DIR:-/var/lib/noid/images/default}

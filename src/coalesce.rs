@@ -22,10 +22,20 @@ pub async fn read_coalesced<R>(r: &mut R, buf: &mut [u8], linger: Duration) -> i
 where
     R: AsyncRead + Unpin + ?Sized,
 {
-    let mut len = r.read(buf).await?;
+    let len = r.read(buf).await?;
     if len == 0 {
         return Ok(0);
     }
+    Ok(fill_within(r, buf, len, linger).await)
+}
+
+/// Given `len` bytes already read into `buf`, adds whatever else arrives within `linger`,
+/// until `buf` is full. Returns the new length; an end of input or an error is left for the
+/// next read to see.
+pub async fn fill_within<R>(r: &mut R, buf: &mut [u8], mut len: usize, linger: Duration) -> usize
+where
+    R: AsyncRead + Unpin + ?Sized,
+{
     let deadline = tokio::time::Instant::now() + linger;
     while len < buf.len() {
         match tokio::time::timeout_at(deadline, r.read(&mut buf[len..])).await {
@@ -33,7 +43,7 @@ where
             Ok(Ok(n)) => len += n,
         }
     }
-    Ok(len)
+    len
 }
 
 #[cfg(test)]

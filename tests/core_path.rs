@@ -181,6 +181,25 @@ async fn create_exec_restart_destroy() {
         assert_eq!(r.code, i % 4);
     }
 
+    // A background process that keeps the command's output open does not hold its exec open:
+    // the exit comes (with all the output) once the pipe has been quiet for a moment.
+    let mut c = client.clone();
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        exec(
+            &mut c,
+            "box",
+            &["sh", "-c", "sleep 300 & echo started; exit 5"],
+            None,
+            None,
+        ),
+    )
+    .await
+    .expect("an exec whose background process holds stdout never ended")
+    .unwrap();
+    assert_eq!(r.out(), "started\n");
+    assert_eq!(r.code, 5);
+
     // A reader that falls behind: a command prints 20000 short lines while nobody reads its
     // stream. Other calls on the same connection and VM go on working meanwhile, and the
     // output then arrives whole and in order.

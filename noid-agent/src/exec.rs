@@ -19,13 +19,8 @@ use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
 use crate::fdstream::FdStream;
+use crate::output::{ExitNotice, OutputPipe};
 use crate::reaper::Reaper;
-
-/// Output chunks are at most this large.
-const CHUNK: usize = 32 * 1024;
-/// After the command exits, output still buffered in pipes is collected for this long; a
-/// background process that keeps the pipe open does not hold the exec open forever.
-pub(crate) const DRAIN_GRACE: Duration = Duration::from_millis(500);
 
 pub type Reply = mpsc::Sender<Result<ExecResponse, Status>>;
 
@@ -238,22 +233,17 @@ pub(crate) fn signal_group(pid: i32, sig: i32) {
 
 /// Forwards output to the host. When the host has gone, output is still read (and dropped)
 /// so that the command never blocks on a full pipe.
-async fn pump_output(mut r: Box<dyn AsyncRead + Send + Unpin>, stderr: bool, reply: Reply) {
-    let mut buf = vec![0u8; CHUNK];
+async fn pump_output(mut pipe: OutputPipe, stderr: bool, reply: Reply) {
     let mut listening = true;
-    loop {
-        match noid::coalesce::read_coalesced(&mut r, &mut buf, noid::coalesce::LINGER).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) if listening => {
-                let data = buf[..n].to_vec();
-                let m = if stderr {
-                    exec_response::Msg::Stderr(data)
-                } else {
-                    exec_response::Msg::Stdout(data)
-                };
-                listening = reply.send(msg(m)).await.is_ok();
-            }
-            Ok(_) => {}
+    while let Some(data) = pipe.next().await {
+        if listening {
+            let data = data.to_vec();
+            let m = if stderr {
+                exec_response::Msg::Stderr(data)
+            } else {
+                exec_response::Msg::Stdout(data)
+            };
+            listening = reply.send(msg(m)).await.is_ok();
         }
     }
 }
@@ -335,10 +325,11 @@ pub async fn run(reaper: Reaper, start: ExecStart, input: Streaming<ExecRequest>
     let _ = reply
         .send(msg(exec_response::Msg::StartedPid(pid as u32)))
         .await;
+    let notice = ExitNotice::new();
     let pumps: Vec<_> = spawned
         .outputs
         .into_iter()
-        .map(|(r, is_err)| tokio::spawn(pump_output(r, is_err, reply.clone())))
+        .map(|(r, is_err)| tokio::spawn(pump_output(notice.pipe(r), is_err, reply.clone())))
         .collect();
     let input_task = tokio::spawn(pump_input(input, spawned.stdin, pid, spawned.pty));
 
@@ -353,11 +344,9 @@ pub async fn run(reaper: Reaper, start: ExecStart, input: Streaming<ExecRequest>
             (&mut exit).await.ok()
         }
     };
+    notice.exited();
     for p in pumps {
-        let abort = p.abort_handle();
-        if tokio::time::timeout(DRAIN_GRACE, p).await.is_err() {
-            abort.abort();
-        }
+        let _ = p.await;
     }
     input_task.abort();
     let status = status.unwrap_or_else(|| ExitStatus::from_raw(libc::SIGKILL));

@@ -13,11 +13,12 @@ use noid::agent::v1::{
     attach_request, attach_response, AttachRequest, AttachResponse, ExecExit, ExecStart,
     SessionInfo,
 };
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast;
 use tonic::{Status, Streaming};
 
 use crate::exec::{self, Spawned};
+use crate::output::{self, ExitNotice, OutputPipe};
 use crate::reaper::Reaper;
 
 /// Output kept per session.
@@ -26,7 +27,6 @@ const BUFFER_BYTES: usize = 1 << 20;
 const LIVE_CHUNKS: usize = 1024;
 /// Finished sessions kept for `ps` and late attaches; older ones are forgotten.
 const KEEP_FINISHED: usize = 32;
-const CHUNK: usize = 32 * 1024;
 
 #[derive(Clone, Debug)]
 enum Event {
@@ -142,18 +142,19 @@ impl Sessions {
             forget_old(&mut table);
             session
         };
+        let notice = ExitNotice::new();
         let pumps: Vec<_> = outputs
             .into_iter()
-            .map(|(r, stderr)| tokio::spawn(keep_output(r, stderr, Arc::clone(&session))))
+            .map(|(r, stderr)| {
+                tokio::spawn(keep_output(notice.pipe(r), stderr, Arc::clone(&session)))
+            })
             .collect();
         let s = Arc::clone(&session);
         tokio::spawn(async move {
             let status = exit.await.ok();
+            notice.exited();
             for p in pumps {
-                let abort = p.abort_handle();
-                if tokio::time::timeout(exec::DRAIN_GRACE, p).await.is_err() {
-                    abort.abort();
-                }
+                let _ = p.await;
             }
             let status = status.unwrap_or_else(|| {
                 use std::os::unix::process::ExitStatusExt;
@@ -231,7 +232,7 @@ impl Sessions {
                     return Some((attach_response::Msg::Exit(exit), (live, true)))
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
-                    attach_response::Msg::Dropped(n * CHUNK as u64)
+                    attach_response::Msg::Dropped(n * output::CHUNK as u64)
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             };
@@ -269,16 +270,12 @@ fn forget_old(table: &mut Table) {
     }
 }
 
-async fn keep_output(mut r: Box<dyn AsyncRead + Send + Unpin>, stderr: bool, s: Arc<Session>) {
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        match noid::coalesce::read_coalesced(&mut r, &mut buf, noid::coalesce::LINGER).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => s.record(Event::Output {
-                stderr,
-                data: buf[..n].to_vec(),
-            }),
-        }
+async fn keep_output(mut pipe: OutputPipe, stderr: bool, s: Arc<Session>) {
+    while let Some(data) = pipe.next().await {
+        s.record(Event::Output {
+            stderr,
+            data: data.to_vec(),
+        });
     }
 }
 
