@@ -6,16 +6,6 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn generated_python_client_drives_a_vm() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -26,12 +16,14 @@ fn generated_python_client_drives_a_vm() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    run(Command::new(&python)
-        .args(["-m", "grpc_tools.protoc", "-I"])
-        .arg(root.join("proto"))
-        .arg(format!("--python_out={}", gen.path().display()))
-        .arg(format!("--grpc_python_out={}", gen.path().display()))
-        .args(&protos));
+    common::run_ok(
+        Command::new(&python)
+            .args(["-m", "grpc_tools.protoc", "-I"])
+            .arg(root.join("proto"))
+            .arg(format!("--python_out={}", gen.path().display()))
+            .arg(format!("--grpc_python_out={}", gen.path().display()))
+            .args(&protos),
+    );
 
     let mut server = common::Server::start(&["py"], "");
     let client = |server: &common::Server, ca: Option<&std::path::Path>| {

@@ -29,6 +29,18 @@ pub fn virtualenv(name: &str, requirements: &str) -> PathBuf {
     venv
 }
 
+/// Runs `cmd` to its end; panics with its output unless it succeeded. Returns its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A CA and server certificate from `noid-server tls-init`, and the `[tls]` config lines.
 pub struct TlsSetup {
     pub _dir: tempfile::TempDir,
