@@ -8,6 +8,7 @@ mod console;
 mod copy;
 mod exec;
 mod images;
+mod mcp;
 mod net;
 mod output;
 mod progress;
@@ -130,6 +131,9 @@ enum Command {
     },
     /// Print a shell completion script: noid completions bash > /etc/bash_completion.d/noid
     Completions { shell: clap_complete::Shell },
+    /// Serve the Model Context Protocol on stdin/stdout, so that an AI agent can use VMs as
+    /// tools (with this CLI's server and token)
+    Mcp,
     /// Publish guest ports on the host.
     Port {
         #[command(subcommand)]
@@ -453,6 +457,7 @@ async fn run(cli: Cli) -> Result<i32> {
             console::logs(&mut connect().await?, vm, follow, tail).await?
         }
         Command::Cp { src, dst } => copy::run(&mut connect().await?, &src, &dst, json).await?,
+        Command::Mcp => mcp::serve(connect().await?).await?,
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "noid", &mut std::io::stdout());
