@@ -18,6 +18,7 @@ packages=(
   nftables           # NAT and published ports (noid's own table)
   btrfs-progs        # tests: checkpoints on a btrfs loop filesystem share extents
   tmux               # terminal tests of `noid exec -t` and `noid console`
+  chromium           # tests: the web console in a headless browser (driven by playwright-core)
   python3 python3-venv  # tests: the generated Python client runs in a fresh virtualenv
   systemd            # tests: systemd-analyze checks the service unit
   ca-certificates

@@ -1,8 +1,9 @@
 //! Who may call what, for both APIs: one tower layer that turns the caller's bearer token into
 //! a `User` in the request's extensions before any handler runs, and refuses the request when
 //! it has none, unless its path is on the API's explicit list of public ones. Handlers only
-//! read the `User` (`caller`). A token in the query string (`?token=`) counts only on the
-//! routes that say so: WebSockets, whose browser clients cannot set headers. The layer also
+//! read the `User` (`caller`). On the routes that say so, WebSockets, whose browser clients
+//! cannot set headers, the token may also come as a subprotocol (`bearer.TOKEN`, which keeps
+//! it out of URLs and logs) or in the query string (`?token=`). The layer also
 //! writes the audit trail (`audit`), refusals and state-changing calls, and counts every
 //! call by API, method and result.
 
@@ -17,13 +18,13 @@ use super::audit;
 
 use crate::core::{CoreError, Manager, User};
 
-/// An API's rules: its public paths, where a query token counts, and how it refuses.
+/// An API's rules: its public paths, where a WebSocket's token counts, and how it refuses.
 pub trait Rules: Send + Sync + 'static {
     type Body: Send + 'static;
     /// Callable without a token.
     fn is_public(&self, path: &str) -> bool;
-    /// Takes its token from `?token=` when the header has none.
-    fn takes_query_token(&self, path: &str) -> bool;
+    /// Takes its token from a `bearer.TOKEN` subprotocol or `?token=` when the header has none.
+    fn takes_websocket_token(&self, path: &str) -> bool;
     /// The API's answer to a request without a valid token.
     fn refuse(&self, error: CoreError) -> http::Response<Self::Body>;
     /// The call's name for the audit trail when it changes state (none: it only reads).
@@ -84,7 +85,8 @@ impl<S: Clone, R> Clone for AuthenticateService<S, R> {
     }
 }
 
-/// The `authorization` header's value, or for routes that take one, the query's token.
+/// The `authorization` header's value, or for routes that take one, the token a WebSocket
+/// offered as its `bearer.TOKEN` subprotocol, else the query's token.
 fn credentials<B, R: Rules>(req: &http::Request<B>, rules: &R) -> Option<String> {
     let header = req
         .headers()
@@ -92,13 +94,23 @@ fn credentials<B, R: Rules>(req: &http::Request<B>, rules: &R) -> Option<String>
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     header.or_else(|| {
-        if !rules.takes_query_token(req.uri().path()) {
+        if !rules.takes_websocket_token(req.uri().path()) {
             return None;
         }
-        req.uri().query()?.split('&').find_map(|kv| {
-            let token = kv.strip_prefix("token=")?;
-            Some(format!("Bearer {token}"))
-        })
+        let subprotocol = req
+            .headers()
+            .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .find_map(|p| p.trim().strip_prefix("bearer.").map(str::to_string));
+        let query = || {
+            req.uri().query()?.split('&').find_map(|kv| {
+                let token = kv.strip_prefix("token=")?;
+                Some(token.to_string())
+            })
+        };
+        subprotocol.or_else(query).map(|t| format!("Bearer {t}"))
     })
 }
 
@@ -179,7 +191,7 @@ mod tests {
         fn is_public(&self, _: &str) -> bool {
             false
         }
-        fn takes_query_token(&self, path: &str) -> bool {
+        fn takes_websocket_token(&self, path: &str) -> bool {
             path.starts_with("/ws/")
         }
         fn refuse(&self, _: CoreError) -> http::Response<()> {
@@ -218,5 +230,28 @@ mod tests {
             got("/ws/x?follow=true&token=t3", None).as_deref(),
             Some("Bearer t3")
         );
+    }
+
+    #[test]
+    fn a_websocket_may_offer_its_token_as_a_subprotocol() {
+        let offered = |uri: &str, protocols: &str| {
+            let req = http::Request::builder()
+                .uri(uri)
+                .header("sec-websocket-protocol", protocols)
+                .body(())
+                .unwrap();
+            credentials(&req, &Ws)
+        };
+        assert_eq!(
+            offered("/ws/x", "noid, bearer.t4").as_deref(),
+            Some("Bearer t4")
+        );
+        assert_eq!(
+            offered("/ws/x?token=t5", "bearer.t4,noid").as_deref(),
+            Some("Bearer t4"),
+            "the subprotocol wins over the query"
+        );
+        assert_eq!(offered("/ws/x", "noid").as_deref(), None);
+        assert_eq!(offered("/vms", "noid, bearer.t4"), None);
     }
 }

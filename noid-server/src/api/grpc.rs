@@ -100,7 +100,7 @@ impl super::access::Rules for GrpcRules {
         PUBLIC_METHODS.contains(&path)
     }
 
-    fn takes_query_token(&self, _: &str) -> bool {
+    fn takes_websocket_token(&self, _: &str) -> bool {
         false
     }
 

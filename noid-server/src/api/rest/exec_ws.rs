@@ -69,7 +69,7 @@ async fn exec(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let user = caller(user)?;
-    Ok(ws.on_upgrade(move |socket| run(gw, user, name, socket)))
+    Ok(super::streams::accept(ws).on_upgrade(move |socket| run(gw, user, name, socket)))
 }
 
 /// An error as the socket's last text frame: the gateway's JSON error.

@@ -15,6 +15,7 @@ mod files;
 mod streams;
 pub mod table;
 mod unary;
+mod web;
 
 use std::sync::Arc;
 
@@ -75,9 +76,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Who may call what over REST: the health check and the API description are public, and
-/// the metrics unless the server wants a token for them; WebSocket routes also take
-/// `?token=`, since browsers cannot set their headers.
+/// Who may call what over REST: the health check, the API description and the web console's
+/// files are public, and the metrics unless the server wants a token for them; WebSocket
+/// routes also take the token as a subprotocol or `?token=`, since browsers cannot set their
+/// headers.
 pub struct RestRules {
     metrics_need_token: bool,
 }
@@ -89,10 +91,14 @@ impl super::access::Rules for RestRules {
     type Body = axum::body::Body;
 
     fn is_public(&self, path: &str) -> bool {
-        PUBLIC_PATHS.contains(&path) || (path == "/metrics" && !self.metrics_need_token)
+        PUBLIC_PATHS.contains(&path)
+            || (path == "/metrics" && !self.metrics_need_token)
+            || routes()
+                .iter()
+                .any(|r| r.kind == RouteKind::WebConsole && table::matches(r.path, path))
     }
 
-    fn takes_query_token(&self, path: &str) -> bool {
+    fn takes_websocket_token(&self, path: &str) -> bool {
         routes()
             .iter()
             .filter(|r| r.kind == RouteKind::WebSocket)
@@ -122,7 +128,7 @@ impl super::access::Rules for RestRules {
     /// Every call but a plain GET: those change state, and a WebSocket (exec, console) runs
     /// commands.
     fn audited(&self, method: &axum::http::Method, path: &str) -> Option<String> {
-        let websocket = self.takes_query_token(path);
+        let websocket = self.takes_websocket_token(path);
         (method != axum::http::Method::GET || websocket).then(|| format!("{method} {path}"))
     }
 }
@@ -198,6 +204,7 @@ pub fn router(core: Arc<Manager>, api: Arc<GrpcApi>, metrics_need_token: bool) -
             RouteKind::Restore => unary::restore_handler(),
             RouteKind::Metrics => get(metrics),
             RouteKind::OpenApi => get(|| async { Json(super::openapi::document()) }),
+            RouteKind::WebConsole => web::handler(route.path),
         };
         router = router.route(route.path, handler);
     }

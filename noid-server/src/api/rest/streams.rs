@@ -1,5 +1,6 @@
-//! The gateway's WebSockets: `/console/:name` (the serial console, binary frames both ways)
-//! and `/logs/:name` (console output since boot, then live with `?follow=true`).
+//! The gateway's WebSockets: `/console/:name` (the serial console, binary frames both ways,
+//! and a text frame `{"resize": {"rows": R, "cols": C}}` for its size) and `/logs/:name`
+//! (console output since boot, then live with `?follow=true`).
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
@@ -11,7 +12,38 @@ use serde::Deserialize;
 
 use super::table::Route;
 use super::{caller, ApiError, Gateway};
-use crate::core::User;
+use crate::core::{TtySize, User};
+
+/// The subprotocol a browser offers next to its `bearer.TOKEN` one, and gets back: a browser
+/// drops a WebSocket whose server picks none of the subprotocols it offered.
+pub(super) const SUBPROTOCOL: &str = "noid";
+
+/// Accepts the upgrade, choosing `noid` when the client offered subprotocols.
+pub(super) fn accept(ws: WebSocketUpgrade) -> WebSocketUpgrade {
+    ws.protocols([SUBPROTOCOL])
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsoleControl {
+    resize: TtySizeJson,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TtySizeJson {
+    rows: u32,
+    cols: u32,
+}
+
+/// A console text frame that is a resize, else `None` (the text is input).
+fn resize_of(text: &str) -> Option<TtySize> {
+    let c: ConsoleControl = serde_json::from_str(text).ok()?;
+    Some(TtySize {
+        rows: c.resize.rows,
+        cols: c.resize.cols,
+    })
+}
 
 pub(super) fn handler(route: &Route) -> MethodRouter<Gateway> {
     if route.path.starts_with("/console/") {
@@ -29,7 +61,7 @@ async fn console(
 ) -> Result<Response, ApiError> {
     let u = caller(user)?;
     let (recent, attachment, busy) = gw.core.console(&u, &name).await?;
-    Ok(ws.on_upgrade(move |socket| async move {
+    Ok(accept(ws).on_upgrade(move |socket| async move {
         // The VM is busy while the client is attached.
         let _busy = busy;
         let (mut tx, mut rx) = socket.split();
@@ -38,7 +70,15 @@ async fn console(
             while let Some(Ok(msg)) = rx.next().await {
                 let data = match msg {
                     Message::Binary(b) => b,
-                    Message::Text(t) => t.into_bytes(),
+                    Message::Text(t) => match resize_of(&t) {
+                        Some(size) => {
+                            if let Err(e) = gw.core.resize_console(&u, &name, size).await {
+                                tracing::debug!("console resize of VM {name}: {e}");
+                            }
+                            continue;
+                        }
+                        None => t.into_bytes(),
+                    },
                     Message::Close(_) => break,
                     _ => continue,
                 };
@@ -93,8 +133,24 @@ async fn logs(
 ) -> Result<Response, ApiError> {
     let u = caller(user)?;
     let (text, live) = gw.core.logs(&u, &name, q.tail, q.follow).await?;
-    Ok(ws.on_upgrade(move |mut socket: WebSocket| async move {
-        send_output(&mut socket, text, live.map(|a| a.output)).await;
-        let _ = socket.send(Message::Close(None)).await;
-    }))
+    Ok(
+        accept(ws).on_upgrade(move |mut socket: WebSocket| async move {
+            send_output(&mut socket, text, live.map(|a| a.output)).await;
+            let _ = socket.send(Message::Close(None)).await;
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resize_of;
+
+    #[test]
+    fn only_a_resize_object_is_a_resize() {
+        let size = resize_of(r#"{"resize": {"rows": 40, "cols": 120}}"#).unwrap();
+        assert_eq!((size.rows, size.cols), (40, 120));
+        assert!(resize_of("ls -l\r").is_none());
+        assert!(resize_of(r#"{"resize": {"rows": 40}}"#).is_none());
+        assert!(resize_of(r#"{"resize": {"rows": 1, "cols": 2}, "x": 1}"#).is_none());
+    }
 }
