@@ -99,9 +99,28 @@ fn created_lines(server: &Server, how: &str) -> usize {
 async fn new_vms_start_from_a_boot_snapshot_of_their_size() {
     let mut server = Server::start(&["alice", "bob"], "");
     let mut alice = server.client("alice").await;
+    // The server tells whether a VM of a shape would start from a boot snapshot (what the
+    // CLI's spinner says while it creates one).
+    let ready = |mut c: noid::client::Client, memory_mib: u32| async move {
+        let ask = noid::v1::GetServerInfoRequest {
+            memory_mib,
+            ..Default::default()
+        };
+        c.get_server_info(ask)
+            .await
+            .unwrap()
+            .into_inner()
+            .boot_snapshot_ready
+    };
+    assert!(!ready(alice.clone(), 0).await);
     alice.create_vm(create("first", 0)).await.unwrap();
     assert_eq!(created_lines(&server, "booted"), 1, "{}", server.log());
     assert_eq!(snapshots(&server).len(), 1, "{}", server.log());
+    assert!(ready(alice.clone(), 0).await);
+    assert!(
+        !ready(alice.clone(), 384).await,
+        "another size has none yet"
+    );
     // What the first VM does from now on is its own.
     sh(&mut alice, "first", "echo mine > /root/first-only").await;
 

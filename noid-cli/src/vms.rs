@@ -164,14 +164,13 @@ pub async fn create(client: Client, args: CreateArgs, json: bool) -> Result<()> 
         on_expiry: on_expiry.to_proto(),
         idle_timeout_secs: idle_timeout.unwrap_or(0),
     };
+    let what = create_progress(&client, &request).await;
     let call = crate::retried(|| {
         let mut client = client.clone();
         let request = request.clone();
         async move { client.create_vm(request).await }
     });
-    let vm = spinning(json, &format!("Creating VM {name} (booting)"), call)
-        .await?
-        .into_inner();
+    let vm = spinning(json, &what, call).await?.into_inner();
     if json {
         output::print_message(&vm);
     } else {
@@ -185,6 +184,30 @@ pub async fn create(client: Client, args: CreateArgs, json: bool) -> Result<()> 
         );
     }
     Ok(())
+}
+
+/// What the spinner says while a create runs: whether the VM starts from its shape's boot
+/// snapshot or boots (as the server tells; it is not asked when a grown disk means a boot).
+async fn create_progress(client: &Client, req: &pb::CreateVmRequest) -> String {
+    let name = &req.name;
+    if req.disk_bytes > 0 {
+        return format!("Creating VM {name}: booting (a grown disk needs a boot)");
+    }
+    let ask = pb::GetServerInfoRequest {
+        image: req.image.clone(),
+        cpus: req.cpus,
+        memory_mib: req.memory_mib,
+    };
+    match client.clone().get_server_info(ask).await {
+        Ok(info) if info.get_ref().boot_snapshot_ready => {
+            format!("Creating VM {name} from the boot snapshot")
+        }
+        Ok(_) => format!(
+            "Creating VM {name}: booting (the first VM of this shape; later ones start from \
+             its boot snapshot)"
+        ),
+        Err(_) => format!("Creating VM {name}"),
+    }
 }
 
 pub async fn list(client: &mut Client, json: bool) -> Result<()> {

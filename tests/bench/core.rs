@@ -60,7 +60,7 @@ async fn main() {
     let backend = {
         use noid::v1::GetServerInfoRequest;
         client
-            .get_server_info(GetServerInfoRequest {})
+            .get_server_info(GetServerInfoRequest::default())
             .await
             .unwrap()
             .into_inner()

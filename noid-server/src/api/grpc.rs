@@ -140,7 +140,14 @@ impl Noid for GrpcApi {
     ) -> Result<Response<pb::ServerInfo>, Status> {
         self.user(&req)?;
         let i = self.core.server_info();
+        let r = req.get_ref();
+        let ready = self.core.boot_snapshot_ready(
+            Some(r.image.as_str()).filter(|s| !s.is_empty()),
+            Some(r.cpus).filter(|c| *c > 0),
+            Some(r.memory_mib).filter(|m| *m > 0),
+        );
         Ok(Response::new(pb::ServerInfo {
+            boot_snapshot_ready: ready,
             version: noid::VERSION.into(),
             backend: i.backend,
             image_id: i.image_id,

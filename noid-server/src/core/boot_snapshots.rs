@@ -65,6 +65,26 @@ impl Manager {
         hex::encode(&Sha256::digest(shape.as_bytes())[..8])
     }
 
+    /// Whether a new VM of this shape (defaults for what is left out) would start from a boot
+    /// snapshot now.
+    pub fn boot_snapshot_ready(
+        &self,
+        image: Option<&str>,
+        cpus: Option<u32>,
+        memory_mib: Option<u32>,
+    ) -> bool {
+        let image = image.unwrap_or(crate::images::store::DEFAULT);
+        let cpus = cpus.unwrap_or(self.limits.default_cpus);
+        let memory_mib = memory_mib.unwrap_or(self.limits.default_memory_mib);
+        let key = self.boot_snapshot_key(image, cpus, memory_mib);
+        self.limits.boot_snapshots
+            && self
+                .layout
+                .boot_snapshot(&key)
+                .join(super::manifest::MANIFEST)
+                .is_file()
+    }
+
     /// Starts the new VM `vm` (record made, network attached) from the boot snapshot of its
     /// shape, if there is one. `Ok(false)`: there is none (or it proved unusable and is gone,
     /// and nothing of the attempt is left): the caller boots the VM instead.

@@ -22,11 +22,17 @@ class HealthResponse(_message.Message):
     def __init__(self, serving: bool = ..., version: _Optional[str] = ...) -> None: ...
 
 class GetServerInfoRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("image", "cpus", "memory_mib")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    CPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MIB_FIELD_NUMBER: _ClassVar[int]
+    image: str
+    cpus: int
+    memory_mib: int
+    def __init__(self, image: _Optional[str] = ..., cpus: _Optional[int] = ..., memory_mib: _Optional[int] = ...) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("version", "backend", "image_id", "kernel_release", "default_cpus", "default_memory_mib", "max_cpus", "max_memory_mib", "min_memory_mib")
+    __slots__ = ("version", "backend", "image_id", "kernel_release", "default_cpus", "default_memory_mib", "max_cpus", "max_memory_mib", "min_memory_mib", "boot_snapshot_ready")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +42,7 @@ class ServerInfo(_message.Message):
     MAX_CPUS_FIELD_NUMBER: _ClassVar[int]
     MAX_MEMORY_MIB_FIELD_NUMBER: _ClassVar[int]
     MIN_MEMORY_MIB_FIELD_NUMBER: _ClassVar[int]
+    BOOT_SNAPSHOT_READY_FIELD_NUMBER: _ClassVar[int]
     version: str
     backend: str
     image_id: str
@@ -45,7 +52,8 @@ class ServerInfo(_message.Message):
     max_cpus: int
     max_memory_mib: int
     min_memory_mib: int
-    def __init__(self, version: _Optional[str] = ..., backend: _Optional[str] = ..., image_id: _Optional[str] = ..., kernel_release: _Optional[str] = ..., default_cpus: _Optional[int] = ..., default_memory_mib: _Optional[int] = ..., max_cpus: _Optional[int] = ..., max_memory_mib: _Optional[int] = ..., min_memory_mib: _Optional[int] = ...) -> None: ...
+    boot_snapshot_ready: bool
+    def __init__(self, version: _Optional[str] = ..., backend: _Optional[str] = ..., image_id: _Optional[str] = ..., kernel_release: _Optional[str] = ..., default_cpus: _Optional[int] = ..., default_memory_mib: _Optional[int] = ..., max_cpus: _Optional[int] = ..., max_memory_mib: _Optional[int] = ..., min_memory_mib: _Optional[int] = ..., boot_snapshot_ready: bool = ...) -> None: ...
 
 class WhoAmIRequest(_message.Message):
     __slots__ = ()
