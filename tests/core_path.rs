@@ -305,6 +305,29 @@ async fn create_exec_restart_destroy() {
     let out = server.run("alice", &["exec", "box"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).starts_with("noid: no command: noid exec VM CMD"));
+    // The shell completes VM names as the user types (clap_complete's dynamic completion, as
+    // `source <(COMPLETE=bash noid)` sets it up), asking the server; without a server it
+    // offers nothing and fails no command line.
+    let complete = |url: &str, words: &[&str]| {
+        let out = server
+            .cli("alice")
+            .env("NOID_URL", url)
+            .env("COMPLETE", "bash")
+            .env("_CLAP_COMPLETE_INDEX", (words.len() - 1).to_string())
+            .arg("--")
+            .args(words)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert_eq!(complete(&server.url, &["noid", "exec", "b"]).trim(), "box");
+    assert_eq!(complete(&server.url, &["noid", "info", "x"]).trim(), "");
+    assert_eq!(
+        complete("http://127.0.0.1:1", &["noid", "rm", "b"]).trim(),
+        ""
+    );
+
     // Clear words for a name that is nothing, a missing token and a server that is not there.
     let out = server.run("alice", &["checkpoints", "nope"]);
     assert!(

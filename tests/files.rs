@@ -119,6 +119,85 @@ async fn files_go_in_and_out_intact_and_failures_change_nothing() {
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
 
+    // A directory tree with -r: in (into an existing directory, under its own name), out
+    // again (as a new directory), with modes, a symlink and an empty directory kept.
+    let tree = work.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub/empty")).unwrap();
+    std::fs::write(tree.join("run.sh"), "#!/bin/sh\necho from-tree\n").unwrap();
+    std::fs::set_permissions(tree.join("run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(tree.join("sub/data.bin"), &bytes[..300_000]).unwrap();
+    std::os::unix::fs::symlink("../run.sh", tree.join("sub/link")).unwrap();
+    sh(&mut c, "box", "mkdir -p /srv").await;
+    let out = server.run("alice", &["cp", "-r", tree.to_str().unwrap(), "box:/srv"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("box:/srv/tree"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        sh(
+            &mut c,
+            "box",
+            "cd /srv/tree && find . | sort && sub/link && readlink sub/link && \
+             stat -c %a run.sh && sha256sum < sub/data.bin"
+        )
+        .await,
+        format!(
+            ".\n./run.sh\n./sub\n./sub/data.bin\n./sub/empty\n./sub/link\nfrom-tree\n../run.sh\n755\n{:x}  -\n",
+            sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&bytes[..300_000]))
+        )
+    );
+    let tree_back = work.path().join("tree-back");
+    let out = server.run(
+        "alice",
+        &["cp", "-r", "box:/srv/tree", tree_back.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(tree_back.join("sub/data.bin")).unwrap(),
+        &bytes[..300_000]
+    );
+    assert_eq!(
+        std::fs::read_link(tree_back.join("sub/link")).unwrap(),
+        std::path::Path::new("../run.sh")
+    );
+    assert!(tree_back.join("sub/empty").is_dir());
+    let mode = std::fs::metadata(tree_back.join("run.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+    // A missing guest directory: one clear line, and nothing left behind locally.
+    let before: Vec<_> = std::fs::read_dir(work.path()).unwrap().collect();
+    let out = server.run(
+        "alice",
+        &[
+            "cp",
+            "-r",
+            "box:/srv/nope",
+            work.path().join("x").to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/srv/nope: no such directory in the VM"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(work.path()).unwrap().count(),
+        before.len()
+    );
+
     // Bad paths and a missing directory are refused; nothing is created.
     for (path, code) in [
         ("root/x", Code::InvalidArgument),

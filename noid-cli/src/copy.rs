@@ -69,10 +69,17 @@ pub async fn run(
     client: &mut noid::client::Client,
     src: &str,
     dst: &str,
+    recursive: bool,
     json: bool,
 ) -> Result<()> {
     let resolve = |vm: Option<String>| crate::config::resolve_vm(vm);
     match (parse_place(src), parse_place(dst)) {
+        (Place::Local(from), Place::Guest { vm, path }) if recursive && from.is_dir() => {
+            crate::copy_dir::copy_in(client, &from, &resolve(vm)?, &path, json).await
+        }
+        (Place::Guest { vm, path }, Place::Local(to)) if recursive => {
+            crate::copy_dir::copy_out(client, &resolve(vm)?, &path, &to, json).await
+        }
         (Place::Local(from), Place::Guest { vm, path }) => {
             copy_in(client, &from, &resolve(vm)?, &path, json).await
         }
@@ -104,10 +111,7 @@ async fn copy_in(
             .with_context(|| format!("cannot read {}", from.display()))?;
         let meta = f.metadata().await?;
         if meta.is_dir() {
-            bail!(
-                "{} is a directory: copy files one at a time (or tar them)",
-                from.display()
-            );
+            bail!("{} is a directory: copy it with noid cp -r", from.display());
         }
         (Box::new(f), meta.permissions().mode() & 0o7777)
     };
@@ -173,7 +177,7 @@ async fn copy_in(
     Ok(())
 }
 
-async fn copy_out(
+pub(crate) async fn copy_out(
     client: &mut noid::client::Client,
     vm: &str,
     path: &str,

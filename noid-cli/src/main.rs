@@ -3,9 +3,11 @@
 //! (details with `-v`).
 
 mod checkpoints;
+mod complete;
 mod config;
 mod console;
 mod copy;
+mod copy_dir;
 mod exec;
 mod images;
 mod mcp;
@@ -19,7 +21,7 @@ mod vms;
 use std::time::Duration;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use noid::v1::WhoAmIRequest;
 use serde_json::json;
 
@@ -51,24 +53,45 @@ enum Command {
     #[command(alias = "ls")]
     List,
     /// Show one VM (default: the active one).
-    Info { name: Option<String> },
+    Info {
+        #[arg(add = complete::vm_names())]
+        name: Option<String>,
+    },
     /// Destroy VMs (default: the active one): their processes, disks and records.
     #[command(alias = "rm")]
-    Destroy { names: Vec<String> },
+    Destroy {
+        #[arg(add = complete::vm_names())]
+        names: Vec<String>,
+    },
     /// Stop a VM's vCPUs (default: the active one); its memory and processes wait as they are.
-    Pause { name: Option<String> },
+    Pause {
+        #[arg(add = complete::vm_names())]
+        name: Option<String>,
+    },
     /// Let a paused VM (default: the active one) run again.
-    Resume { name: Option<String> },
+    Resume {
+        #[arg(add = complete::vm_names())]
+        name: Option<String>,
+    },
     /// Save a VM (default: the active one) to disk and stop it: it holds no memory or CPU
     /// until it wakes (`noid wake`, or any exec, cp, console or logs -f).
-    Hibernate { name: Option<String> },
+    Hibernate {
+        #[arg(add = complete::vm_names())]
+        name: Option<String>,
+    },
     /// Bring a hibernated VM (default: the active one) back as it was.
-    Wake { name: Option<String> },
+    Wake {
+        #[arg(add = complete::vm_names())]
+        name: Option<String>,
+    },
     /// Show a VM's time limit and idle timeout, or change them: noid ttl [VM] [TTL]
     /// [--on-expiry destroy|hibernate] [--idle-timeout AGE]
     Ttl(vms::TtlArgs),
     /// Make NAME the active VM for this directory (writes ./.noid).
-    Use { name: String },
+    Use {
+        #[arg(add = complete::vm_names())]
+        name: String,
+    },
     /// Show the active VM and the file that names it.
     Current,
     /// Checkpoint a VM (default: the active one): memory, devices and disk.
@@ -77,15 +100,20 @@ enum Command {
         #[command(subcommand)]
         action: Option<CheckpointAction>,
         /// The VM [default: the active one]
+        #[arg(add = complete::vm_names())]
         vm: Option<String>,
         /// A note to find the checkpoint by.
         #[arg(long)]
         label: Option<String>,
     },
     /// List checkpoints, newest first (all of yours, or one VM's).
-    Checkpoints { vm: Option<String> },
+    Checkpoints {
+        #[arg(add = complete::vm_names())]
+        vm: Option<String>,
+    },
     /// Restore a checkpoint into its VM, or into a new VM with --as.
     Restore {
+        #[arg(add = complete::checkpoint_ids())]
         id: String,
         /// Fork: create a new VM with this name from the checkpoint.
         #[arg(long = "as", value_name = "NEW_NAME")]
@@ -100,6 +128,7 @@ enum Command {
     /// Show how many checkpoints a VM (default: the active one) keeps and for how long, or
     /// change it: noid retention [VM] [--keep-last N] [--max-age AGE]
     Retention {
+        #[arg(add = complete::vm_names())]
         name: Option<String>,
         #[command(flatten)]
         args: vms::RetentionArgs,
@@ -108,9 +137,13 @@ enum Command {
     /// [--allow RULE]... [--deny RULE]... [--remove RULE]... [--clear] [--peers allow|deny]
     Net(net::NetArgs),
     /// Attach to the VM's serial console (detach: Ctrl-Q).
-    Console { name: Option<String> },
+    Console {
+        #[arg(add = complete::vm_names())]
+        name: Option<String>,
+    },
     /// Print the VM's console output since boot.
     Logs {
+        #[arg(add = complete::vm_names())]
         name: Option<String>,
         /// Keep printing new output.
         #[arg(short, long)]
@@ -121,7 +154,13 @@ enum Command {
     },
     /// Copy a file into or out of a VM: noid cp LOCAL VM:/PATH, noid cp VM:/PATH LOCAL
     /// (`:/PATH` is in the active VM; `-` is stdin or stdout).
-    Cp { src: String, dst: String },
+    Cp {
+        /// Copy a directory and everything in it (needs tar in the VM's image)
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        src: String,
+        dst: String,
+    },
     /// List the images VMs can start from.
     Images,
     /// Inspect, remove, import or build images.
@@ -140,12 +179,20 @@ enum Command {
         action: vms::PortAction,
     },
     /// List a VM's exec sessions (default: the active one's).
-    Ps { name: Option<String> },
+    Ps {
+        #[arg(add = complete::vm_names())]
+        name: Option<String>,
+    },
     /// Show what a session printed since it started, then follow it; stdin goes to it.
     /// Ctrl-Q (terminal sessions) or Ctrl-C detaches; the session runs on.
-    Attach { vm: String, id: u32 },
+    Attach {
+        #[arg(add = complete::vm_names())]
+        vm: String,
+        id: u32,
+    },
     /// Signal a session (default SIGTERM): noid kill VM ID [SIGNAL]
     Kill {
+        #[arg(add = complete::vm_names())]
         vm: String,
         id: u32,
         /// A number or a name: TERM, KILL, INT, HUP, ...
@@ -154,6 +201,7 @@ enum Command {
     /// Run a command in a VM: noid exec [NAME] [-e K=V] [-w DIR] [-i] [-t] [-d] -- CMD...
     Exec {
         /// The VM [default: the active one, when the command follows `--`]
+        #[arg(add = complete::vm_names())]
         name: Option<String>,
         /// Set an environment variable (repeatable).
         #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
@@ -207,7 +255,10 @@ fn exec_target(
 #[derive(Subcommand)]
 enum CheckpointAction {
     /// Delete a checkpoint.
-    Rm { id: String },
+    Rm {
+        #[arg(add = complete::checkpoint_ids())]
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -227,8 +278,14 @@ enum AuthCommand {
     },
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // Answers the shell's completion requests (`source <(COMPLETE=bash noid)`), then exits.
+    clap_complete::CompleteEnv::with_factory(Cli::command).complete();
+    let runtime = tokio::runtime::Runtime::new().expect("cannot start the async runtime");
+    runtime.block_on(cli_main());
+}
+
+async fn cli_main() {
     let cli = Cli::parse();
     let (verbose, json) = (cli.verbose, cli.json);
     match run(cli).await {
@@ -456,10 +513,13 @@ async fn run(cli: Cli) -> Result<i32> {
             let vm = config::resolve_vm(name)?;
             console::logs(&mut connect().await?, vm, follow, tail).await?
         }
-        Command::Cp { src, dst } => copy::run(&mut connect().await?, &src, &dst, json).await?,
+        Command::Cp {
+            recursive,
+            src,
+            dst,
+        } => copy::run(&mut connect().await?, &src, &dst, recursive, json).await?,
         Command::Mcp => mcp::serve(connect().await?).await?,
         Command::Completions { shell } => {
-            use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "noid", &mut std::io::stdout());
         }
         Command::Ps { name } => {
