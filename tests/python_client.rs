@@ -12,18 +12,7 @@ fn generated_python_client_drives_a_vm() {
     let venv = common::virtualenv("py-venv", "requirements.txt");
     let python = venv.join("bin/python");
     let gen = tempfile::tempdir().unwrap();
-    let protos: Vec<PathBuf> = std::fs::read_dir(root.join("proto/noid/v1"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    common::run_ok(
-        Command::new(&python)
-            .args(["-m", "grpc_tools.protoc", "-I"])
-            .arg(root.join("proto"))
-            .arg(format!("--python_out={}", gen.path().display()))
-            .arg(format!("--grpc_python_out={}", gen.path().display()))
-            .args(&protos),
-    );
+    common::python_stubs(&venv, gen.path());
 
     let mut server = common::Server::start(&["py"], "");
     let client = |server: &common::Server, ca: Option<&std::path::Path>| {

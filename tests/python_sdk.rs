@@ -29,19 +29,7 @@ fn python_sdk_runs_a_whole_lifecycle() {
     // The committed stubs are what grpcio-tools makes of proto/ now.
     let tools = common::virtualenv("py-venv", "requirements.txt");
     let gen = tempfile::tempdir().unwrap();
-    let protos: Vec<PathBuf> = std::fs::read_dir(root.join("proto/noid/v1"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    common::run_ok(
-        Command::new(tools.join("bin/python"))
-            .args(["-m", "grpc_tools.protoc", "-I"])
-            .arg(root.join("proto"))
-            .arg(format!("--python_out={}", gen.path().display()))
-            .arg(format!("--pyi_out={}", gen.path().display()))
-            .arg(format!("--grpc_python_out={}", gen.path().display()))
-            .args(&protos),
-    );
+    common::python_stubs(&tools, gen.path());
     let committed = root.join("clients/python/src/noid/v1");
     let fresh = files(&gen.path().join("noid/v1"));
     let names = |f: &[(String, Vec<u8>)]| f.iter().map(|x| x.0.clone()).collect::<Vec<_>>();

@@ -29,6 +29,25 @@ pub fn virtualenv(name: &str, requirements: &str) -> PathBuf {
     venv
 }
 
+/// Python code (with type stubs) generated from `proto/noid/v1` into `out` by the
+/// grpcio-tools of the virtualenv `venv`.
+pub fn python_stubs(venv: &Path, out: &Path) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let protos: Vec<PathBuf> = std::fs::read_dir(root.join("proto/noid/v1"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    run_ok(
+        Command::new(venv.join("bin/python"))
+            .args(["-m", "grpc_tools.protoc", "-I"])
+            .arg(root.join("proto"))
+            .arg(format!("--python_out={}", out.display()))
+            .arg(format!("--pyi_out={}", out.display()))
+            .arg(format!("--grpc_python_out={}", out.display()))
+            .args(&protos),
+    );
+}
+
 /// Runs `cmd` to its end; panics with its output unless it succeeded. Returns its stdout.
 pub fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
