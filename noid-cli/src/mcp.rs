@@ -146,20 +146,45 @@ fn vm_json(vm: &Vm) -> Value {
     })
 }
 
-/// `bytes` as text for the agent: lossy UTF-8, cut in the middle past `MAX_TEXT`.
-fn text_for_agent(bytes: &[u8]) -> String {
-    if bytes.len() <= MAX_TEXT {
-        return String::from_utf8_lossy(bytes).into_owned();
-    }
-    let half = MAX_TEXT / 2;
-    format!(
-        "{}\n[... {} bytes left out; the output was {} bytes ...]\n{}",
-        String::from_utf8_lossy(&bytes[..half]),
-        bytes.len() - 2 * half,
-        bytes.len(),
-        String::from_utf8_lossy(&bytes[bytes.len() - half..])
-    )
+/// Output or a file as the agent gets it, gathered in bounded memory however much comes:
+/// the first and the last `MAX_TEXT / 2` bytes, and how many there were in all.
+#[derive(Default)]
+struct Kept {
+    head: Vec<u8>,
+    tail: std::collections::VecDeque<u8>,
+    total: u64,
 }
+
+impl Kept {
+    fn push(&mut self, data: &[u8]) {
+        let half = MAX_TEXT / 2;
+        self.total += data.len() as u64;
+        let to_head = half.saturating_sub(self.head.len()).min(data.len());
+        self.head.extend_from_slice(&data[..to_head]);
+        self.tail.extend(&data[to_head..]);
+        let excess = self.tail.len().saturating_sub(half);
+        self.tail.drain(..excess);
+    }
+
+    /// Lossy UTF-8, cut in the middle (with a note) past `MAX_TEXT`.
+    fn text(&self) -> String {
+        let tail: Vec<u8> = self.tail.iter().copied().collect();
+        let kept = (self.head.len() + tail.len()) as u64;
+        if kept == self.total {
+            return String::from_utf8_lossy(&[self.head.as_slice(), &tail].concat()).into_owned();
+        }
+        format!(
+            "{}\n[... {} bytes left out; the output was {} bytes ...]\n{}",
+            String::from_utf8_lossy(&self.head),
+            self.total - kept,
+            self.total,
+            String::from_utf8_lossy(&tail)
+        )
+    }
+}
+
+/// A file read for the agent stops after this much (`/dev/zero` never ends).
+const MAX_FILE_READ: u64 = 64 << 20;
 
 type ToolResult = Result<CallToolResult, ErrorData>;
 
@@ -226,11 +251,11 @@ impl NoidTools {
             Ok(r) => r.into_inner(),
             Err(s) => return Ok(from_status(s)),
         };
-        let (mut stdout, mut stderr, mut exit) = (Vec::new(), Vec::new(), None);
+        let (mut stdout, mut stderr, mut exit) = (Kept::default(), Kept::default(), None);
         while let Some(msg) = stream.next().await {
             match msg.map(|m| m.msg) {
-                Ok(Some(exec_response::Msg::Stdout(d))) => stdout.extend_from_slice(&d),
-                Ok(Some(exec_response::Msg::Stderr(d))) => stderr.extend_from_slice(&d),
+                Ok(Some(exec_response::Msg::Stdout(d))) => stdout.push(&d),
+                Ok(Some(exec_response::Msg::Stderr(d))) => stderr.push(&d),
                 Ok(Some(exec_response::Msg::Exit(e))) => exit = Some(e),
                 Ok(_) => {}
                 Err(s) => return Ok(from_status(s)),
@@ -241,8 +266,8 @@ impl NoidTools {
         };
         let mut out = json!({
             "exit_code": exit.code,
-            "stdout": text_for_agent(&stdout),
-            "stderr": text_for_agent(&stderr),
+            "stdout": stdout.text(),
+            "stderr": stderr.text(),
         });
         if exit.signal != 0 {
             out["signal"] = json!(exit.signal);
@@ -264,15 +289,23 @@ impl NoidTools {
             Ok(r) => r.into_inner(),
             Err(s) => return Ok(from_status(s)),
         };
-        let mut data = Vec::new();
+        let mut data = Kept::default();
         while let Some(chunk) = stream.next().await {
             match chunk {
-                Ok(chunk) => data.extend_from_slice(&chunk.data),
+                Ok(chunk) => data.push(&chunk.data),
                 Err(s) => return Ok(from_status(s)),
+            }
+            if data.total >= MAX_FILE_READ {
+                let text = format!(
+                    "{}\n[stopped reading after {} MiB: the file goes on]",
+                    data.text(),
+                    MAX_FILE_READ >> 20
+                );
+                return Ok(CallToolResult::success(vec![ContentBlock::text(text)]));
             }
         }
         Ok(CallToolResult::success(vec![ContentBlock::text(
-            text_for_agent(&data),
+            data.text(),
         )]))
     }
 
@@ -389,13 +422,35 @@ impl ServerHandler for NoidTools {
 mod tests {
     use super::*;
 
+    fn kept(pieces: &[&[u8]]) -> String {
+        let mut k = Kept::default();
+        for p in pieces {
+            k.push(p);
+        }
+        k.text()
+    }
+
     #[test]
     fn long_output_is_cut_in_the_middle_with_a_note() {
-        let mut data = vec![b'a'; MAX_TEXT];
-        data.extend(vec![b'b'; 1000]);
-        let text = text_for_agent(&data);
+        let (a, b) = (vec![b'a'; MAX_TEXT], vec![b'b'; 1000]);
+        let text = kept(&[&a, &b]);
         assert!(text.starts_with("aaa") && text.ends_with("bbb"));
         assert!(text.contains("[... 1000 bytes left out; the output was 33768 bytes ...]"));
-        assert_eq!(text_for_agent(b"short"), "short");
+        assert_eq!(kept(&[b"sh", b"ort"]), "short");
+        // Exactly MAX_TEXT, in small pieces, is whole.
+        let pieces: Vec<&[u8]> =
+            std::iter::repeat_n(&b"0123456789abcdef"[..], MAX_TEXT / 16).collect();
+        assert_eq!(kept(&pieces).len(), MAX_TEXT);
+    }
+
+    #[test]
+    fn endless_output_keeps_only_its_ends() {
+        let mut k = Kept::default();
+        for i in 0..10_000u32 {
+            k.push(format!("{i:08}\n").as_bytes());
+        }
+        assert!(k.head.len() + k.tail.len() <= MAX_TEXT);
+        assert!(k.text().ends_with("00009999\n"));
+        assert!(k.text().starts_with("00000000\n"));
     }
 }

@@ -66,6 +66,11 @@ async def main():
             assert await call(session, "read_file", vm="agent", path="/root/notes.txt") == \
                 "from the agent\n"
 
+            # A file that never ends is read only so far, in bounded memory.
+            zero = await call(session, "read_file", vm="agent", path="/dev/zero")
+            assert zero.endswith("[stopped reading after 64 MiB: the file goes on]"), zero[-200:]
+            assert "bytes left out" in zero and len(zero) < 100_000, len(zero)
+
             cp = await call(session, "checkpoint", vm="agent", label="before")
             cps = await call(session, "list_checkpoints", vm="agent")
             assert [c["id"] for c in cps["checkpoints"]] == [cp["id"]], cps
