@@ -19,6 +19,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = out_dir.join("noid_descriptor.bin");
     tonic_build::configure()
         .file_descriptor_set_path(&descriptors)
+        // Timestamps are pbjson's, which carry the proto3 JSON mapping (RFC 3339 strings).
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf", "::pbjson_types")
         .build_server(true)
         .build_client(true)
         .compile_protos(&protos, &["proto"])?;

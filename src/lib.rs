@@ -7,6 +7,7 @@ pub mod coalesce;
 pub mod guest;
 pub mod names;
 pub mod netpolicy;
+pub mod time;
 pub mod tls;
 
 #[cfg(test)]

@@ -42,7 +42,8 @@ fn python_sdk_runs_a_whole_lifecycle() {
     }
 
     // pip install from the repo into a virtualenv of its own. From a copy: setuptools leaves
-    // build/ and *.egg-info behind in the tree it installs from.
+    // build/ and *.egg-info behind in the tree it installs from, and a build/ left by an
+    // earlier install by hand would be packed instead of the sources.
     let source = tempfile::tempdir().unwrap();
     common::run_ok(
         Command::new("cp")
@@ -50,6 +51,7 @@ fn python_sdk_runs_a_whole_lifecycle() {
             .arg(root.join("clients/python"))
             .arg(source.path()),
     );
+    let _ = std::fs::remove_dir_all(source.path().join("python/build"));
     let venv = tempfile::tempdir().unwrap();
     common::run_ok(
         Command::new("python3")

@@ -72,7 +72,7 @@ pub async fn list(client: &mut noid::client::Client, vm: Option<String>, json: b
                     } else {
                         c.label.clone()
                     },
-                    output::age(c.created_at),
+                    output::age(c.created_at.as_ref()),
                     mib(c.memory_bytes),
                     mib(c.disk_bytes),
                 ]

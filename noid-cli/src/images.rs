@@ -103,7 +103,7 @@ pub async fn list(client: &mut Client, json: bool) -> Result<()> {
                 i.name.clone(),
                 i.id.clone(),
                 size_text(i.disk_bytes),
-                output::age(i.created_at),
+                output::age(i.created_at.as_ref()),
                 i.source.clone(),
             ]
         })
@@ -328,7 +328,7 @@ fn details(i: &pb::Image) {
     println!("Name:        {}", i.name);
     println!("ID:          {}", i.id);
     println!("Source:      {}", i.source);
-    println!("Created:     {} ago", output::age(i.created_at));
+    println!("Created:     {} ago", output::age(i.created_at.as_ref()));
     println!("Owner:       {owner}");
     println!(
         "Disk:        {} ({} on the host)",

@@ -29,13 +29,15 @@ pub fn print_json(v: &Value) {
     );
 }
 
-/// Human age of a Unix timestamp: "12s", "5m", "3h", "2d".
-pub fn age(created_at: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
+/// Human age of an API time: "12s", "5m", "3h", "2d"; "-" when there is none.
+pub fn age(t: Option<&noid::time::Timestamp>) -> String {
+    let Some(t) = t else {
+        return "-".into();
+    };
+    let s = std::time::SystemTime::now()
+        .duration_since(noid::time::to_system(t))
+        .map(|d| d.as_secs())
         .unwrap_or(0);
-    let s = (now - created_at).max(0);
     match s {
         0..60 => format!("{s}s"),
         60..3600 => format!("{}m", s / 60),
@@ -79,7 +81,7 @@ pub fn vm_rows(vms: &[Vm]) -> Vec<Vec<String>> {
                 } else {
                     v.address.clone()
                 },
-                age(v.created_at),
+                age(v.created_at.as_ref()),
             ]
         })
         .collect()
@@ -131,7 +133,7 @@ pub fn vm_details(vm: &Vm, image_id: Option<&str>) {
         ("time limit", time_left(vm)),
         ("idle timeout", idle_timeout(vm)),
         ("vmm pid", vm.vmm_pid.to_string()),
-        ("age", age(vm.created_at)),
+        ("age", age(vm.created_at.as_ref())),
     ];
     for (k, v) in rows {
         println!("{:<16} {v}", format!("{k}:"));
@@ -148,14 +150,13 @@ pub fn expiry_name(n: i32) -> &'static str {
 
 /// "none", or "12m 3s left, then destroy".
 pub fn time_left(vm: &Vm) -> String {
-    if vm.expires_at == 0 {
+    let Some(expires) = &vm.expires_at else {
         return "none".into();
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let left = std::time::Duration::from_secs((vm.expires_at - now).max(0) as u64);
+    };
+    let left = noid::time::to_system(expires)
+        .duration_since(std::time::SystemTime::now())
+        .map(|d| std::time::Duration::from_secs(d.as_secs()))
+        .unwrap_or_default();
     format!(
         "{} left, then {}",
         humantime::format_duration(left),

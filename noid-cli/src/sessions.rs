@@ -71,7 +71,7 @@ pub async fn list(client: &mut noid::client::Client, vm: String, json: bool) -> 
             "{:<5} {:<18} {:<8} {:<12} {}{}",
             s.id,
             state(s),
-            output::age(s.started_at),
+            output::age(s.started_at.as_ref()),
             kept,
             s.argv.join(" "),
             if s.tty { "  (tty)" } else { "" }

@@ -153,9 +153,7 @@ async fn main() {
             assert!(r.vm.is_some(), "{}: {} {}", r.name, r.error_code, r.error);
         }
         for r in res.results {
-            c.delete_vm(DeleteVmRequest { name: r.name })
-                .await
-                .unwrap();
+            c.delete_vm(DeleteVmRequest { name: r.name }).await.unwrap();
         }
     }
     stats("fork-many of 10, all ready", all_ready);

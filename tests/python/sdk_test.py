@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 import tempfile
+from datetime import datetime, timedelta, timezone
 
 import noid
 from noid import AlreadyExists, AsyncNoid, InvalidArgument, Noid, NotFound, Unauthenticated
@@ -28,6 +29,9 @@ def sync_lifecycle():
     with client.create("sdk-a") as vm:
         assert vm.info.state == "running", vm.info
         assert vm.info.image == "default"
+        # Times are aware datetimes made from the API's Timestamps.
+        age = datetime.now(timezone.utc) - vm.info.created_at
+        assert timedelta(0) <= age < timedelta(minutes=5), vm.info.created_at
 
         # Output, stdin, exit code, env and cwd.
         r = vm.exec(["sh", "-c", "wc -c; echo err >&2; echo $GREETING; pwd; exit 3"],
@@ -82,6 +86,7 @@ def sync_lifecycle():
         vm.files.write("/root/mark", "before")
         cp = vm.checkpoint("sdk")
         assert cp.vm == "sdk-a" and cp.label == "sdk", cp
+        assert cp.created_at >= vm.info.created_at, (cp.created_at, vm.info.created_at)
         assert [x.id for x in vm.checkpoints()] == [cp.id]
         vm.files.write("/root/mark", "after")
         vm.restore(cp)

@@ -29,6 +29,8 @@ async function main(): Promise<void> {
   check((await noid.whoami()) === "ts", "whoami");
   const vm: Vm = await noid.create("ts-a");
   check(vm.info.state === "running" && vm.info.image === "default", JSON.stringify(vm.info));
+  const age = Date.now() - vm.info.createdAt.getTime();
+  check(vm.info.createdAt instanceof Date && age >= -1000 && age < 300_000, `created ${vm.info.createdAt.toISOString()}`);
 
   const r = await vm.exec(["sh", "-c", "wc -c; echo err >&2; echo $GREETING; pwd; exit 3"],
     { stdin: Buffer.alloc(200_000, 120), env: { GREETING: "hi" }, cwd: "/tmp" });

@@ -52,7 +52,7 @@ export interface VmInfo {
   memoryMib: number;
   image: string;
   address: string;
-  createdAt: number;
+  createdAt: Date;
   parentCheckpoint: string;
 }
 
@@ -60,7 +60,7 @@ export interface Checkpoint {
   id: string;
   vm: string;
   label: string;
-  createdAt: number;
+  createdAt: Date;
   memoryBytes: number;
   diskBytes: number;
 }
@@ -97,16 +97,21 @@ export interface SpawnOptions {
 }
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
+/** An API time (google.protobuf.Timestamp) as a Date. */
+function toDate(t: any): Date {
+  return new Date(Number(t?.seconds ?? 0) * 1000 + Math.floor(Number(t?.nanos ?? 0) / 1e6));
+}
+
 function vmInfo(v: any): VmInfo {
   return {
     name: v.name, id: v.id, state: String(v.state).replace(/^VM_STATE_/, "").toLowerCase(),
     cpus: v.cpus, memoryMib: v.memory_mib, image: v.image, address: v.address,
-    createdAt: v.created_at, parentCheckpoint: v.parent_checkpoint,
+    createdAt: toDate(v.created_at), parentCheckpoint: v.parent_checkpoint,
   };
 }
 
 function checkpointInfo(c: any): Checkpoint {
-  return { id: c.id, vm: c.vm, label: c.label, createdAt: c.created_at, memoryBytes: c.memory_bytes, diskBytes: c.disk_bytes };
+  return { id: c.id, vm: c.vm, label: c.label, createdAt: toDate(c.created_at), memoryBytes: c.memory_bytes, diskBytes: c.disk_bytes };
 }
 
 function execStart(vm: string, argv: string[], o: SpawnOptions & { stdin: boolean }): any {

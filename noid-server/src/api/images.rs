@@ -18,7 +18,7 @@ pub fn image(m: &ImageManifest) -> pb::Image {
         name: m.name.clone(),
         id: m.id.clone(),
         source: m.source.clone(),
-        created_at: m.created_at as i64,
+        created_at: Some(noid::time::from_secs(m.created_at as i64)),
         disk_bytes: m.disk_bytes,
         stored_bytes: m.stored_bytes,
         kernel_release: m.kernel_release.clone(),

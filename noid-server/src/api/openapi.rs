@@ -61,6 +61,10 @@ fn field_schema(f: &prost_types::FieldDescriptorProto, d: &Descriptors) -> Value
         Type::Double | Type::Float => json!({"type": "number"}),
         Type::Bytes => json!({"type": "string", "format": "byte"}),
         Type::Enum => schema_ref(f.type_name()),
+        // Times are RFC 3339 strings in the proto3 JSON mapping.
+        Type::Message if f.type_name() == ".google.protobuf.Timestamp" => {
+            json!({"type": "string", "format": "date-time"})
+        }
         Type::Message => {
             // A map field's entry type is nested in the message that has the map.
             let entry = d.messages.iter().flat_map(|m| &m.nested_type).find(|n| {
@@ -226,8 +230,13 @@ mod tests {
         let vm = &doc["components"]["schemas"]["Vm"]["properties"];
         assert_eq!(vm["state"], json!({"$ref": "#/components/schemas/VmState"}));
         assert_eq!(
-            vm["created_at"]["type"], "string",
-            "int64 is a string in JSON"
+            vm["created_at"],
+            json!({"type": "string", "format": "date-time"}),
+            "a Timestamp is an RFC 3339 string in JSON"
+        );
+        assert_eq!(
+            vm["idle_timeout_secs"]["type"], "string",
+            "uint64 is a string in JSON"
         );
         assert!(vm["mac"].is_object() && vm["vmm_pid"].is_object());
     }

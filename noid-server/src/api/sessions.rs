@@ -16,7 +16,7 @@ pub fn session(s: SessionInfo) -> pb::Session {
         argv: s.argv,
         tty: s.tty,
         pid: s.pid,
-        started_at: s.started_at,
+        started_at: Some(noid::time::from_secs(s.started_at)),
         exit: s.exit.map(convert::exec_exit),
         buffered_bytes: s.buffered_bytes,
         dropped_bytes: s.dropped_bytes,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 from .v1 import checkpoint_pb2, exec_pb2, files_pb2, vm_pb2
@@ -72,14 +73,14 @@ class Checkpoint:
     id: str
     vm: str
     label: str
-    created_at: int
+    created_at: datetime
     memory_bytes: int
     disk_bytes: int
     parent_checkpoint: str = ""
 
     @classmethod
     def _from(cls, c: checkpoint_pb2.Checkpoint) -> "Checkpoint":
-        return cls(c.id, c.vm, c.label, c.created_at, c.memory_bytes, c.disk_bytes,
+        return cls(c.id, c.vm, c.label, _time(c.created_at), c.memory_bytes, c.disk_bytes,
                    c.parent_checkpoint)
 
 
@@ -94,7 +95,7 @@ class VmInfo:
     memory_mib: int
     image: str
     address: str
-    created_at: int
+    created_at: datetime
     parent_checkpoint: str
     ports: List[Dict[str, int]] = field(default_factory=list)
 
@@ -102,8 +103,13 @@ class VmInfo:
     def _from(cls, v: vm_pb2.Vm) -> "VmInfo":
         state = vm_pb2.VmState.Name(v.state).removeprefix("VM_STATE_").lower()
         ports = [{"host_port": p.host_port, "guest_port": p.guest_port} for p in v.ports]
-        return cls(v.name, v.id, state, v.cpus, v.memory_mib, v.image, v.address, v.created_at,
-                   v.parent_checkpoint, ports)
+        return cls(v.name, v.id, state, v.cpus, v.memory_mib, v.image, v.address,
+                   _time(v.created_at), v.parent_checkpoint, ports)
+
+
+def _time(t) -> datetime:
+    """An API time (google.protobuf.Timestamp) as an aware datetime in UTC."""
+    return t.ToDatetime(tzinfo=timezone.utc)
 
 
 def as_bytes(data: Data) -> bytes:

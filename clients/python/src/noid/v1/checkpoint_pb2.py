@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from noid.v1 import vm_pb2 as noid_dot_v1_dot_vm__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18noid/v1/checkpoint.proto\x12\x07noid.v1\x1a\x10noid/v1/vm.proto\"\x9d\x01\n\nCheckpoint\x12\n\n\x02id\x18\x01 \x01(\t\x12\n\n\x02vm\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\x03\x12\x14\n\x0cmemory_bytes\x18\x05 \x01(\x04\x12\x12\n\ndisk_bytes\x18\x06 \x01(\x04\x12\x0f\n\x07\x62\x61\x63kend\x18\x07 \x01(\t\x12\x19\n\x11parent_checkpoint\x18\x08 \x01(\t\"4\n\x17\x43reateCheckpointRequest\x12\n\n\x02vm\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\"K\n\x16ListCheckpointsRequest\x12\n\n\x02vm\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\\\n\x17ListCheckpointsResponse\x12(\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x13.noid.v1.Checkpoint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x14GetCheckpointRequest\x12\n\n\x02id\x18\x01 \x01(\t\"%\n\x17\x44\x65leteCheckpointRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteCheckpointResponse\"}\n\x0eRestoreRequest\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x10\n\x08new_name\x18\x02 \x01(\t\x12.\n\x0enetwork_policy\x18\x03 \x01(\x0b\x32\x16.noid.v1.NetworkPolicy\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"w\n\x0f\x46orkManyRequest\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12.\n\x0enetwork_policy\x18\x04 \x01(\x0b\x32\x16.noid.v1.NetworkPolicy\"V\n\nForkResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x02vm\x18\x02 \x01(\x0b\x32\x0b.noid.v1.Vm\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"8\n\x10\x46orkManyResponse\x12$\n\x07results\x18\x01 \x03(\x0b\x32\x13.noid.v1.ForkResultB+\n\x0b\x64\x65v.noid.v1P\x01Z\x1anoid.dev/go/noid/v1;noidv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18noid/v1/checkpoint.proto\x12\x07noid.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x10noid/v1/vm.proto\"\xbf\x01\n\nCheckpoint\x12\n\n\x02id\x18\x01 \x01(\t\x12\n\n\x02vm\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cmemory_bytes\x18\x05 \x01(\x04\x12\x12\n\ndisk_bytes\x18\x06 \x01(\x04\x12\x0f\n\x07\x62\x61\x63kend\x18\x07 \x01(\t\x12\x19\n\x11parent_checkpoint\x18\x08 \x01(\tJ\x04\x08\x04\x10\x05\"4\n\x17\x43reateCheckpointRequest\x12\n\n\x02vm\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\"K\n\x16ListCheckpointsRequest\x12\n\n\x02vm\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\\\n\x17ListCheckpointsResponse\x12(\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x13.noid.v1.Checkpoint\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x14GetCheckpointRequest\x12\n\n\x02id\x18\x01 \x01(\t\"%\n\x17\x44\x65leteCheckpointRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteCheckpointResponse\"}\n\x0eRestoreRequest\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x10\n\x08new_name\x18\x02 \x01(\t\x12.\n\x0enetwork_policy\x18\x03 \x01(\x0b\x32\x16.noid.v1.NetworkPolicy\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"w\n\x0f\x46orkManyRequest\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12.\n\x0enetwork_policy\x18\x04 \x01(\x0b\x32\x16.noid.v1.NetworkPolicy\"V\n\nForkResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x02vm\x18\x02 \x01(\x0b\x32\x0b.noid.v1.Vm\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"8\n\x10\x46orkManyResponse\x12$\n\x07results\x18\x01 \x03(\x0b\x32\x13.noid.v1.ForkResultB+\n\x0b\x64\x65v.noid.v1P\x01Z\x1anoid.dev/go/noid/v1;noidv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,26 +34,26 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'noid.v1.checkpoint_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\013dev.noid.v1P\001Z\032noid.dev/go/noid/v1;noidv1'
-  _globals['_CHECKPOINT']._serialized_start=56
-  _globals['_CHECKPOINT']._serialized_end=213
-  _globals['_CREATECHECKPOINTREQUEST']._serialized_start=215
-  _globals['_CREATECHECKPOINTREQUEST']._serialized_end=267
-  _globals['_LISTCHECKPOINTSREQUEST']._serialized_start=269
-  _globals['_LISTCHECKPOINTSREQUEST']._serialized_end=344
-  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_start=346
-  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_end=438
-  _globals['_GETCHECKPOINTREQUEST']._serialized_start=440
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=474
-  _globals['_DELETECHECKPOINTREQUEST']._serialized_start=476
-  _globals['_DELETECHECKPOINTREQUEST']._serialized_end=513
-  _globals['_DELETECHECKPOINTRESPONSE']._serialized_start=515
-  _globals['_DELETECHECKPOINTRESPONSE']._serialized_end=541
-  _globals['_RESTOREREQUEST']._serialized_start=543
-  _globals['_RESTOREREQUEST']._serialized_end=668
-  _globals['_FORKMANYREQUEST']._serialized_start=670
-  _globals['_FORKMANYREQUEST']._serialized_end=789
-  _globals['_FORKRESULT']._serialized_start=791
-  _globals['_FORKRESULT']._serialized_end=877
-  _globals['_FORKMANYRESPONSE']._serialized_start=879
-  _globals['_FORKMANYRESPONSE']._serialized_end=935
+  _globals['_CHECKPOINT']._serialized_start=89
+  _globals['_CHECKPOINT']._serialized_end=280
+  _globals['_CREATECHECKPOINTREQUEST']._serialized_start=282
+  _globals['_CREATECHECKPOINTREQUEST']._serialized_end=334
+  _globals['_LISTCHECKPOINTSREQUEST']._serialized_start=336
+  _globals['_LISTCHECKPOINTSREQUEST']._serialized_end=411
+  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_start=413
+  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_end=505
+  _globals['_GETCHECKPOINTREQUEST']._serialized_start=507
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=541
+  _globals['_DELETECHECKPOINTREQUEST']._serialized_start=543
+  _globals['_DELETECHECKPOINTREQUEST']._serialized_end=580
+  _globals['_DELETECHECKPOINTRESPONSE']._serialized_start=582
+  _globals['_DELETECHECKPOINTRESPONSE']._serialized_end=608
+  _globals['_RESTOREREQUEST']._serialized_start=610
+  _globals['_RESTOREREQUEST']._serialized_end=735
+  _globals['_FORKMANYREQUEST']._serialized_start=737
+  _globals['_FORKMANYREQUEST']._serialized_end=856
+  _globals['_FORKRESULT']._serialized_start=858
+  _globals['_FORKRESULT']._serialized_end=944
+  _globals['_FORKMANYRESPONSE']._serialized_start=946
+  _globals['_FORKMANYRESPONSE']._serialized_end=1002
 # @@protoc_insertion_point(module_scope)

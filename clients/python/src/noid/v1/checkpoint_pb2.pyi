@@ -1,3 +1,4 @@
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from noid.v1 import vm_pb2 as _vm_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -19,12 +20,12 @@ class Checkpoint(_message.Message):
     id: str
     vm: str
     label: str
-    created_at: int
+    created_at: _timestamp_pb2.Timestamp
     memory_bytes: int
     disk_bytes: int
     backend: str
     parent_checkpoint: str
-    def __init__(self, id: _Optional[str] = ..., vm: _Optional[str] = ..., label: _Optional[str] = ..., created_at: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., backend: _Optional[str] = ..., parent_checkpoint: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., vm: _Optional[str] = ..., label: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., backend: _Optional[str] = ..., parent_checkpoint: _Optional[str] = ...) -> None: ...
 
 class CreateCheckpointRequest(_message.Message):
     __slots__ = ("vm", "label")

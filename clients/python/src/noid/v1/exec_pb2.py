@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12noid/v1/exec.proto\x12\x07noid.v1\"\x97\x01\n\x0b\x45xecRequest\x12#\n\x05start\x18\x01 \x01(\x0b\x32\x12.noid.v1.ExecStartH\x00\x12\x0f\n\x05stdin\x18\x02 \x01(\x0cH\x00\x12\x15\n\x0b\x63lose_stdin\x18\x03 \x01(\x08H\x00\x12\x10\n\x06signal\x18\x04 \x01(\x05H\x00\x12\"\n\x06resize\x18\x05 \x01(\x0b\x32\x10.noid.v1.TtySizeH\x00\x42\x05\n\x03msg\"\xea\x01\n\tExecStart\x12\n\n\x02vm\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x02 \x03(\t\x12(\n\x03\x65nv\x18\x03 \x03(\x0b\x32\x1b.noid.v1.ExecStart.EnvEntry\x12\x0b\n\x03\x63wd\x18\x04 \x01(\t\x12\r\n\x05stdin\x18\x05 \x01(\x08\x12\x0b\n\x03tty\x18\x06 \x01(\x08\x12\"\n\x08tty_size\x18\x07 \x01(\x0b\x32\x10.noid.v1.TtySize\x12\x12\n\ntimeout_ms\x18\x08 \x01(\r\x12\x0c\n\x04user\x18\t \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"%\n\x07TtySize\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\"\x85\x01\n\x0c\x45xecResponse\x12\'\n\x07started\x18\x01 \x01(\x0b\x32\x14.noid.v1.ExecStartedH\x00\x12\x10\n\x06stdout\x18\x02 \x01(\x0cH\x00\x12\x10\n\x06stderr\x18\x03 \x01(\x0cH\x00\x12!\n\x04\x65xit\x18\x04 \x01(\x0b\x32\x11.noid.v1.ExecExitH\x00\x42\x05\n\x03msg\"\x1a\n\x0b\x45xecStarted\x12\x0b\n\x03pid\x18\x01 \x01(\r\";\n\x08\x45xecExit\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06signal\x18\x02 \x01(\x05\x12\x11\n\ttimed_out\x18\x03 \x01(\x08\"\xa1\x01\n\x07Session\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0c\n\x04\x61rgv\x18\x02 \x03(\t\x12\x0b\n\x03tty\x18\x03 \x01(\x08\x12\x0b\n\x03pid\x18\x04 \x01(\r\x12\x12\n\nstarted_at\x18\x05 \x01(\x03\x12\x1f\n\x04\x65xit\x18\x06 \x01(\x0b\x32\x11.noid.v1.ExecExit\x12\x16\n\x0e\x62uffered_bytes\x18\x07 \x01(\x04\x12\x15\n\rdropped_bytes\x18\x08 \x01(\x04\"8\n\x13StartSessionRequest\x12!\n\x05start\x18\x01 \x01(\x0b\x32\x12.noid.v1.ExecStart\"!\n\x13ListSessionsRequest\x12\n\n\x02vm\x18\x01 \x01(\t\":\n\x14ListSessionsResponse\x12\"\n\x08sessions\x18\x01 \x03(\x0b\x32\x10.noid.v1.Session\"+\n\x0c\x41ttachTarget\x12\n\n\x02vm\x18\x01 \x01(\t\x12\x0f\n\x07session\x18\x02 \x01(\r\"\xa4\x01\n\x14\x41ttachSessionRequest\x12\'\n\x06\x61ttach\x18\x01 \x01(\x0b\x32\x15.noid.v1.AttachTargetH\x00\x12\x0f\n\x05stdin\x18\x02 \x01(\x0cH\x00\x12\x15\n\x0b\x63lose_stdin\x18\x03 \x01(\x08H\x00\x12\x10\n\x06signal\x18\x04 \x01(\x05H\x00\x12\"\n\x06resize\x18\x05 \x01(\x0b\x32\x10.noid.v1.TtySizeH\x00\x42\x05\n\x03msg\"x\n\x15\x41ttachSessionResponse\x12\x11\n\x07\x64ropped\x18\x01 \x01(\x04H\x00\x12\x10\n\x06stdout\x18\x02 \x01(\x0cH\x00\x12\x10\n\x06stderr\x18\x03 \x01(\x0cH\x00\x12!\n\x04\x65xit\x18\x04 \x01(\x0b\x32\x11.noid.v1.ExecExitH\x00\x42\x05\n\x03msg\"A\n\x12KillSessionRequest\x12\n\n\x02vm\x18\x01 \x01(\t\x12\x0f\n\x07session\x18\x02 \x01(\r\x12\x0e\n\x06signal\x18\x03 \x01(\x05\x42+\n\x0b\x64\x65v.noid.v1P\x01Z\x1anoid.dev/go/noid/v1;noidv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12noid/v1/exec.proto\x12\x07noid.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x01\n\x0b\x45xecRequest\x12#\n\x05start\x18\x01 \x01(\x0b\x32\x12.noid.v1.ExecStartH\x00\x12\x0f\n\x05stdin\x18\x02 \x01(\x0cH\x00\x12\x15\n\x0b\x63lose_stdin\x18\x03 \x01(\x08H\x00\x12\x10\n\x06signal\x18\x04 \x01(\x05H\x00\x12\"\n\x06resize\x18\x05 \x01(\x0b\x32\x10.noid.v1.TtySizeH\x00\x42\x05\n\x03msg\"\xea\x01\n\tExecStart\x12\n\n\x02vm\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x02 \x03(\t\x12(\n\x03\x65nv\x18\x03 \x03(\x0b\x32\x1b.noid.v1.ExecStart.EnvEntry\x12\x0b\n\x03\x63wd\x18\x04 \x01(\t\x12\r\n\x05stdin\x18\x05 \x01(\x08\x12\x0b\n\x03tty\x18\x06 \x01(\x08\x12\"\n\x08tty_size\x18\x07 \x01(\x0b\x32\x10.noid.v1.TtySize\x12\x12\n\ntimeout_ms\x18\x08 \x01(\r\x12\x0c\n\x04user\x18\t \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"%\n\x07TtySize\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\"\x85\x01\n\x0c\x45xecResponse\x12\'\n\x07started\x18\x01 \x01(\x0b\x32\x14.noid.v1.ExecStartedH\x00\x12\x10\n\x06stdout\x18\x02 \x01(\x0cH\x00\x12\x10\n\x06stderr\x18\x03 \x01(\x0cH\x00\x12!\n\x04\x65xit\x18\x04 \x01(\x0b\x32\x11.noid.v1.ExecExitH\x00\x42\x05\n\x03msg\"\x1a\n\x0b\x45xecStarted\x12\x0b\n\x03pid\x18\x01 \x01(\r\";\n\x08\x45xecExit\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06signal\x18\x02 \x01(\x05\x12\x11\n\ttimed_out\x18\x03 \x01(\x08\"\xc3\x01\n\x07Session\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0c\n\x04\x61rgv\x18\x02 \x03(\t\x12\x0b\n\x03tty\x18\x03 \x01(\x08\x12\x0b\n\x03pid\x18\x04 \x01(\r\x12.\n\nstarted_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x04\x65xit\x18\x06 \x01(\x0b\x32\x11.noid.v1.ExecExit\x12\x16\n\x0e\x62uffered_bytes\x18\x07 \x01(\x04\x12\x15\n\rdropped_bytes\x18\x08 \x01(\x04J\x04\x08\x05\x10\x06\"8\n\x13StartSessionRequest\x12!\n\x05start\x18\x01 \x01(\x0b\x32\x12.noid.v1.ExecStart\"!\n\x13ListSessionsRequest\x12\n\n\x02vm\x18\x01 \x01(\t\":\n\x14ListSessionsResponse\x12\"\n\x08sessions\x18\x01 \x03(\x0b\x32\x10.noid.v1.Session\"+\n\x0c\x41ttachTarget\x12\n\n\x02vm\x18\x01 \x01(\t\x12\x0f\n\x07session\x18\x02 \x01(\r\"\xa4\x01\n\x14\x41ttachSessionRequest\x12\'\n\x06\x61ttach\x18\x01 \x01(\x0b\x32\x15.noid.v1.AttachTargetH\x00\x12\x0f\n\x05stdin\x18\x02 \x01(\x0cH\x00\x12\x15\n\x0b\x63lose_stdin\x18\x03 \x01(\x08H\x00\x12\x10\n\x06signal\x18\x04 \x01(\x05H\x00\x12\"\n\x06resize\x18\x05 \x01(\x0b\x32\x10.noid.v1.TtySizeH\x00\x42\x05\n\x03msg\"x\n\x15\x41ttachSessionResponse\x12\x11\n\x07\x64ropped\x18\x01 \x01(\x04H\x00\x12\x10\n\x06stdout\x18\x02 \x01(\x0cH\x00\x12\x10\n\x06stderr\x18\x03 \x01(\x0cH\x00\x12!\n\x04\x65xit\x18\x04 \x01(\x0b\x32\x11.noid.v1.ExecExitH\x00\x42\x05\n\x03msg\"A\n\x12KillSessionRequest\x12\n\n\x02vm\x18\x01 \x01(\t\x12\x0f\n\x07session\x18\x02 \x01(\r\x12\x0e\n\x06signal\x18\x03 \x01(\x05\x42+\n\x0b\x64\x65v.noid.v1P\x01Z\x1anoid.dev/go/noid/v1;noidv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,34 +35,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\013dev.noid.v1P\001Z\032noid.dev/go/noid/v1;noidv1'
   _globals['_EXECSTART_ENVENTRY']._loaded_options = None
   _globals['_EXECSTART_ENVENTRY']._serialized_options = b'8\001'
-  _globals['_EXECREQUEST']._serialized_start=32
-  _globals['_EXECREQUEST']._serialized_end=183
-  _globals['_EXECSTART']._serialized_start=186
-  _globals['_EXECSTART']._serialized_end=420
-  _globals['_EXECSTART_ENVENTRY']._serialized_start=378
-  _globals['_EXECSTART_ENVENTRY']._serialized_end=420
-  _globals['_TTYSIZE']._serialized_start=422
-  _globals['_TTYSIZE']._serialized_end=459
-  _globals['_EXECRESPONSE']._serialized_start=462
-  _globals['_EXECRESPONSE']._serialized_end=595
-  _globals['_EXECSTARTED']._serialized_start=597
-  _globals['_EXECSTARTED']._serialized_end=623
-  _globals['_EXECEXIT']._serialized_start=625
-  _globals['_EXECEXIT']._serialized_end=684
-  _globals['_SESSION']._serialized_start=687
-  _globals['_SESSION']._serialized_end=848
-  _globals['_STARTSESSIONREQUEST']._serialized_start=850
-  _globals['_STARTSESSIONREQUEST']._serialized_end=906
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=908
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=941
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=943
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1001
-  _globals['_ATTACHTARGET']._serialized_start=1003
-  _globals['_ATTACHTARGET']._serialized_end=1046
-  _globals['_ATTACHSESSIONREQUEST']._serialized_start=1049
-  _globals['_ATTACHSESSIONREQUEST']._serialized_end=1213
-  _globals['_ATTACHSESSIONRESPONSE']._serialized_start=1215
-  _globals['_ATTACHSESSIONRESPONSE']._serialized_end=1335
-  _globals['_KILLSESSIONREQUEST']._serialized_start=1337
-  _globals['_KILLSESSIONREQUEST']._serialized_end=1402
+  _globals['_EXECREQUEST']._serialized_start=65
+  _globals['_EXECREQUEST']._serialized_end=216
+  _globals['_EXECSTART']._serialized_start=219
+  _globals['_EXECSTART']._serialized_end=453
+  _globals['_EXECSTART_ENVENTRY']._serialized_start=411
+  _globals['_EXECSTART_ENVENTRY']._serialized_end=453
+  _globals['_TTYSIZE']._serialized_start=455
+  _globals['_TTYSIZE']._serialized_end=492
+  _globals['_EXECRESPONSE']._serialized_start=495
+  _globals['_EXECRESPONSE']._serialized_end=628
+  _globals['_EXECSTARTED']._serialized_start=630
+  _globals['_EXECSTARTED']._serialized_end=656
+  _globals['_EXECEXIT']._serialized_start=658
+  _globals['_EXECEXIT']._serialized_end=717
+  _globals['_SESSION']._serialized_start=720
+  _globals['_SESSION']._serialized_end=915
+  _globals['_STARTSESSIONREQUEST']._serialized_start=917
+  _globals['_STARTSESSIONREQUEST']._serialized_end=973
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=975
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=1008
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1010
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1068
+  _globals['_ATTACHTARGET']._serialized_start=1070
+  _globals['_ATTACHTARGET']._serialized_end=1113
+  _globals['_ATTACHSESSIONREQUEST']._serialized_start=1116
+  _globals['_ATTACHSESSIONREQUEST']._serialized_end=1280
+  _globals['_ATTACHSESSIONRESPONSE']._serialized_start=1282
+  _globals['_ATTACHSESSIONRESPONSE']._serialized_end=1402
+  _globals['_KILLSESSIONREQUEST']._serialized_start=1404
+  _globals['_KILLSESSIONREQUEST']._serialized_end=1469
 # @@protoc_insertion_point(module_scope)

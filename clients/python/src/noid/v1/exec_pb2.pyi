@@ -1,3 +1,4 @@
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -98,11 +99,11 @@ class Session(_message.Message):
     argv: _containers.RepeatedScalarFieldContainer[str]
     tty: bool
     pid: int
-    started_at: int
+    started_at: _timestamp_pb2.Timestamp
     exit: ExecExit
     buffered_bytes: int
     dropped_bytes: int
-    def __init__(self, id: _Optional[int] = ..., argv: _Optional[_Iterable[str]] = ..., tty: bool = ..., pid: _Optional[int] = ..., started_at: _Optional[int] = ..., exit: _Optional[_Union[ExecExit, _Mapping]] = ..., buffered_bytes: _Optional[int] = ..., dropped_bytes: _Optional[int] = ...) -> None: ...
+    def __init__(self, id: _Optional[int] = ..., argv: _Optional[_Iterable[str]] = ..., tty: bool = ..., pid: _Optional[int] = ..., started_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., exit: _Optional[_Union[ExecExit, _Mapping]] = ..., buffered_bytes: _Optional[int] = ..., dropped_bytes: _Optional[int] = ...) -> None: ...
 
 class StartSessionRequest(_message.Message):
     __slots__ = ("start",)

@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13noid/v1/image.proto\x12\x07noid.v1\"\xbc\x01\n\x05Image\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\x03\x12\x12\n\ndisk_bytes\x18\x05 \x01(\x04\x12\x14\n\x0cstored_bytes\x18\x06 \x01(\x04\x12\x16\n\x0ekernel_release\x18\x07 \x01(\t\x12\r\n\x05owner\x18\x08 \x01(\t\x12$\n\x06\x63onfig\x18\t \x01(\x0b\x32\x14.noid.v1.ImageConfig\"^\n\x0bImageConfig\x12\x0b\n\x03\x65nv\x18\x01 \x03(\t\x12\x13\n\x0bworking_dir\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x12\n\nentrypoint\x18\x04 \x03(\t\x12\x0b\n\x03\x63md\x18\x05 \x03(\t\":\n\x11ListImagesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"M\n\x12ListImagesResponse\x12\x1e\n\x06images\x18\x01 \x03(\x0b\x32\x0e.noid.v1.Image\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x0fGetImageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\"\n\x12\x44\x65leteImageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteImageResponse\"Y\n\x12ImportImageRequest\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.noid.v1.ImportImageHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x05\n\x03msg\"5\n\x11ImportImageHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ndisk_bytes\x18\x02 \x01(\x04\"]\n\x11\x42uildImageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65\x62ian_suite\x18\x02 \x01(\t\x12\x10\n\x08packages\x18\x03 \x03(\t\x12\x12\n\ndisk_bytes\x18\x04 \x01(\x04\"d\n\x16\x42uildDockerfileRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.noid.v1.BuildDockerfileHeaderH\x00\x12\x11\n\x07\x63ontext\x18\x02 \x01(\x0cH\x00\x42\x05\n\x03msg\"\xae\x01\n\x15\x42uildDockerfileHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ndockerfile\x18\x02 \x01(\t\x12\x41\n\nbuild_args\x18\x03 \x03(\x0b\x32-.noid.v1.BuildDockerfileHeader.BuildArgsEntry\x1a\x30\n\x0e\x42uildArgsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\rImageProgress\x12\r\n\x03log\x18\x01 \x01(\tH\x00\x12\x1f\n\x05image\x18\x02 \x01(\x0b\x32\x0e.noid.v1.ImageH\x00\x42\x05\n\x03msgB+\n\x0b\x64\x65v.noid.v1P\x01Z\x1anoid.dev/go/noid/v1;noidv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13noid/v1/image.proto\x12\x07noid.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x01\n\x05Image\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ndisk_bytes\x18\x05 \x01(\x04\x12\x14\n\x0cstored_bytes\x18\x06 \x01(\x04\x12\x16\n\x0ekernel_release\x18\x07 \x01(\t\x12\r\n\x05owner\x18\x08 \x01(\t\x12$\n\x06\x63onfig\x18\t \x01(\x0b\x32\x14.noid.v1.ImageConfigJ\x04\x08\x04\x10\x05\"^\n\x0bImageConfig\x12\x0b\n\x03\x65nv\x18\x01 \x03(\t\x12\x13\n\x0bworking_dir\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\x12\x12\n\nentrypoint\x18\x04 \x03(\t\x12\x0b\n\x03\x63md\x18\x05 \x03(\t\":\n\x11ListImagesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"M\n\x12ListImagesResponse\x12\x1e\n\x06images\x18\x01 \x03(\x0b\x32\x0e.noid.v1.Image\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x0fGetImageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\"\n\x12\x44\x65leteImageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteImageResponse\"Y\n\x12ImportImageRequest\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.noid.v1.ImportImageHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x05\n\x03msg\"5\n\x11ImportImageHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ndisk_bytes\x18\x02 \x01(\x04\"]\n\x11\x42uildImageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65\x62ian_suite\x18\x02 \x01(\t\x12\x10\n\x08packages\x18\x03 \x03(\t\x12\x12\n\ndisk_bytes\x18\x04 \x01(\x04\"d\n\x16\x42uildDockerfileRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.noid.v1.BuildDockerfileHeaderH\x00\x12\x11\n\x07\x63ontext\x18\x02 \x01(\x0cH\x00\x42\x05\n\x03msg\"\xae\x01\n\x15\x42uildDockerfileHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ndockerfile\x18\x02 \x01(\t\x12\x41\n\nbuild_args\x18\x03 \x03(\x0b\x32-.noid.v1.BuildDockerfileHeader.BuildArgsEntry\x1a\x30\n\x0e\x42uildArgsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\rImageProgress\x12\r\n\x03log\x18\x01 \x01(\tH\x00\x12\x1f\n\x05image\x18\x02 \x01(\x0b\x32\x0e.noid.v1.ImageH\x00\x42\x05\n\x03msgB+\n\x0b\x64\x65v.noid.v1P\x01Z\x1anoid.dev/go/noid/v1;noidv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,32 +35,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\013dev.noid.v1P\001Z\032noid.dev/go/noid/v1;noidv1'
   _globals['_BUILDDOCKERFILEHEADER_BUILDARGSENTRY']._loaded_options = None
   _globals['_BUILDDOCKERFILEHEADER_BUILDARGSENTRY']._serialized_options = b'8\001'
-  _globals['_IMAGE']._serialized_start=33
-  _globals['_IMAGE']._serialized_end=221
-  _globals['_IMAGECONFIG']._serialized_start=223
-  _globals['_IMAGECONFIG']._serialized_end=317
-  _globals['_LISTIMAGESREQUEST']._serialized_start=319
-  _globals['_LISTIMAGESREQUEST']._serialized_end=377
-  _globals['_LISTIMAGESRESPONSE']._serialized_start=379
-  _globals['_LISTIMAGESRESPONSE']._serialized_end=456
-  _globals['_GETIMAGEREQUEST']._serialized_start=458
-  _globals['_GETIMAGEREQUEST']._serialized_end=489
-  _globals['_DELETEIMAGEREQUEST']._serialized_start=491
-  _globals['_DELETEIMAGEREQUEST']._serialized_end=525
-  _globals['_DELETEIMAGERESPONSE']._serialized_start=527
-  _globals['_DELETEIMAGERESPONSE']._serialized_end=548
-  _globals['_IMPORTIMAGEREQUEST']._serialized_start=550
-  _globals['_IMPORTIMAGEREQUEST']._serialized_end=639
-  _globals['_IMPORTIMAGEHEADER']._serialized_start=641
-  _globals['_IMPORTIMAGEHEADER']._serialized_end=694
-  _globals['_BUILDIMAGEREQUEST']._serialized_start=696
-  _globals['_BUILDIMAGEREQUEST']._serialized_end=789
-  _globals['_BUILDDOCKERFILEREQUEST']._serialized_start=791
-  _globals['_BUILDDOCKERFILEREQUEST']._serialized_end=891
-  _globals['_BUILDDOCKERFILEHEADER']._serialized_start=894
-  _globals['_BUILDDOCKERFILEHEADER']._serialized_end=1068
-  _globals['_BUILDDOCKERFILEHEADER_BUILDARGSENTRY']._serialized_start=1020
-  _globals['_BUILDDOCKERFILEHEADER_BUILDARGSENTRY']._serialized_end=1068
-  _globals['_IMAGEPROGRESS']._serialized_start=1070
-  _globals['_IMAGEPROGRESS']._serialized_end=1140
+  _globals['_IMAGE']._serialized_start=66
+  _globals['_IMAGE']._serialized_end=288
+  _globals['_IMAGECONFIG']._serialized_start=290
+  _globals['_IMAGECONFIG']._serialized_end=384
+  _globals['_LISTIMAGESREQUEST']._serialized_start=386
+  _globals['_LISTIMAGESREQUEST']._serialized_end=444
+  _globals['_LISTIMAGESRESPONSE']._serialized_start=446
+  _globals['_LISTIMAGESRESPONSE']._serialized_end=523
+  _globals['_GETIMAGEREQUEST']._serialized_start=525
+  _globals['_GETIMAGEREQUEST']._serialized_end=556
+  _globals['_DELETEIMAGEREQUEST']._serialized_start=558
+  _globals['_DELETEIMAGEREQUEST']._serialized_end=592
+  _globals['_DELETEIMAGERESPONSE']._serialized_start=594
+  _globals['_DELETEIMAGERESPONSE']._serialized_end=615
+  _globals['_IMPORTIMAGEREQUEST']._serialized_start=617
+  _globals['_IMPORTIMAGEREQUEST']._serialized_end=706
+  _globals['_IMPORTIMAGEHEADER']._serialized_start=708
+  _globals['_IMPORTIMAGEHEADER']._serialized_end=761
+  _globals['_BUILDIMAGEREQUEST']._serialized_start=763
+  _globals['_BUILDIMAGEREQUEST']._serialized_end=856
+  _globals['_BUILDDOCKERFILEREQUEST']._serialized_start=858
+  _globals['_BUILDDOCKERFILEREQUEST']._serialized_end=958
+  _globals['_BUILDDOCKERFILEHEADER']._serialized_start=961
+  _globals['_BUILDDOCKERFILEHEADER']._serialized_end=1135
+  _globals['_BUILDDOCKERFILEHEADER_BUILDARGSENTRY']._serialized_start=1087
+  _globals['_BUILDDOCKERFILEHEADER_BUILDARGSENTRY']._serialized_end=1135
+  _globals['_IMAGEPROGRESS']._serialized_start=1137
+  _globals['_IMAGEPROGRESS']._serialized_end=1207
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,4 @@
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -19,13 +20,13 @@ class Image(_message.Message):
     name: str
     id: str
     source: str
-    created_at: int
+    created_at: _timestamp_pb2.Timestamp
     disk_bytes: int
     stored_bytes: int
     kernel_release: str
     owner: str
     config: ImageConfig
-    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., source: _Optional[str] = ..., created_at: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., kernel_release: _Optional[str] = ..., owner: _Optional[str] = ..., config: _Optional[_Union[ImageConfig, _Mapping]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., source: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., disk_bytes: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., kernel_release: _Optional[str] = ..., owner: _Optional[str] = ..., config: _Optional[_Union[ImageConfig, _Mapping]] = ...) -> None: ...
 
 class ImageConfig(_message.Message):
     __slots__ = ("env", "working_dir", "user", "entrypoint", "cmd")

@@ -1,3 +1,4 @@
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -71,7 +72,7 @@ class Vm(_message.Message):
     state: VmState
     cpus: int
     memory_mib: int
-    created_at: int
+    created_at: _timestamp_pb2.Timestamp
     backend: str
     image_id: str
     kernel_release: str
@@ -84,10 +85,10 @@ class Vm(_message.Message):
     state_reason: str
     image: str
     checkpoint_retention: CheckpointRetention
-    expires_at: int
+    expires_at: _timestamp_pb2.Timestamp
     on_expiry: Expiry
     idle_timeout_secs: int
-    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., state: _Optional[_Union[VmState, str]] = ..., cpus: _Optional[int] = ..., memory_mib: _Optional[int] = ..., created_at: _Optional[int] = ..., backend: _Optional[str] = ..., image_id: _Optional[str] = ..., kernel_release: _Optional[str] = ..., address: _Optional[str] = ..., parent_checkpoint: _Optional[str] = ..., vmm_pid: _Optional[int] = ..., mac: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., network_policy: _Optional[_Union[NetworkPolicy, _Mapping]] = ..., state_reason: _Optional[str] = ..., image: _Optional[str] = ..., checkpoint_retention: _Optional[_Union[CheckpointRetention, _Mapping]] = ..., expires_at: _Optional[int] = ..., on_expiry: _Optional[_Union[Expiry, str]] = ..., idle_timeout_secs: _Optional[int] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., state: _Optional[_Union[VmState, str]] = ..., cpus: _Optional[int] = ..., memory_mib: _Optional[int] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., backend: _Optional[str] = ..., image_id: _Optional[str] = ..., kernel_release: _Optional[str] = ..., address: _Optional[str] = ..., parent_checkpoint: _Optional[str] = ..., vmm_pid: _Optional[int] = ..., mac: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., network_policy: _Optional[_Union[NetworkPolicy, _Mapping]] = ..., state_reason: _Optional[str] = ..., image: _Optional[str] = ..., checkpoint_retention: _Optional[_Union[CheckpointRetention, _Mapping]] = ..., expires_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., on_expiry: _Optional[_Union[Expiry, str]] = ..., idle_timeout_secs: _Optional[int] = ...) -> None: ...
 
 class CheckpointRetention(_message.Message):
     __slots__ = ("keep_last", "max_age_secs")
