@@ -64,7 +64,7 @@ async fn console_and_logs() {
         .stream_logs(StreamLogsRequest {
             vm: "tty".into(),
             follow: false,
-            tail: None,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -88,12 +88,64 @@ async fn console_and_logs() {
             vm: "tty".into(),
             follow: true,
             tail: Some(1),
+            ..Default::default()
         })
         .await
         .unwrap()
         .into_inner();
     sh(&mut c, "tty", "echo marker-one > /dev/ttyS0").await;
     read_until(&mut follow, "marker-one", |m| m.unwrap().data).await;
+
+    // Times: --since keeps the lines that came after a moment, -t prints each line's time,
+    // and a follower that asked for times gets each new line with its own.
+    let mut timed = c
+        .stream_logs(StreamLogsRequest {
+            vm: "tty".into(),
+            follow: true,
+            tail: Some(0),
+            timestamps: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let cut = std::time::SystemTime::now();
+    sh(&mut c, "tty", "echo marker-two > /dev/ttyS0").await;
+    let chunk = loop {
+        let chunk = timed.next().await.unwrap().unwrap();
+        if String::from_utf8_lossy(&chunk.data).contains("marker-two") {
+            break chunk;
+        }
+    };
+    let at = noid::time::to_system(chunk.time.as_ref().expect("a new line has its time"));
+    assert!(
+        at >= cut && at <= std::time::SystemTime::now(),
+        "marker-two at {at:?}, after {cut:?}"
+    );
+    let since = humantime::format_rfc3339_millis(cut).to_string();
+    let out = server.run("alice", &["logs", "tty", "--since", &since]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("marker-two") && !text.contains("marker-one") && !text.contains("noid-agent"),
+        "since {since}: {text}"
+    );
+    let out = server.run(
+        "alice",
+        &["logs", "tty", "--since", "10m", "-t", "--tail", "2"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap_or_default().to_string();
+    let (stamp, line) = last.split_once(' ').unwrap_or_default();
+    let stamp = humantime::parse_rfc3339(stamp).unwrap_or_else(|e| panic!("{last}: {e}"));
+    assert!(line.contains("marker-two") && stamp >= cut, "{text}");
+    assert_eq!(text.lines().count(), 2, "{text}");
+    let out = server.run("alice", &["logs", "tty", "--since", "yesterday-ish"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("neither an age"),
+        "{err}"
+    );
 
     // Typing into the console shell, with two clients watching.
     let attach = |mut c: noid::client::Client| async move {

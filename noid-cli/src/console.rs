@@ -1,6 +1,7 @@
 //! `noid console` and `noid logs`.
 
 use std::io::Write;
+use std::time::SystemTime;
 
 use anyhow::Result;
 use noid::v1::{console_request, ConsoleRequest, StreamLogsRequest};
@@ -13,18 +14,25 @@ use crate::terminal::RawMode;
 /// Ctrl-Q: leaves the console; the VM runs on.
 const DETACH: u8 = 0x11;
 
-pub async fn logs(
-    client: &mut noid::client::Client,
-    vm: String,
-    follow: bool,
-    tail: Option<u32>,
-) -> Result<()> {
-    let mut stream = client
-        .stream_logs(StreamLogsRequest { vm, follow, tail })
-        .await?
-        .into_inner();
+/// `--since`: an age ("10m": that long ago) or a time (RFC 3339).
+pub fn parse_since(s: &str) -> std::result::Result<SystemTime, String> {
+    if let Ok(age) = humantime::parse_duration(s) {
+        return SystemTime::now()
+            .checked_sub(age)
+            .ok_or_else(|| format!("{s} ago is before the clock's start"));
+    }
+    humantime::parse_rfc3339_weak(s)
+        .map_err(|_| format!("{s:?} is neither an age (10m, 2h) nor a time (2026-11-30T12:00:00Z)"))
+}
+
+pub async fn logs(client: &mut noid::client::Client, request: StreamLogsRequest) -> Result<()> {
+    let mut stream = client.stream_logs(request).await?.into_inner();
     let mut out = std::io::stdout();
     while let Some(chunk) = stream.message().await? {
+        if let Some(at) = &chunk.time {
+            let at = humantime::format_rfc3339_millis(noid::time::to_system(at));
+            write!(out, "{at} ")?;
+        }
         out.write_all(&chunk.data)?;
         out.flush()?;
     }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
-use noid::v1::WhoAmIRequest;
+use noid::v1::{StreamLogsRequest, WhoAmIRequest};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -151,6 +151,12 @@ enum Command {
         /// Only the last N lines (0: none; with -f, only what comes next).
         #[arg(long, value_name = "N")]
         tail: Option<u32>,
+        /// Only lines since then: an age (10m, 2h) or a time (2026-11-30T12:00:00Z).
+        #[arg(long, value_name = "WHEN", value_parser = console::parse_since)]
+        since: Option<std::time::SystemTime>,
+        /// Start each line with the time it came (RFC 3339, the server's clock).
+        #[arg(short, long)]
+        timestamps: bool,
     },
     /// Copy a file into or out of a VM: noid cp LOCAL VM:/PATH, noid cp VM:/PATH LOCAL
     /// (`:/PATH` is in the active VM; `-` is stdin or stdout).
@@ -509,9 +515,25 @@ async fn run(cli: Cli) -> Result<i32> {
             let vm = config::resolve_vm(name)?;
             console::attach(&mut connect().await?, vm).await?
         }
-        Command::Logs { name, follow, tail } => {
+        Command::Logs {
+            name,
+            follow,
+            tail,
+            since,
+            timestamps,
+        } => {
             let vm = config::resolve_vm(name)?;
-            console::logs(&mut connect().await?, vm, follow, tail).await?
+            console::logs(
+                &mut connect().await?,
+                StreamLogsRequest {
+                    vm,
+                    follow,
+                    tail,
+                    since: since.map(noid::time::from_system),
+                    timestamps,
+                },
+            )
+            .await?
         }
         Command::Cp {
             recursive,

@@ -3,13 +3,14 @@
 //! `console.log.1`, so a guest that floods its console cannot fill the host's disk), passes it
 //! on to every attached client, and writes their input to the guest. While the server is down
 //! the console is not read and its output is lost; the task reconnects when it comes back, and
-//! after a restore (a new VMM process).
+//! after a restore (a new VMM process). Beside each log file an index says when each part
+//! came (`crate::console_times`).
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use noid::coalesce::{read_coalesced, LINGER};
 use tokio::io::AsyncWriteExt;
@@ -18,9 +19,18 @@ use tokio::sync::{broadcast, mpsc};
 
 pub const LOG: &str = "console.log";
 pub const LOG_ROTATED: &str = "console.log.1";
+const TIMES: &str = "console.times";
+const TIMES_ROTATED: &str = "console.times.1";
+
+/// Console output as it came from the guest, and when (the host's clock).
+#[derive(Clone, Debug)]
+pub struct Chunk {
+    pub at: SystemTime,
+    pub data: Vec<u8>,
+}
 
 struct Console {
-    output: broadcast::Sender<Vec<u8>>,
+    output: broadcast::Sender<Chunk>,
     input: mpsc::Sender<Vec<u8>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -33,7 +43,7 @@ pub struct Consoles {
 
 /// An attachment to one console: live output and a way to type.
 pub struct Attachment {
-    pub output: broadcast::Receiver<Vec<u8>>,
+    pub output: broadcast::Receiver<Chunk>,
     pub input: mpsc::Sender<Vec<u8>>,
 }
 
@@ -85,18 +95,28 @@ impl Consoles {
 }
 
 /// The on-disk log: appends go to `console.log`; past `max` bytes it becomes `console.log.1`.
+/// Each append is also recorded with its time in `console.times` (rotated with the log).
 struct BoundedLog {
     dir: PathBuf,
     max: u64,
 }
 
 impl BoundedLog {
-    fn append(&self, data: &[u8]) -> std::io::Result<()> {
+    fn append(&self, data: &[u8], at: SystemTime) -> std::io::Result<()> {
         let path = self.dir.join(LOG);
-        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let mut len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         if len + data.len() as u64 > self.max && len > 0 {
             std::fs::rename(&path, self.dir.join(LOG_ROTATED))?;
+            // An index without its log would give the next log's lines wrong times.
+            if let Err(e) = std::fs::rename(self.dir.join(TIMES), self.dir.join(TIMES_ROTATED)) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(e);
+                }
+                let _ = std::fs::remove_file(self.dir.join(TIMES_ROTATED));
+            }
+            len = 0;
         }
+        crate::console_times::record(&self.dir.join(TIMES), len, at)?;
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -114,10 +134,20 @@ pub fn history(dir: &Path) -> Vec<u8> {
     out
 }
 
+/// The kept console output of a VM as lines with the time each began, oldest first.
+pub fn timed_history(dir: &Path) -> Vec<crate::console_times::Line> {
+    let mut out = crate::console_times::lines(&dir.join(LOG_ROTATED), &dir.join(TIMES_ROTATED));
+    out.extend(crate::console_times::lines(
+        &dir.join(LOG),
+        &dir.join(TIMES),
+    ));
+    out
+}
+
 async fn follow(
     socket: PathBuf,
     log: BoundedLog,
-    output: broadcast::Sender<Vec<u8>>,
+    output: broadcast::Sender<Chunk>,
     mut input: mpsc::Receiver<Vec<u8>>,
 ) {
     loop {
@@ -140,10 +170,14 @@ async fn follow(
                 match read_coalesced(&mut r, &mut buf, LINGER).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
-                        if let Err(e) = log.append(&buf[..n]) {
+                        let at = SystemTime::now();
+                        if let Err(e) = log.append(&buf[..n], at) {
                             tracing::warn!("console log {}: {e}", log.dir.display());
                         }
-                        let _ = output.send(buf[..n].to_vec());
+                        let _ = output.send(Chunk {
+                            at,
+                            data: buf[..n].to_vec(),
+                        });
                     }
                 }
             }
@@ -176,8 +210,10 @@ mod tests {
             dir: dir.path().to_path_buf(),
             max: 1000,
         };
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         for i in 0..500 {
-            log.append(format!("line {i}\n").as_bytes()).unwrap();
+            let at = t0 + Duration::from_secs(i);
+            log.append(format!("line {i}\n").as_bytes(), at).unwrap();
         }
         let a = std::fs::metadata(dir.path().join(LOG)).unwrap().len();
         let b = std::fs::metadata(dir.path().join(LOG_ROTATED))
@@ -186,7 +222,19 @@ mod tests {
         assert!(a <= 1000 && b <= 1000, "{a} {b}");
         let h = String::from_utf8(history(dir.path())).unwrap();
         assert!(h.ends_with("line 499\n"));
-        log.append(&vec![b'x'; 5000]).unwrap();
+        // Every kept line has the time of its own write, across the rotation.
+        let lines = timed_history(dir.path());
+        assert_eq!(lines.len(), h.lines().count());
+        for line in &lines {
+            let i: u64 = String::from_utf8_lossy(&line.text)
+                .trim()
+                .strip_prefix("line ")
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(line.at, t0 + Duration::from_secs(i), "line {i}");
+        }
+        log.append(&vec![b'x'; 5000], t0).unwrap();
         assert!(std::fs::metadata(dir.path().join(LOG)).unwrap().len() <= 1000);
     }
 }

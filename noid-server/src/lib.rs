@@ -9,6 +9,7 @@ pub mod auth;
 pub mod checksum;
 pub mod config;
 pub mod console;
+pub mod console_times;
 pub mod core;
 pub mod doctor;
 pub mod images;

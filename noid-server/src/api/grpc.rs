@@ -461,7 +461,7 @@ impl Noid for GrpcApi {
             }
         });
         let live = tokio_stream::wrappers::BroadcastStream::new(attachment.output)
-            .filter_map(|r| futures::future::ready(r.ok()));
+            .filter_map(|r| futures::future::ready(r.ok().map(|c| c.data)));
         let out = futures::stream::once(futures::future::ready(recent))
             .chain(live)
             .map(|output| Ok(pb::ConsoleResponse { output }));
@@ -476,18 +476,19 @@ impl Noid for GrpcApi {
     ) -> Result<Response<Self::StreamLogsStream>, Status> {
         let user = self.user(&req)?;
         let r = req.into_inner();
-        let tail = r.tail.map(|t| t as usize);
-        let (text, live) = self.core.logs(&user, &r.vm, tail, r.follow).await?;
-        let first = futures::stream::once(futures::future::ready(text));
-        let out: BoxStream<pb::LogChunk> = match live {
-            Some(att) => {
-                let live = tokio_stream::wrappers::BroadcastStream::new(att.output)
-                    .filter_map(|r| futures::future::ready(r.ok()));
-                Box::pin(first.chain(live).map(|data| Ok(pb::LogChunk { data })))
-            }
-            None => Box::pin(first.map(|data| Ok(pb::LogChunk { data }))),
+        let query = crate::core::LogsQuery {
+            tail: r.tail.map(|t| t as usize),
+            since: r.since.as_ref().map(noid::time::to_system),
+            follow: r.follow,
         };
-        Ok(Response::new(out))
+        let logs = self.core.logs(&user, &r.vm, &query).await?;
+        let out = logs.pieces(r.timestamps).map(|(at, data)| {
+            Ok(pb::LogChunk {
+                data,
+                time: at.map(noid::time::from_system),
+            })
+        });
+        Ok(Response::new(Box::pin(out)))
     }
 
     async fn create_checkpoint(

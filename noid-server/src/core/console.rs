@@ -1,25 +1,84 @@
 //! Console and logs of the caller's VMs, over `crate::console`.
 
 use super::{CoreError, Manager, Result, User};
-use crate::console::{history, Attachment};
+use std::time::SystemTime;
+
+use crate::console::{history, timed_history, Attachment};
+use crate::console_times::{Line, LineStarts};
 use crate::core::model::{VmRecord, VmState};
 
-/// The last `n` lines of `text`.
-fn tail_lines(text: &[u8], n: usize) -> Vec<u8> {
-    if n == 0 {
-        return Vec::new();
+/// What a caller wants of a VM's console log.
+#[derive(Debug, Clone, Default)]
+pub struct LogsQuery {
+    /// Only the last N lines (of those since `since`); None: all kept.
+    pub tail: Option<usize>,
+    /// Only lines that began at or after this time.
+    pub since: Option<SystemTime>,
+    /// Live output after the history.
+    pub follow: bool,
+}
+
+/// A VM's console log as a caller asked for it: the kept lines, then live output.
+pub struct Logs {
+    pub lines: Vec<Line>,
+    pub live: Option<Attachment>,
+    since: Option<SystemTime>,
+}
+
+/// A piece of log output: with times, each starts a line (and has its time) or continues one.
+pub type LogPiece = (Option<SystemTime>, Vec<u8>);
+
+impl Logs {
+    /// The log as pieces: without `timestamps` the history in one piece and live output as
+    /// it comes (no times); with them a piece per line start, each with its line's time.
+    pub fn pieces(self, timestamps: bool) -> futures::stream::BoxStream<'static, LogPiece> {
+        use futures::StreamExt;
+        let history: Vec<LogPiece> = if timestamps {
+            self.lines
+                .iter()
+                .map(|l| (Some(l.at), l.text.clone()))
+                .collect()
+        } else {
+            vec![(
+                None,
+                self.lines.iter().flat_map(|l| l.text.clone()).collect(),
+            )]
+        };
+        let sent = self
+            .lines
+            .last()
+            .map(|l| l.text.clone())
+            .unwrap_or_default();
+        let head = futures::stream::iter(history);
+        let Some(live) = self.live else {
+            return head.boxed();
+        };
+        let since = self.since;
+        let mut starts = LineStarts::after(&sent);
+        let live = tokio_stream::wrappers::BroadcastStream::new(live.output)
+            .filter_map(|r| futures::future::ready(r.ok()))
+            .filter(move |c| futures::future::ready(since.is_none_or(|s| c.at >= s)))
+            .flat_map(move |c| {
+                let pieces = if timestamps {
+                    starts.cut(c.at, &c.data)
+                } else {
+                    vec![(None, c.data)]
+                };
+                futures::stream::iter(pieces)
+            });
+        head.chain(live).boxed()
     }
-    let mut seen = 0;
-    let body = text.strip_suffix(b"\n").unwrap_or(text);
-    for (i, b) in body.iter().enumerate().rev() {
-        if *b == b'\n' {
-            seen += 1;
-            if seen == n {
-                return text[i + 1..].to_vec();
-            }
-        }
+}
+
+/// Selects from `lines` those since `since`, then the last `tail` of them.
+fn select(mut lines: Vec<Line>, since: Option<SystemTime>, tail: Option<usize>) -> Vec<Line> {
+    if let Some(since) = since {
+        lines.retain(|l| l.at >= since);
     }
-    text.to_vec()
+    if let Some(n) = tail {
+        lines.drain(..lines.len().saturating_sub(n));
+    }
+    lines
 }
 
 impl Manager {
@@ -30,32 +89,26 @@ impl Manager {
             .watch(&vm.id, &dir, self.vmm.console_socket(&dir));
     }
 
-    /// The VM's kept console output (the last `tail` lines when given), and live output to
-    /// follow when `follow` (which wakes a hibernated VM).
-    pub async fn logs(
-        &self,
-        user: &User,
-        name: &str,
-        tail: Option<usize>,
-        follow: bool,
-    ) -> Result<(Vec<u8>, Option<Attachment>)> {
+    /// The VM's kept console output as `query` selects it, and live output to follow when
+    /// it asks (which wakes a hibernated VM).
+    pub async fn logs(&self, user: &User, name: &str, query: &LogsQuery) -> Result<Logs> {
         let mut vm = self.get_vm(user, name)?;
-        if follow && vm.state == VmState::Hibernated {
+        if query.follow && vm.state == VmState::Hibernated {
             // Following a hibernated VM's output wakes it, as any call that needs it does.
             vm = self.running_vm(user, name).await?;
         }
         // Subscribe first: a line written meanwhile may come twice, never not at all.
-        let live = if follow {
+        let live = if query.follow {
             self.consoles.attach(&vm.id)
         } else {
             None
         };
-        let text = history(&self.layout.vm(&vm.id));
-        let text = match tail {
-            Some(n) => tail_lines(&text, n),
-            None => text,
-        };
-        Ok((text, live))
+        let lines = timed_history(&self.layout.vm(&vm.id));
+        Ok(Logs {
+            lines: select(lines, query.since, query.tail),
+            live,
+            since: query.since,
+        })
     }
 
     /// Attaches to a running VM's console: its recent output, then live output and input. The
@@ -92,13 +145,55 @@ impl Manager {
 
 #[cfg(test)]
 mod tests {
-    use super::tail_lines;
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn lines(texts: &[(u64, &str)]) -> Vec<Line> {
+        texts
+            .iter()
+            .map(|(secs, text)| Line {
+                at: UNIX_EPOCH + Duration::from_secs(*secs),
+                text: text.as_bytes().to_vec(),
+            })
+            .collect()
+    }
+
+    fn texts(lines: &[Line]) -> String {
+        lines
+            .iter()
+            .map(|l| String::from_utf8_lossy(&l.text))
+            .collect()
+    }
 
     #[test]
-    fn tails() {
-        assert_eq!(tail_lines(b"a\nb\nc\n", 2), b"b\nc\n");
-        assert_eq!(tail_lines(b"a\nb\nc", 1), b"c");
-        assert_eq!(tail_lines(b"a\n", 5), b"a\n");
-        assert_eq!(tail_lines(b"a\nb\n", 0), b"");
+    fn since_then_tail() {
+        let all = lines(&[(1, "a\n"), (2, "b\n"), (3, "c\n"), (4, "d")]);
+        assert_eq!(texts(&select(all.clone(), None, Some(2))), "c\nd");
+        assert_eq!(texts(&select(all.clone(), None, Some(0))), "");
+        assert_eq!(texts(&select(all.clone(), None, Some(9))), "a\nb\nc\nd");
+        let since = Some(UNIX_EPOCH + Duration::from_secs(2));
+        assert_eq!(texts(&select(all.clone(), since, None)), "b\nc\nd");
+        assert_eq!(texts(&select(all, since, Some(1))), "d");
+    }
+
+    #[tokio::test]
+    async fn history_pieces_with_and_without_times() {
+        use futures::StreamExt;
+        let history = lines(&[(1, "a\n"), (2, "b\n")]);
+        let logs = |lines| Logs {
+            lines,
+            live: None,
+            since: None,
+        };
+        let plain: Vec<_> = logs(history.clone()).pieces(false).collect().await;
+        assert_eq!(plain, [(None, b"a\nb\n".to_vec())]);
+        let timed: Vec<_> = logs(history.clone()).pieces(true).collect().await;
+        assert_eq!(
+            timed,
+            [
+                (Some(history[0].at), b"a\n".to_vec()),
+                (Some(history[1].at), b"b\n".to_vec())
+            ]
+        );
     }
 }

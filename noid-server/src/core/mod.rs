@@ -58,6 +58,7 @@ use ports::vmm::Vmm;
 
 pub use activity::Hold;
 pub use admission::Quota;
+pub use console::{LogPiece, Logs, LogsQuery};
 pub use error::{CoreError, Result, Thing};
 pub use files::CopyTarget;
 use flow::{blocking, detached};

@@ -87,38 +87,37 @@ async fn console(
                 }
             }
         });
-        send_output(&mut tx, recent, Some(attachment.output)).await;
+        let live = tokio_stream::wrappers::BroadcastStream::new(attachment.output)
+            .filter_map(|r| futures::future::ready(r.ok().map(|c| c.data)));
+        let output = futures::stream::once(futures::future::ready(recent)).chain(live);
+        send_output(&mut tx, output).await;
     }))
 }
 
-/// Sends `first`, then everything `live` brings, as binary frames, until the client leaves.
-async fn send_output<S>(
-    sink: &mut S,
-    first: Vec<u8>,
-    live: Option<tokio::sync::broadcast::Receiver<Vec<u8>>>,
-) where
+/// Sends everything `output` brings as binary frames, until it ends or the client leaves.
+async fn send_output<S>(sink: &mut S, output: impl futures::Stream<Item = Vec<u8>>)
+where
     S: futures::Sink<Message> + Unpin,
 {
     use futures::SinkExt;
-    if sink.send(Message::Binary(first)).await.is_err() {
-        return;
-    }
-    let Some(live) = live else { return };
-    let mut live = tokio_stream::wrappers::BroadcastStream::new(live);
-    while let Some(item) = live.next().await {
-        if let Ok(data) = item {
-            if sink.send(Message::Binary(data)).await.is_err() {
-                return;
-            }
+    let mut output = std::pin::pin!(output);
+    while let Some(data) = output.next().await {
+        if sink.send(Message::Binary(data)).await.is_err() {
+            return;
         }
     }
 }
 
 #[derive(Deserialize)]
-struct LogsQuery {
+struct LogsParams {
     #[serde(default)]
     follow: bool,
     tail: Option<usize>,
+    /// Only lines since this time (RFC 3339).
+    since: Option<String>,
+    /// Each line starts with its time (RFC 3339, the host's clock) and a space.
+    #[serde(default)]
+    timestamps: bool,
     /// Read by the access layer; named here so that it is not an unknown parameter.
     #[serde(default, rename = "token")]
     _token: Option<String>,
@@ -128,14 +127,33 @@ async fn logs(
     State(gw): State<Gateway>,
     user: Option<Extension<User>>,
     Path(name): Path<String>,
-    Query(q): Query<LogsQuery>,
+    Query(q): Query<LogsParams>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let u = caller(user)?;
-    let (text, live) = gw.core.logs(&u, &name, q.tail, q.follow).await?;
+    let since = match &q.since {
+        Some(s) => Some(humantime::parse_rfc3339_weak(s).map_err(|e| {
+            ApiError::invalid(format!("since: {e} (give a time as 2026-11-30T12:00:00Z)"))
+        })?),
+        None => None,
+    };
+    let query = crate::core::LogsQuery {
+        tail: q.tail,
+        since,
+        follow: q.follow,
+    };
+    let logs = gw.core.logs(&u, &name, &query).await?;
+    let output = logs.pieces(q.timestamps).map(|(at, mut data)| {
+        if let Some(at) = at {
+            let mut line = format!("{} ", humantime::format_rfc3339_millis(at)).into_bytes();
+            line.append(&mut data);
+            data = line;
+        }
+        data
+    });
     Ok(
         accept(ws).on_upgrade(move |mut socket: WebSocket| async move {
-            send_output(&mut socket, text, live.map(|a| a.output)).await;
+            send_output(&mut socket, output).await;
             let _ = socket.send(Message::Close(None)).await;
         }),
     )

@@ -155,7 +155,7 @@ static ROUTES: &[Route] = &[
     other(Put, "/vms/:name/files", RouteKind::Files, 201, "Upload the request body to ?path= [&mode=644][&name=]; the file changes only once the whole body arrived"),
     other(Get, "/exec/:name", RouteKind::WebSocket, 101, "WebSocket: a streaming exec (first frame: the command as JSON; binary frames by channel: 0 stdin, 1 stdout, 2 stderr, 4 resize; the exit status as a last JSON frame); the token also as subprotocol bearer.TOKEN (offer noid too) or ?token="),
     other(Get, "/console/:name", RouteKind::WebSocket, 101, "WebSocket: the VM's serial console (binary frames both ways; a text frame {\"resize\": {\"rows\": R, \"cols\": C}} sets its size); the token also as subprotocol bearer.TOKEN (offer noid too) or ?token="),
-    other(Get, "/logs/:name", RouteKind::WebSocket, 101, "WebSocket: console output since boot, then live with ?follow=true; ?tail=N; the token also as subprotocol bearer.TOKEN (offer noid too) or ?token="),
+    other(Get, "/logs/:name", RouteKind::WebSocket, 101, "WebSocket: console output since boot, then live with ?follow=true; ?tail=N; ?since=RFC3339; ?timestamps=true starts each line with its time; the token also as subprotocol bearer.TOKEN (offer noid too) or ?token="),
     other(Get, "/metrics", RouteKind::Metrics, 200, "Prometheus metrics (text format)"),
     other(Get, "/openapi.json", RouteKind::OpenApi, 200, "This document"),
     other(Get, "/ui", RouteKind::WebConsole, 200, "The web console (a page: your VMs and their consoles in the browser)"),

@@ -22,6 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from noid.v1 import vm_pb2 as noid_dot_v1_dot_vm__pb2
 from noid.v1 import exec_pb2 as noid_dot_v1_dot_exec__pb2
 from noid.v1 import checkpoint_pb2 as noid_dot_v1_dot_checkpoint__pb2
@@ -29,7 +30,7 @@ from noid.v1 import files_pb2 as noid_dot_v1_dot_files__pb2
 from noid.v1 import image_pb2 as noid_dot_v1_dot_image__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15noid/v1/service.proto\x12\x07noid.v1\x1a\x10noid/v1/vm.proto\x1a\x12noid/v1/exec.proto\x1a\x18noid/v1/checkpoint.proto\x1a\x13noid/v1/files.proto\x1a\x13noid/v1/image.proto\"\x0f\n\rHealthRequest\"2\n\x0eHealthResponse\x12\x0f\n\x07serving\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\t\"G\n\x14GetServerInfoRequest\x12\r\n\x05image\x18\x01 \x01(\t\x12\x0c\n\x04\x63pus\x18\x02 \x01(\r\x12\x12\n\nmemory_mib\x18\x03 \x01(\r\"\xe9\x01\n\nServerInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x10\n\x08image_id\x18\x03 \x01(\t\x12\x16\n\x0ekernel_release\x18\x04 \x01(\t\x12\x14\n\x0c\x64\x65\x66\x61ult_cpus\x18\x05 \x01(\r\x12\x1a\n\x12\x64\x65\x66\x61ult_memory_mib\x18\x06 \x01(\r\x12\x10\n\x08max_cpus\x18\x07 \x01(\r\x12\x16\n\x0emax_memory_mib\x18\x08 \x01(\r\x12\x16\n\x0emin_memory_mib\x18\t \x01(\r\x12\x1b\n\x13\x62oot_snapshot_ready\x18\n \x01(\x08\"\x0f\n\rWhoAmIRequest\"\x1e\n\x0eWhoAmIResponse\x12\x0c\n\x04user\x18\x01 \x01(\t\"Z\n\x0e\x43onsoleRequest\x12\x0c\n\x02vm\x18\x01 \x01(\tH\x00\x12\x0f\n\x05input\x18\x02 \x01(\x0cH\x00\x12\"\n\x06resize\x18\x03 \x01(\x0b\x32\x10.noid.v1.TtySizeH\x00\x42\x05\n\x03msg\"!\n\x0f\x43onsoleResponse\x12\x0e\n\x06output\x18\x01 \x01(\x0c\"K\n\x11StreamLogsRequest\x12\n\n\x02vm\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x11\n\x04tail\x18\x03 \x01(\rH\x00\x88\x01\x01\x42\x07\n\x05_tail\"\x18\n\x08LogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x32\xc7\x12\n\x04Noid\x12\x39\n\x06Health\x12\x16.noid.v1.HealthRequest\x1a\x17.noid.v1.HealthResponse\x12\x43\n\rGetServerInfo\x12\x1d.noid.v1.GetServerInfoRequest\x1a\x13.noid.v1.ServerInfo\x12\x39\n\x06WhoAmI\x12\x16.noid.v1.WhoAmIRequest\x1a\x17.noid.v1.WhoAmIResponse\x12\x31\n\x08\x43reateVm\x12\x18.noid.v1.CreateVmRequest\x1a\x0b.noid.v1.Vm\x12+\n\x05GetVm\x12\x15.noid.v1.GetVmRequest\x1a\x0b.noid.v1.Vm\x12<\n\x07ListVms\x12\x17.noid.v1.ListVmsRequest\x1a\x18.noid.v1.ListVmsResponse\x12?\n\x08\x44\x65leteVm\x12\x18.noid.v1.DeleteVmRequest\x1a\x19.noid.v1.DeleteVmResponse\x12/\n\x07PauseVm\x12\x17.noid.v1.PauseVmRequest\x1a\x0b.noid.v1.Vm\x12M\n\x16SetCheckpointRetention\x12&.noid.v1.SetCheckpointRetentionRequest\x1a\x0b.noid.v1.Vm\x12\x31\n\x08ResumeVm\x12\x18.noid.v1.ResumeVmRequest\x1a\x0b.noid.v1.Vm\x12\x37\n\x0bHibernateVm\x12\x1b.noid.v1.HibernateVmRequest\x1a\x0b.noid.v1.Vm\x12-\n\x06WakeVm\x12\x16.noid.v1.WakeVmRequest\x1a\x0b.noid.v1.Vm\x12;\n\rSetTimeLimits\x12\x1d.noid.v1.SetTimeLimitsRequest\x1a\x0b.noid.v1.Vm\x12/\n\x07\x41\x64\x64Port\x12\x17.noid.v1.AddPortRequest\x1a\x0b.noid.v1.Vm\x12\x35\n\nRemovePort\x12\x1a.noid.v1.RemovePortRequest\x1a\x0b.noid.v1.Vm\x12\x41\n\x10SetNetworkPolicy\x12 .noid.v1.SetNetworkPolicyRequest\x1a\x0b.noid.v1.Vm\x12\x37\n\x04\x45xec\x12\x14.noid.v1.ExecRequest\x1a\x15.noid.v1.ExecResponse(\x01\x30\x01\x12>\n\x0cStartSession\x12\x1c.noid.v1.StartSessionRequest\x1a\x10.noid.v1.Session\x12K\n\x0cListSessions\x12\x1c.noid.v1.ListSessionsRequest\x1a\x1d.noid.v1.ListSessionsResponse\x12R\n\rAttachSession\x12\x1d.noid.v1.AttachSessionRequest\x1a\x1e.noid.v1.AttachSessionResponse(\x01\x30\x01\x12<\n\x0bKillSession\x12\x1b.noid.v1.KillSessionRequest\x1a\x10.noid.v1.Session\x12@\n\x07\x43onsole\x12\x17.noid.v1.ConsoleRequest\x1a\x18.noid.v1.ConsoleResponse(\x01\x30\x01\x12=\n\nStreamLogs\x12\x1a.noid.v1.StreamLogsRequest\x1a\x11.noid.v1.LogChunk0\x01\x12I\n\x10\x43reateCheckpoint\x12 .noid.v1.CreateCheckpointRequest\x1a\x13.noid.v1.Checkpoint\x12T\n\x0fListCheckpoints\x12\x1f.noid.v1.ListCheckpointsRequest\x1a .noid.v1.ListCheckpointsResponse\x12\x43\n\rGetCheckpoint\x12\x1d.noid.v1.GetCheckpointRequest\x1a\x13.noid.v1.Checkpoint\x12W\n\x10\x44\x65leteCheckpoint\x12 .noid.v1.DeleteCheckpointRequest\x1a!.noid.v1.DeleteCheckpointResponse\x12/\n\x07Restore\x12\x17.noid.v1.RestoreRequest\x1a\x0b.noid.v1.Vm\x12?\n\x08\x46orkMany\x12\x18.noid.v1.ForkManyRequest\x1a\x19.noid.v1.ForkManyResponse\x12;\n\x06\x43opyIn\x12\x16.noid.v1.CopyInRequest\x1a\x17.noid.v1.CopyInResponse(\x01\x12\x38\n\x07\x43opyOut\x12\x17.noid.v1.CopyOutRequest\x1a\x12.noid.v1.FileChunk0\x01\x12\x45\n\nListImages\x12\x1a.noid.v1.ListImagesRequest\x1a\x1b.noid.v1.ListImagesResponse\x12\x34\n\x08GetImage\x12\x18.noid.v1.GetImageRequest\x1a\x0e.noid.v1.Image\x12H\n\x0b\x44\x65leteImage\x12\x1b.noid.v1.DeleteImageRequest\x1a\x1c.noid.v1.DeleteImageResponse\x12\x46\n\x0bImportImage\x12\x1b.noid.v1.ImportImageRequest\x1a\x16.noid.v1.ImageProgress(\x01\x30\x01\x12\x42\n\nBuildImage\x12\x1a.noid.v1.BuildImageRequest\x1a\x16.noid.v1.ImageProgress0\x01\x12N\n\x0f\x42uildDockerfile\x12\x1f.noid.v1.BuildDockerfileRequest\x1a\x16.noid.v1.ImageProgress(\x01\x30\x01\x42+\n\x0b\x64\x65v.noid.v1P\x01Z\x1anoid.dev/go/noid/v1;noidv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15noid/v1/service.proto\x12\x07noid.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x10noid/v1/vm.proto\x1a\x12noid/v1/exec.proto\x1a\x18noid/v1/checkpoint.proto\x1a\x13noid/v1/files.proto\x1a\x13noid/v1/image.proto\"\x0f\n\rHealthRequest\"2\n\x0eHealthResponse\x12\x0f\n\x07serving\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\t\"G\n\x14GetServerInfoRequest\x12\r\n\x05image\x18\x01 \x01(\t\x12\x0c\n\x04\x63pus\x18\x02 \x01(\r\x12\x12\n\nmemory_mib\x18\x03 \x01(\r\"\xe9\x01\n\nServerInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x10\n\x08image_id\x18\x03 \x01(\t\x12\x16\n\x0ekernel_release\x18\x04 \x01(\t\x12\x14\n\x0c\x64\x65\x66\x61ult_cpus\x18\x05 \x01(\r\x12\x1a\n\x12\x64\x65\x66\x61ult_memory_mib\x18\x06 \x01(\r\x12\x10\n\x08max_cpus\x18\x07 \x01(\r\x12\x16\n\x0emax_memory_mib\x18\x08 \x01(\r\x12\x16\n\x0emin_memory_mib\x18\t \x01(\r\x12\x1b\n\x13\x62oot_snapshot_ready\x18\n \x01(\x08\"\x0f\n\rWhoAmIRequest\"\x1e\n\x0eWhoAmIResponse\x12\x0c\n\x04user\x18\x01 \x01(\t\"Z\n\x0e\x43onsoleRequest\x12\x0c\n\x02vm\x18\x01 \x01(\tH\x00\x12\x0f\n\x05input\x18\x02 \x01(\x0cH\x00\x12\"\n\x06resize\x18\x03 \x01(\x0b\x32\x10.noid.v1.TtySizeH\x00\x42\x05\n\x03msg\"!\n\x0f\x43onsoleResponse\x12\x0e\n\x06output\x18\x01 \x01(\x0c\"\x8a\x01\n\x11StreamLogsRequest\x12\n\n\x02vm\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x11\n\x04tail\x18\x03 \x01(\rH\x00\x88\x01\x01\x12)\n\x05since\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ntimestamps\x18\x05 \x01(\x08\x42\x07\n\x05_tail\"B\n\x08LogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xc7\x12\n\x04Noid\x12\x39\n\x06Health\x12\x16.noid.v1.HealthRequest\x1a\x17.noid.v1.HealthResponse\x12\x43\n\rGetServerInfo\x12\x1d.noid.v1.GetServerInfoRequest\x1a\x13.noid.v1.ServerInfo\x12\x39\n\x06WhoAmI\x12\x16.noid.v1.WhoAmIRequest\x1a\x17.noid.v1.WhoAmIResponse\x12\x31\n\x08\x43reateVm\x12\x18.noid.v1.CreateVmRequest\x1a\x0b.noid.v1.Vm\x12+\n\x05GetVm\x12\x15.noid.v1.GetVmRequest\x1a\x0b.noid.v1.Vm\x12<\n\x07ListVms\x12\x17.noid.v1.ListVmsRequest\x1a\x18.noid.v1.ListVmsResponse\x12?\n\x08\x44\x65leteVm\x12\x18.noid.v1.DeleteVmRequest\x1a\x19.noid.v1.DeleteVmResponse\x12/\n\x07PauseVm\x12\x17.noid.v1.PauseVmRequest\x1a\x0b.noid.v1.Vm\x12M\n\x16SetCheckpointRetention\x12&.noid.v1.SetCheckpointRetentionRequest\x1a\x0b.noid.v1.Vm\x12\x31\n\x08ResumeVm\x12\x18.noid.v1.ResumeVmRequest\x1a\x0b.noid.v1.Vm\x12\x37\n\x0bHibernateVm\x12\x1b.noid.v1.HibernateVmRequest\x1a\x0b.noid.v1.Vm\x12-\n\x06WakeVm\x12\x16.noid.v1.WakeVmRequest\x1a\x0b.noid.v1.Vm\x12;\n\rSetTimeLimits\x12\x1d.noid.v1.SetTimeLimitsRequest\x1a\x0b.noid.v1.Vm\x12/\n\x07\x41\x64\x64Port\x12\x17.noid.v1.AddPortRequest\x1a\x0b.noid.v1.Vm\x12\x35\n\nRemovePort\x12\x1a.noid.v1.RemovePortRequest\x1a\x0b.noid.v1.Vm\x12\x41\n\x10SetNetworkPolicy\x12 .noid.v1.SetNetworkPolicyRequest\x1a\x0b.noid.v1.Vm\x12\x37\n\x04\x45xec\x12\x14.noid.v1.ExecRequest\x1a\x15.noid.v1.ExecResponse(\x01\x30\x01\x12>\n\x0cStartSession\x12\x1c.noid.v1.StartSessionRequest\x1a\x10.noid.v1.Session\x12K\n\x0cListSessions\x12\x1c.noid.v1.ListSessionsRequest\x1a\x1d.noid.v1.ListSessionsResponse\x12R\n\rAttachSession\x12\x1d.noid.v1.AttachSessionRequest\x1a\x1e.noid.v1.AttachSessionResponse(\x01\x30\x01\x12<\n\x0bKillSession\x12\x1b.noid.v1.KillSessionRequest\x1a\x10.noid.v1.Session\x12@\n\x07\x43onsole\x12\x17.noid.v1.ConsoleRequest\x1a\x18.noid.v1.ConsoleResponse(\x01\x30\x01\x12=\n\nStreamLogs\x12\x1a.noid.v1.StreamLogsRequest\x1a\x11.noid.v1.LogChunk0\x01\x12I\n\x10\x43reateCheckpoint\x12 .noid.v1.CreateCheckpointRequest\x1a\x13.noid.v1.Checkpoint\x12T\n\x0fListCheckpoints\x12\x1f.noid.v1.ListCheckpointsRequest\x1a .noid.v1.ListCheckpointsResponse\x12\x43\n\rGetCheckpoint\x12\x1d.noid.v1.GetCheckpointRequest\x1a\x13.noid.v1.Checkpoint\x12W\n\x10\x44\x65leteCheckpoint\x12 .noid.v1.DeleteCheckpointRequest\x1a!.noid.v1.DeleteCheckpointResponse\x12/\n\x07Restore\x12\x17.noid.v1.RestoreRequest\x1a\x0b.noid.v1.Vm\x12?\n\x08\x46orkMany\x12\x18.noid.v1.ForkManyRequest\x1a\x19.noid.v1.ForkManyResponse\x12;\n\x06\x43opyIn\x12\x16.noid.v1.CopyInRequest\x1a\x17.noid.v1.CopyInResponse(\x01\x12\x38\n\x07\x43opyOut\x12\x17.noid.v1.CopyOutRequest\x1a\x12.noid.v1.FileChunk0\x01\x12\x45\n\nListImages\x12\x1a.noid.v1.ListImagesRequest\x1a\x1b.noid.v1.ListImagesResponse\x12\x34\n\x08GetImage\x12\x18.noid.v1.GetImageRequest\x1a\x0e.noid.v1.Image\x12H\n\x0b\x44\x65leteImage\x12\x1b.noid.v1.DeleteImageRequest\x1a\x1c.noid.v1.DeleteImageResponse\x12\x46\n\x0bImportImage\x12\x1b.noid.v1.ImportImageRequest\x1a\x16.noid.v1.ImageProgress(\x01\x30\x01\x12\x42\n\nBuildImage\x12\x1a.noid.v1.BuildImageRequest\x1a\x16.noid.v1.ImageProgress0\x01\x12N\n\x0f\x42uildDockerfile\x12\x1f.noid.v1.BuildDockerfileRequest\x1a\x16.noid.v1.ImageProgress(\x01\x30\x01\x42+\n\x0b\x64\x65v.noid.v1P\x01Z\x1anoid.dev/go/noid/v1;noidv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,26 +38,26 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'noid.v1.service_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\013dev.noid.v1P\001Z\032noid.dev/go/noid/v1;noidv1'
-  _globals['_HEALTHREQUEST']._serialized_start=140
-  _globals['_HEALTHREQUEST']._serialized_end=155
-  _globals['_HEALTHRESPONSE']._serialized_start=157
-  _globals['_HEALTHRESPONSE']._serialized_end=207
-  _globals['_GETSERVERINFOREQUEST']._serialized_start=209
-  _globals['_GETSERVERINFOREQUEST']._serialized_end=280
-  _globals['_SERVERINFO']._serialized_start=283
-  _globals['_SERVERINFO']._serialized_end=516
-  _globals['_WHOAMIREQUEST']._serialized_start=518
-  _globals['_WHOAMIREQUEST']._serialized_end=533
-  _globals['_WHOAMIRESPONSE']._serialized_start=535
-  _globals['_WHOAMIRESPONSE']._serialized_end=565
-  _globals['_CONSOLEREQUEST']._serialized_start=567
-  _globals['_CONSOLEREQUEST']._serialized_end=657
-  _globals['_CONSOLERESPONSE']._serialized_start=659
-  _globals['_CONSOLERESPONSE']._serialized_end=692
-  _globals['_STREAMLOGSREQUEST']._serialized_start=694
-  _globals['_STREAMLOGSREQUEST']._serialized_end=769
-  _globals['_LOGCHUNK']._serialized_start=771
-  _globals['_LOGCHUNK']._serialized_end=795
-  _globals['_NOID']._serialized_start=798
-  _globals['_NOID']._serialized_end=3173
+  _globals['_HEALTHREQUEST']._serialized_start=173
+  _globals['_HEALTHREQUEST']._serialized_end=188
+  _globals['_HEALTHRESPONSE']._serialized_start=190
+  _globals['_HEALTHRESPONSE']._serialized_end=240
+  _globals['_GETSERVERINFOREQUEST']._serialized_start=242
+  _globals['_GETSERVERINFOREQUEST']._serialized_end=313
+  _globals['_SERVERINFO']._serialized_start=316
+  _globals['_SERVERINFO']._serialized_end=549
+  _globals['_WHOAMIREQUEST']._serialized_start=551
+  _globals['_WHOAMIREQUEST']._serialized_end=566
+  _globals['_WHOAMIRESPONSE']._serialized_start=568
+  _globals['_WHOAMIRESPONSE']._serialized_end=598
+  _globals['_CONSOLEREQUEST']._serialized_start=600
+  _globals['_CONSOLEREQUEST']._serialized_end=690
+  _globals['_CONSOLERESPONSE']._serialized_start=692
+  _globals['_CONSOLERESPONSE']._serialized_end=725
+  _globals['_STREAMLOGSREQUEST']._serialized_start=728
+  _globals['_STREAMLOGSREQUEST']._serialized_end=866
+  _globals['_LOGCHUNK']._serialized_start=868
+  _globals['_LOGCHUNK']._serialized_end=934
+  _globals['_NOID']._serialized_start=937
+  _globals['_NOID']._serialized_end=3312
 # @@protoc_insertion_point(module_scope)

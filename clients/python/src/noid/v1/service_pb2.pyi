@@ -1,3 +1,4 @@
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from noid.v1 import vm_pb2 as _vm_pb2
 from noid.v1 import exec_pb2 as _exec_pb2
 from noid.v1 import checkpoint_pb2 as _checkpoint_pb2
@@ -82,17 +83,23 @@ class ConsoleResponse(_message.Message):
     def __init__(self, output: _Optional[bytes] = ...) -> None: ...
 
 class StreamLogsRequest(_message.Message):
-    __slots__ = ("vm", "follow", "tail")
+    __slots__ = ("vm", "follow", "tail", "since", "timestamps")
     VM_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
     TAIL_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
     vm: str
     follow: bool
     tail: int
-    def __init__(self, vm: _Optional[str] = ..., follow: bool = ..., tail: _Optional[int] = ...) -> None: ...
+    since: _timestamp_pb2.Timestamp
+    timestamps: bool
+    def __init__(self, vm: _Optional[str] = ..., follow: bool = ..., tail: _Optional[int] = ..., since: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., timestamps: bool = ...) -> None: ...
 
 class LogChunk(_message.Message):
-    __slots__ = ("data",)
+    __slots__ = ("data", "time")
     DATA_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
     data: bytes
-    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, data: _Optional[bytes] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
