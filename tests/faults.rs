@@ -14,7 +14,7 @@ use common::{sh, NetNs, Server};
 use noid::v1::{
     copy_in_request, AddPortRequest, CopyInHeader, CopyInRequest, CreateCheckpointRequest,
     CreateVmRequest, DeleteVmRequest, GetVmRequest, HibernateVmRequest, ListCheckpointsRequest,
-    ListVmsRequest, RestoreRequest, Vm, VmState, WakeVmRequest,
+    ListVmsRequest, RestoreRequest, StartVmRequest, StopVmRequest, Vm, VmState, WakeVmRequest,
 };
 
 const CONFIG: &str = "[network]\nenabled = true\n";
@@ -448,6 +448,45 @@ fn a_crash_at_any_step_leaves_a_consistent_host() {
             "0\n"
         );
         covered.insert("copy_in.sent");
+
+        // Stop: a crash after the VMM ended leaves the VM stopped. Start: a crash after the
+        // new VMM was recorded, before the start was reported done, leaves it stopped too
+        // (that VMM is ended at the restart); either way a start brings it back with its disk.
+        sh(&mut c, "base", "echo s > /root/stopped; sync").await;
+        for point in ["stop.vmm_stopped", "start.launched"] {
+            crash(&mut server, point, |mut c| async move {
+                let name = "base".to_string();
+                let _ = if point == "stop.vmm_stopped" {
+                    c.stop_vm(StopVmRequest { name }).await
+                } else {
+                    c.start_vm(StartVmRequest { name }).await
+                };
+            })
+            .await;
+            c = server.client("alice").await;
+            let vms = check_host(&server, &ns, &mut c, point).await;
+            let base = find(&vms, "base").expect("the VM is still there");
+            assert_eq!(base.state, VmState::Stopped as i32, "{point}");
+            let dir = server.data_dir().join("vms").join(&base.id);
+            let left: Vec<u32> = vmm_processes(&server)
+                .into_iter()
+                .filter(|pid| {
+                    common::processes_mentioning(&dir.display().to_string()).contains(pid)
+                })
+                .collect();
+            assert!(
+                left.is_empty(),
+                "{point}: a VMM of the stopped VM runs: {left:?}"
+            );
+        }
+        c.start_vm(StartVmRequest {
+            name: "base".into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("starting after the crashes: {e}"));
+        assert_eq!(sh(&mut c, "base", "cat /root/stopped").await, "s\n");
+        covered.insert("stop.vmm_stopped");
+        covered.insert("start.launched");
     });
     let covered: BTreeSet<String> = covered.into_iter().map(str::to_string).collect();
     assert_eq!(

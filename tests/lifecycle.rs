@@ -1,7 +1,7 @@
 //! VM lifecycle end to end with real VMs and the real CLI: pause and resume (and resume on use
 //! with `auto_resume`), hibernate and wake (on use too), time limits and idle timeouts,
 //! forking one checkpoint into many VMs in one call, checkpoint retention (count and age),
-//! slow-checkpoint warnings, and exec sessions that a checkpoint carries.
+//! slow-checkpoint warnings, exec sessions that a checkpoint carries, and stop and start.
 
 mod common;
 
@@ -226,6 +226,68 @@ fn pause_resume_and_resume_on_use() {
             "{}",
             server.log()
         );
+    });
+}
+
+/// Stop and start: a stopped VM keeps its disk and comes back by booting it, also after its
+/// VMM died; calls to a stopped VM say what to do; start refuses what it cannot start.
+#[test]
+fn stop_and_start() {
+    let server = Server::start(&["alice"], "");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = server.client("alice").await;
+        ok(&server, &["create", "s"]);
+        // Not synced by hand: the stop has the guest sync as it powers off.
+        sh(&mut c, "s", "echo kept > /root/mark").await;
+        let boot = sh(&mut c, "s", "cat /proc/sys/kernel/random/boot_id").await;
+        assert!(ok(&server, &["stop", "s"]).contains("VM s is stopped"));
+        assert!(server.vmm_pids().is_empty(), "the VMM is gone");
+        assert!(ok(&server, &["info", "s"]).contains("stopped"));
+        let (_, err) = fails(&server, &["exec", "s", "--", "true"]);
+        assert!(
+            err.contains("is stopped: start it first (noid start s)") && err.lines().count() == 1,
+            "{err}"
+        );
+        assert!(
+            ok(&server, &["stop", "s"]).contains("stopped"),
+            "a second stop"
+        );
+        assert!(ok(&server, &["start", "s"]).contains("VM s is running"));
+        assert_eq!(server.vmm_pids().len(), 1);
+        assert_eq!(sh(&mut c, "s", "cat /root/mark").await.trim(), "kept");
+        let again = sh(&mut c, "s", "cat /proc/sys/kernel/random/boot_id").await;
+        assert_ne!(again, boot, "a new boot");
+
+        // A VMM that dies: the VM is found stopped and starts again (over REST here).
+        sh(&mut c, "s", "echo again > /root/mark2; sync").await;
+        for pid in server.vmm_pids() {
+            // SAFETY: kill(2) on a process id; no memory is involved.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        wait_until(|| ok(&server, &["info", "s"]).contains("stopped"));
+        let (status, vm) = rest(&server, Method::POST, "/vms/s/start", None).await;
+        assert_eq!(
+            (status, vm["state"].as_str()),
+            (200, Some("VM_STATE_RUNNING")),
+            "{vm}"
+        );
+        assert_eq!(sh(&mut c, "s", "cat /root/mark2").await.trim(), "again");
+        let (status, vm) = rest(&server, Method::POST, "/vms/s/stop", None).await;
+        assert_eq!(
+            (status, vm["state"].as_str()),
+            (200, Some("VM_STATE_STOPPED")),
+            "{vm}"
+        );
+
+        // What start cannot do: wake a hibernated VM (it says how), find a missing one.
+        ok(&server, &["start", "s"]);
+        ok(&server, &["hibernate", "s"]);
+        let (_, err) = fails(&server, &["start", "s"]);
+        assert!(err.contains("hibernated: wake it"), "{err}");
+        let (_, err) = fails(&server, &["start", "nope"]);
+        assert!(err.contains("not found"), "{err}");
+        assert!(server.log().contains("VM started: s (booted its own disk"));
     });
 }
 

@@ -193,6 +193,32 @@ fn guests_talk_publish_ports_fork_and_clean_up() {
         )
         .await;
 
+        // Stopped and started (a new boot of its own disk): the same address and MAC, and
+        // the guest reachable at it again.
+        for step in ["stop", "start"] {
+            let out = server.run("alice", &[step, "a"]);
+            assert!(
+                out.status.success(),
+                "{step}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let started = c
+            .get_vm(GetVmRequest { name: "a".into() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (started.address, started.mac),
+            (a.address.clone(), a.mac.clone())
+        );
+        sh(
+            &mut c,
+            "b",
+            &format!("ping -c 1 -W 3 {} >/dev/null", a.address),
+        )
+        .await;
+
         // Destroy removes the TAP, the lease and the port rule.
         let tap_a = format!("nt{}", a.id);
         assert!(taps(&ns).contains(&tap_a));

@@ -63,6 +63,18 @@ enum Command {
         #[arg(add = complete::vm_names())]
         names: Vec<String>,
     },
+    /// Shut a VM (default: the active one) down: its guest syncs and powers off; its disk,
+    /// address, ports and checkpoints stay for `noid start`.
+    Stop {
+        #[arg(add = complete::vm_names())]
+        name: Option<String>,
+    },
+    /// Boot a stopped VM (default: the active one) again from its own disk: one that `noid
+    /// stop` stopped, or whose VMM died.
+    Start {
+        #[arg(add = complete::vm_names())]
+        name: Option<String>,
+    },
     /// Stop a VM's vCPUs (default: the active one); its memory and processes wait as they are.
     Pause {
         #[arg(add = complete::vm_names())]
@@ -442,6 +454,14 @@ async fn run(cli: Cli) -> Result<i32> {
             }
             let name = config::resolve_vm(names.pop())?;
             vms::destroy(&mut connect().await?, name, json).await?
+        }
+        Command::Stop { name } => {
+            let name = config::resolve_vm(name)?;
+            vms::stop(&mut connect().await?, name, json).await?
+        }
+        Command::Start { name } => {
+            let name = config::resolve_vm(name)?;
+            vms::start(&mut connect().await?, name, json).await?
         }
         Command::Pause { name } => {
             let name = config::resolve_vm(name)?;

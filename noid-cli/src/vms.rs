@@ -290,6 +290,28 @@ pub async fn pause(client: &mut Client, name: String, json: bool) -> Result<()> 
     Ok(())
 }
 
+pub async fn stop(client: &mut Client, name: String, json: bool) -> Result<()> {
+    let call = client.stop_vm(pb::StopVmRequest { name: name.clone() });
+    let vm = spinning(json, &format!("Stopping VM {name}"), call)
+        .await?
+        .into_inner();
+    print_state(&vm, json);
+    Ok(())
+}
+
+pub async fn start(client: &mut Client, name: String, json: bool) -> Result<()> {
+    let call = client.start_vm(pb::StartVmRequest { name: name.clone() });
+    let vm = spinning(
+        json,
+        &format!("Starting VM {name} (booting its disk)"),
+        call,
+    )
+    .await?
+    .into_inner();
+    print_state(&vm, json);
+    Ok(())
+}
+
 pub async fn hibernate(client: &mut Client, name: String, json: bool) -> Result<()> {
     let call = client.hibernate_vm(pb::HibernateVmRequest { name: name.clone() });
     let vm = spinning(json, &format!("Hibernating VM {name}"), call)

@@ -127,6 +127,13 @@ impl BoundedLog {
     }
 }
 
+/// Starts a VM's console log with `text` (the boot a boot snapshot froze), as of now.
+pub fn begin_log(dir: &Path, text: &[u8]) -> std::io::Result<()> {
+    std::fs::write(dir.join(LOG), text)?;
+    let _ = std::fs::remove_file(dir.join(TIMES));
+    crate::console_times::record(&dir.join(TIMES), 0, SystemTime::now())
+}
+
 /// The kept console output of a VM, oldest first.
 pub fn history(dir: &Path) -> Vec<u8> {
     let mut out = std::fs::read(dir.join(LOG_ROTATED)).unwrap_or_default();

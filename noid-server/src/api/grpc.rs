@@ -229,6 +229,18 @@ impl Noid for GrpcApi {
         Ok(Response::new(pb::DeleteVmResponse {}))
     }
 
+    async fn stop_vm(&self, req: Request<pb::StopVmRequest>) -> Result<Response<pb::Vm>, Status> {
+        let user = self.user(&req)?;
+        let vm = self.core.stop_vm(&user, &req.get_ref().name).await?;
+        Ok(Response::new(convert::vm(&vm)))
+    }
+
+    async fn start_vm(&self, req: Request<pb::StartVmRequest>) -> Result<Response<pb::Vm>, Status> {
+        let user = self.user(&req)?;
+        let vm = self.core.start_vm(&user, &req.get_ref().name).await?;
+        Ok(Response::new(convert::vm(&vm)))
+    }
+
     async fn pause_vm(&self, req: Request<pb::PauseVmRequest>) -> Result<Response<pb::Vm>, Status> {
         let user = self.user(&req)?;
         let vm = self.core.pause_vm(&user, &req.get_ref().name).await?;

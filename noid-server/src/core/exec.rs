@@ -109,8 +109,11 @@ impl Manager {
                 tracing::info!("VM {name} is hibernated: waking it for a call");
                 self.arc().wake_vm(user, name).await
             }
+            VmState::Stopped => Err(CoreError::FailedPrecondition(format!(
+                "VM {name:?} is stopped: start it first (noid start {name})"
+            ))),
             other => Err(CoreError::FailedPrecondition(format!(
-                "VM {name:?} is not running (state: {other:?})"
+                "VM {name:?} is not running (state: {other})"
             ))),
         }
     }

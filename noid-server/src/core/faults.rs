@@ -28,6 +28,8 @@ pub const CRASH_POINTS: &[&str] = &[
     "delete.marked",
     "delete.vmm_stopped",
     "delete.files_removed",
+    "stop.vmm_stopped",
+    "start.launched",
     "port.recorded",
     "copy_in.sent",
 ];

@@ -23,12 +23,14 @@ pub(super) enum Source<'a> {
     Checkpoint(&'a Path),
     /// A boot snapshot's directory: like a checkpoint, plus the log of the boot it froze.
     BootSnapshot(&'a Path),
+    /// The VM's own root disk, booting the kernel (a start of a stopped VM).
+    OwnDisk,
 }
 
 impl Source<'_> {
     fn snapshot_dir(&self) -> Option<&Path> {
         match self {
-            Source::Image => None,
+            Source::Image | Source::OwnDisk => None,
             Source::Checkpoint(dir) | Source::BootSnapshot(dir) => Some(dir),
         }
     }
@@ -119,7 +121,10 @@ impl Manager {
             undo.push(Undo::RemoveDir(spec.dir.clone()));
         }
         let started_at = std::time::Instant::now();
-        let how = self.prepare_disk(vm, source, &spec.dir).await?;
+        let how = match source {
+            Source::OwnDisk => "its own",
+            _ => self.prepare_disk(vm, source, &spec.dir).await?,
+        };
         (spec.rootfs, spec.rootfs_format) = super::vm_disk::top(&spec.dir);
         tracing::debug!(
             "{}: disk ready in {:?} ({how})",
@@ -130,7 +135,7 @@ impl Manager {
             // The console history starts with the boot this VM's memory went through.
             if let Ok(mut log) = std::fs::read(dir.join(BOOT_LOG)) {
                 log.extend_from_slice(FROM_BOOT_SNAPSHOT);
-                let _ = std::fs::write(spec.dir.join(crate::console::LOG), log);
+                let _ = crate::console::begin_log(&spec.dir, &log);
             }
         }
         let process = match source.snapshot_dir() {
@@ -147,7 +152,7 @@ impl Manager {
         self.store.update_vm(vm)?;
         crash_point(started);
         match source {
-            Source::Image => self.wait_for_agent(vm).await,
+            Source::Image | Source::OwnDisk => self.wait_for_agent(vm).await,
             Source::Checkpoint(_) | Source::BootSnapshot(_) => {
                 tracing::debug!("{}: VMM restored at {:?}", vm.name, started_at.elapsed());
                 self.after_restore(vm).await?;

@@ -31,6 +31,7 @@ mod manifest;
 pub mod model;
 mod net;
 pub mod ports;
+mod power;
 mod reconcile;
 mod restore;
 mod retention;

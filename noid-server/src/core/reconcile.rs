@@ -51,6 +51,9 @@ impl Manager {
                     known.insert(vm.id);
                 }
                 VmState::Running | VmState::Paused | VmState::Stopped => {
+                    if vm.state == VmState::Stopped {
+                        self.stop_unfinished_start(&mut vm).await?;
+                    }
                     let ours = self.vmm.backend();
                     let theirs = vm.backend.parse::<Backend>();
                     if theirs.map(Backend::family) != Ok(ours.family()) {

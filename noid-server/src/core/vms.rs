@@ -415,18 +415,7 @@ impl Manager {
     /// everything the VM had.
     pub(super) async fn finish_delete(&self, vm: VmRecord, ask_guest: bool) -> Result<()> {
         let dir = self.layout.vm(&vm.id);
-        let grace = Duration::from_secs(self.limits.shutdown_timeout_secs);
-        if let Some(p) = vm.process.filter(|p| self.vmm.is_running(p)) {
-            let agent = self.agent(&vm);
-            let asked = ask_guest && agent.shutdown(Duration::from_secs(1)).await.is_ok();
-            if !(asked && self.vmm.wait_exit(&p, grace).await) {
-                self.vmm.stop(&p, grace).await?;
-            }
-        }
-        // A VMM that a crash left unrecorded (found by its pid file in the VM's directory).
-        if let Some(p) = self.vmm.find_process(&dir) {
-            self.vmm.stop(&p, grace).await?;
-        }
+        self.stop_vmm(&vm, ask_guest).await?;
         crash_point("delete.vmm_stopped");
         let saved = self.store.list_checkpoints(Some(&vm.owner))?;
         for c in saved.iter().filter(|c| c.hibernation && c.vm_id == vm.id) {

@@ -130,6 +130,8 @@ static ROUTES: &[Route] = &[
     unary(Post, "/vms/:name/pause", "PauseVm", NAME, Body::None, 200, "Stop a VM's vCPUs until it is resumed"),
     unary(Post, "/vms/:name/hibernate", "HibernateVm", NAME, Body::None, 200, "Save the VM to disk and stop its VMM (it holds no memory or CPU) until it wakes"),
     unary(Post, "/vms/:name/wake", "WakeVm", NAME, Body::None, 200, "Bring a hibernated VM back as it was"),
+    unary(Post, "/vms/:name/stop", "StopVm", NAME, Body::None, 200, "Shut the VM down, keeping its disk, address and ports"),
+    unary(Post, "/vms/:name/start", "StartVm", NAME, Body::None, 200, "Boot a stopped VM again from its own disk"),
     unary(Put, "/vms/:name/time_limits", "SetTimeLimits", NAME, Message, 200, "Set the VM's time limit (ttl_secs from now, on_expiry) and idle timeout (idle_timeout_secs)"),
     unary(Post, "/vms/:name/resume", "ResumeVm", NAME, Body::None, 200, "Let a paused VM run again"),
     unary(Put, "/vms/:name/network_policy", "SetNetworkPolicy", VM, Field("policy"), 200, "Replace the VM's network policy (applies at once); the body is a NetworkPolicy"),

@@ -44,6 +44,8 @@ pub(super) fn unary_handler(route: &'static Route) -> MethodRouter<Gateway> {
         }),
         "HibernateVm" => bind::<pb::HibernateVmRequest, _>(route, |a, r| a.hibernate_vm(r)),
         "WakeVm" => bind::<pb::WakeVmRequest, _>(route, |a, r| a.wake_vm(r)),
+        "StopVm" => bind::<pb::StopVmRequest, _>(route, |a, r| a.stop_vm(r)),
+        "StartVm" => bind::<pb::StartVmRequest, _>(route, |a, r| a.start_vm(r)),
         "SetTimeLimits" => bind::<pb::SetTimeLimitsRequest, _>(route, |a, r| a.set_time_limits(r)),
         "StartSession" => bind::<pb::StartSessionRequest, _>(route, |a, r| a.start_session(r)),
         "ListSessions" => bind::<pb::ListSessionsRequest, _>(route, |a, r| a.list_sessions(r)),

@@ -101,6 +101,16 @@ class NoidStub(object):
                 request_serializer=noid_dot_v1_dot_vm__pb2.WakeVmRequest.SerializeToString,
                 response_deserializer=noid_dot_v1_dot_vm__pb2.Vm.FromString,
                 _registered_method=True)
+        self.StopVm = channel.unary_unary(
+                '/noid.v1.Noid/StopVm',
+                request_serializer=noid_dot_v1_dot_vm__pb2.StopVmRequest.SerializeToString,
+                response_deserializer=noid_dot_v1_dot_vm__pb2.Vm.FromString,
+                _registered_method=True)
+        self.StartVm = channel.unary_unary(
+                '/noid.v1.Noid/StartVm',
+                request_serializer=noid_dot_v1_dot_vm__pb2.StartVmRequest.SerializeToString,
+                response_deserializer=noid_dot_v1_dot_vm__pb2.Vm.FromString,
+                _registered_method=True)
         self.SetTimeLimits = channel.unary_unary(
                 '/noid.v1.Noid/SetTimeLimits',
                 request_serializer=noid_dot_v1_dot_vm__pb2.SetTimeLimitsRequest.SerializeToString,
@@ -312,6 +322,22 @@ class NoidServicer(object):
 
     def WakeVm(self, request, context):
         """Brings a hibernated VM back as it was (a running VM is left as it is).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopVm(self, request, context):
+        """Shuts the VM down (its guest syncs and powers off) and ends its VMM; its name, disk,
+        address, published ports and checkpoints stay, for StartVm. A stopped VM is left as it is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartVm(self, request, context):
+        """Boots a stopped VM again from its own disk (stopped by StopVm, or its VMM died), with its
+        name, address and ports; answers once its agent does. A running VM is left as it is.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -559,6 +585,16 @@ def add_NoidServicer_to_server(servicer, server):
             'WakeVm': grpc.unary_unary_rpc_method_handler(
                     servicer.WakeVm,
                     request_deserializer=noid_dot_v1_dot_vm__pb2.WakeVmRequest.FromString,
+                    response_serializer=noid_dot_v1_dot_vm__pb2.Vm.SerializeToString,
+            ),
+            'StopVm': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopVm,
+                    request_deserializer=noid_dot_v1_dot_vm__pb2.StopVmRequest.FromString,
+                    response_serializer=noid_dot_v1_dot_vm__pb2.Vm.SerializeToString,
+            ),
+            'StartVm': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartVm,
+                    request_deserializer=noid_dot_v1_dot_vm__pb2.StartVmRequest.FromString,
                     response_serializer=noid_dot_v1_dot_vm__pb2.Vm.SerializeToString,
             ),
             'SetTimeLimits': grpc.unary_unary_rpc_method_handler(
@@ -1012,6 +1048,60 @@ class Noid(object):
             target,
             '/noid.v1.Noid/WakeVm',
             noid_dot_v1_dot_vm__pb2.WakeVmRequest.SerializeToString,
+            noid_dot_v1_dot_vm__pb2.Vm.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopVm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/noid.v1.Noid/StopVm',
+            noid_dot_v1_dot_vm__pb2.StopVmRequest.SerializeToString,
+            noid_dot_v1_dot_vm__pb2.Vm.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartVm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/noid.v1.Noid/StartVm',
+            noid_dot_v1_dot_vm__pb2.StartVmRequest.SerializeToString,
             noid_dot_v1_dot_vm__pb2.Vm.FromString,
             options,
             channel_credentials,

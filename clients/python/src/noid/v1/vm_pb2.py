@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10noid/v1/vm.proto\x12\x07noid.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x04\n\x02Vm\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x1f\n\x05state\x18\x03 \x01(\x0e\x32\x10.noid.v1.VmState\x12\x0c\n\x04\x63pus\x18\x04 \x01(\r\x12\x12\n\nmemory_mib\x18\x05 \x01(\r\x12.\n\ncreated_at\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x62\x61\x63kend\x18\x07 \x01(\t\x12\x10\n\x08image_id\x18\x08 \x01(\t\x12\x16\n\x0ekernel_release\x18\t \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\n \x01(\t\x12\x19\n\x11parent_checkpoint\x18\x0b \x01(\t\x12\x0f\n\x07vmm_pid\x18\x0c \x01(\r\x12\x0b\n\x03mac\x18\r \x01(\t\x12#\n\x05ports\x18\x0e \x03(\x0b\x32\x14.noid.v1.PortMapping\x12.\n\x0enetwork_policy\x18\x0f \x01(\x0b\x32\x16.noid.v1.NetworkPolicy\x12\x14\n\x0cstate_reason\x18\x10 \x01(\t\x12\r\n\x05image\x18\x11 \x01(\t\x12:\n\x14\x63heckpoint_retention\x18\x12 \x01(\x0b\x32\x1c.noid.v1.CheckpointRetention\x12.\n\nexpires_at\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\ton_expiry\x18\x14 \x01(\x0e\x32\x0f.noid.v1.Expiry\x12\x19\n\x11idle_timeout_secs\x18\x15 \x01(\x04J\x04\x08\x06\x10\x07J\x04\x08\x13\x10\x14\"g\n\x13\x43heckpointRetention\x12\x16\n\tkeep_last\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x19\n\x0cmax_age_secs\x18\x02 \x01(\x04H\x01\x88\x01\x01\x42\x0c\n\n_keep_lastB\x0f\n\r_max_age_secs\"^\n\x1dSetCheckpointRetentionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\tretention\x18\x02 \x01(\x0b\x32\x1c.noid.v1.CheckpointRetention\"_\n\rNetworkPolicy\x12\x1f\n\x06\x65gress\x18\x01 \x01(\x0e\x32\x0f.noid.v1.Egress\x12\r\n\x05\x61llow\x18\x02 \x03(\t\x12\x0c\n\x04\x64\x65ny\x18\x03 \x03(\t\x12\x10\n\x08isolated\x18\x04 \x01(\x08\"M\n\x17SetNetworkPolicyRequest\x12\n\n\x02vm\x18\x01 \x01(\t\x12&\n\x06policy\x18\x02 \x01(\x0b\x32\x16.noid.v1.NetworkPolicy\"4\n\x0bPortMapping\x12\x11\n\thost_port\x18\x01 \x01(\r\x12\x12\n\nguest_port\x18\x02 \x01(\r\"C\n\x0e\x41\x64\x64PortRequest\x12\n\n\x02vm\x18\x01 \x01(\t\x12\x11\n\thost_port\x18\x02 \x01(\r\x12\x12\n\nguest_port\x18\x03 \x01(\r\"2\n\x11RemovePortRequest\x12\n\n\x02vm\x18\x01 \x01(\t\x12\x11\n\thost_port\x18\x02 \x01(\r\"\"\n\x12HibernateVmRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1d\n\rWakeVmRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xb5\x01\n\x14SetTimeLimitsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\x08ttl_secs\x18\x02 \x01(\x04H\x00\x88\x01\x01\x12\'\n\ton_expiry\x18\x03 \x01(\x0e\x32\x0f.noid.v1.ExpiryH\x01\x88\x01\x01\x12\x1e\n\x11idle_timeout_secs\x18\x04 \x01(\x04H\x02\x88\x01\x01\x42\x0b\n\t_ttl_secsB\x0c\n\n_on_expiryB\x14\n\x12_idle_timeout_secs\"\x1e\n\x0ePauseVmRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1f\n\x0fResumeVmRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xb5\x02\n\x0f\x43reateVmRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x63pus\x18\x02 \x01(\r\x12\x12\n\nmemory_mib\x18\x03 \x01(\r\x12.\n\x0enetwork_policy\x18\x04 \x01(\x0b\x32\x16.noid.v1.NetworkPolicy\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\r\n\x05image\x18\x06 \x01(\t\x12\x12\n\ndisk_bytes\x18\x07 \x01(\x04\x12:\n\x14\x63heckpoint_retention\x18\x08 \x01(\x0b\x32\x1c.noid.v1.CheckpointRetention\x12\x10\n\x08ttl_secs\x18\t \x01(\x04\x12\"\n\ton_expiry\x18\n \x01(\x0e\x32\x0f.noid.v1.Expiry\x12\x19\n\x11idle_timeout_secs\x18\x0b \x01(\x04\"\x1c\n\x0cGetVmRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x0eListVmsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"D\n\x0fListVmsResponse\x12\x18\n\x03vms\x18\x01 \x03(\x0b\x32\x0b.noid.v1.Vm\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x0f\x44\x65leteVmRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x12\n\x10\x44\x65leteVmResponse*C\n\x06\x45gress\x12\x16\n\x12\x45GRESS_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x45GRESS_ALLOW\x10\x01\x12\x0f\n\x0b\x45GRESS_DENY\x10\x02*\xc3\x01\n\x07VmState\x12\x18\n\x14VM_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11VM_STATE_CREATING\x10\x01\x12\x14\n\x10VM_STATE_RUNNING\x10\x02\x12\x14\n\x10VM_STATE_STOPPED\x10\x03\x12\x15\n\x11VM_STATE_DELETING\x10\x04\x12\x13\n\x0fVM_STATE_PAUSED\x10\x05\x12\x16\n\x12VM_STATE_RESTORING\x10\x06\x12\x17\n\x13VM_STATE_HIBERNATED\x10\x07*J\n\x06\x45xpiry\x12\x16\n\x12\x45XPIRY_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x45XPIRY_DESTROY\x10\x01\x12\x14\n\x10\x45XPIRY_HIBERNATE\x10\x02\x42+\n\x0b\x64\x65v.noid.v1P\x01Z\x1anoid.dev/go/noid/v1;noidv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10noid/v1/vm.proto\x12\x07noid.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x04\n\x02Vm\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x1f\n\x05state\x18\x03 \x01(\x0e\x32\x10.noid.v1.VmState\x12\x0c\n\x04\x63pus\x18\x04 \x01(\r\x12\x12\n\nmemory_mib\x18\x05 \x01(\r\x12.\n\ncreated_at\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x62\x61\x63kend\x18\x07 \x01(\t\x12\x10\n\x08image_id\x18\x08 \x01(\t\x12\x16\n\x0ekernel_release\x18\t \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\n \x01(\t\x12\x19\n\x11parent_checkpoint\x18\x0b \x01(\t\x12\x0f\n\x07vmm_pid\x18\x0c \x01(\r\x12\x0b\n\x03mac\x18\r \x01(\t\x12#\n\x05ports\x18\x0e \x03(\x0b\x32\x14.noid.v1.PortMapping\x12.\n\x0enetwork_policy\x18\x0f \x01(\x0b\x32\x16.noid.v1.NetworkPolicy\x12\x14\n\x0cstate_reason\x18\x10 \x01(\t\x12\r\n\x05image\x18\x11 \x01(\t\x12:\n\x14\x63heckpoint_retention\x18\x12 \x01(\x0b\x32\x1c.noid.v1.CheckpointRetention\x12.\n\nexpires_at\x18\x17 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\ton_expiry\x18\x14 \x01(\x0e\x32\x0f.noid.v1.Expiry\x12\x19\n\x11idle_timeout_secs\x18\x15 \x01(\x04J\x04\x08\x06\x10\x07J\x04\x08\x13\x10\x14\"g\n\x13\x43heckpointRetention\x12\x16\n\tkeep_last\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x19\n\x0cmax_age_secs\x18\x02 \x01(\x04H\x01\x88\x01\x01\x42\x0c\n\n_keep_lastB\x0f\n\r_max_age_secs\"^\n\x1dSetCheckpointRetentionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\tretention\x18\x02 \x01(\x0b\x32\x1c.noid.v1.CheckpointRetention\"_\n\rNetworkPolicy\x12\x1f\n\x06\x65gress\x18\x01 \x01(\x0e\x32\x0f.noid.v1.Egress\x12\r\n\x05\x61llow\x18\x02 \x03(\t\x12\x0c\n\x04\x64\x65ny\x18\x03 \x03(\t\x12\x10\n\x08isolated\x18\x04 \x01(\x08\"M\n\x17SetNetworkPolicyRequest\x12\n\n\x02vm\x18\x01 \x01(\t\x12&\n\x06policy\x18\x02 \x01(\x0b\x32\x16.noid.v1.NetworkPolicy\"4\n\x0bPortMapping\x12\x11\n\thost_port\x18\x01 \x01(\r\x12\x12\n\nguest_port\x18\x02 \x01(\r\"C\n\x0e\x41\x64\x64PortRequest\x12\n\n\x02vm\x18\x01 \x01(\t\x12\x11\n\thost_port\x18\x02 \x01(\r\x12\x12\n\nguest_port\x18\x03 \x01(\r\"2\n\x11RemovePortRequest\x12\n\n\x02vm\x18\x01 \x01(\t\x12\x11\n\thost_port\x18\x02 \x01(\r\"\"\n\x12HibernateVmRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1d\n\rWakeVmRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1d\n\rStopVmRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1e\n\x0eStartVmRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xb5\x01\n\x14SetTimeLimitsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\x08ttl_secs\x18\x02 \x01(\x04H\x00\x88\x01\x01\x12\'\n\ton_expiry\x18\x03 \x01(\x0e\x32\x0f.noid.v1.ExpiryH\x01\x88\x01\x01\x12\x1e\n\x11idle_timeout_secs\x18\x04 \x01(\x04H\x02\x88\x01\x01\x42\x0b\n\t_ttl_secsB\x0c\n\n_on_expiryB\x14\n\x12_idle_timeout_secs\"\x1e\n\x0ePauseVmRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1f\n\x0fResumeVmRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xb5\x02\n\x0f\x43reateVmRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x63pus\x18\x02 \x01(\r\x12\x12\n\nmemory_mib\x18\x03 \x01(\r\x12.\n\x0enetwork_policy\x18\x04 \x01(\x0b\x32\x16.noid.v1.NetworkPolicy\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\r\n\x05image\x18\x06 \x01(\t\x12\x12\n\ndisk_bytes\x18\x07 \x01(\x04\x12:\n\x14\x63heckpoint_retention\x18\x08 \x01(\x0b\x32\x1c.noid.v1.CheckpointRetention\x12\x10\n\x08ttl_secs\x18\t \x01(\x04\x12\"\n\ton_expiry\x18\n \x01(\x0e\x32\x0f.noid.v1.Expiry\x12\x19\n\x11idle_timeout_secs\x18\x0b \x01(\x04\"\x1c\n\x0cGetVmRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x0eListVmsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"D\n\x0fListVmsResponse\x12\x18\n\x03vms\x18\x01 \x03(\x0b\x32\x0b.noid.v1.Vm\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x0f\x44\x65leteVmRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x12\n\x10\x44\x65leteVmResponse*C\n\x06\x45gress\x12\x16\n\x12\x45GRESS_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x45GRESS_ALLOW\x10\x01\x12\x0f\n\x0b\x45GRESS_DENY\x10\x02*\xc3\x01\n\x07VmState\x12\x18\n\x14VM_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11VM_STATE_CREATING\x10\x01\x12\x14\n\x10VM_STATE_RUNNING\x10\x02\x12\x14\n\x10VM_STATE_STOPPED\x10\x03\x12\x15\n\x11VM_STATE_DELETING\x10\x04\x12\x13\n\x0fVM_STATE_PAUSED\x10\x05\x12\x16\n\x12VM_STATE_RESTORING\x10\x06\x12\x17\n\x13VM_STATE_HIBERNATED\x10\x07*J\n\x06\x45xpiry\x12\x16\n\x12\x45XPIRY_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x45XPIRY_DESTROY\x10\x01\x12\x14\n\x10\x45XPIRY_HIBERNATE\x10\x02\x42+\n\x0b\x64\x65v.noid.v1P\x01Z\x1anoid.dev/go/noid/v1;noidv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,12 +33,12 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'noid.v1.vm_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\013dev.noid.v1P\001Z\032noid.dev/go/noid/v1;noidv1'
-  _globals['_EGRESS']._serialized_start=2038
-  _globals['_EGRESS']._serialized_end=2105
-  _globals['_VMSTATE']._serialized_start=2108
-  _globals['_VMSTATE']._serialized_end=2303
-  _globals['_EXPIRY']._serialized_start=2305
-  _globals['_EXPIRY']._serialized_end=2379
+  _globals['_EGRESS']._serialized_start=2101
+  _globals['_EGRESS']._serialized_end=2168
+  _globals['_VMSTATE']._serialized_start=2171
+  _globals['_VMSTATE']._serialized_end=2366
+  _globals['_EXPIRY']._serialized_start=2368
+  _globals['_EXPIRY']._serialized_end=2442
   _globals['_VM']._serialized_start=63
   _globals['_VM']._serialized_end=646
   _globals['_CHECKPOINTRETENTION']._serialized_start=648
@@ -59,22 +59,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HIBERNATEVMREQUEST']._serialized_end=1234
   _globals['_WAKEVMREQUEST']._serialized_start=1236
   _globals['_WAKEVMREQUEST']._serialized_end=1265
-  _globals['_SETTIMELIMITSREQUEST']._serialized_start=1268
-  _globals['_SETTIMELIMITSREQUEST']._serialized_end=1449
-  _globals['_PAUSEVMREQUEST']._serialized_start=1451
-  _globals['_PAUSEVMREQUEST']._serialized_end=1481
-  _globals['_RESUMEVMREQUEST']._serialized_start=1483
-  _globals['_RESUMEVMREQUEST']._serialized_end=1514
-  _globals['_CREATEVMREQUEST']._serialized_start=1517
-  _globals['_CREATEVMREQUEST']._serialized_end=1826
-  _globals['_GETVMREQUEST']._serialized_start=1828
-  _globals['_GETVMREQUEST']._serialized_end=1856
-  _globals['_LISTVMSREQUEST']._serialized_start=1858
-  _globals['_LISTVMSREQUEST']._serialized_end=1913
-  _globals['_LISTVMSRESPONSE']._serialized_start=1915
-  _globals['_LISTVMSRESPONSE']._serialized_end=1983
-  _globals['_DELETEVMREQUEST']._serialized_start=1985
-  _globals['_DELETEVMREQUEST']._serialized_end=2016
-  _globals['_DELETEVMRESPONSE']._serialized_start=2018
-  _globals['_DELETEVMRESPONSE']._serialized_end=2036
+  _globals['_STOPVMREQUEST']._serialized_start=1267
+  _globals['_STOPVMREQUEST']._serialized_end=1296
+  _globals['_STARTVMREQUEST']._serialized_start=1298
+  _globals['_STARTVMREQUEST']._serialized_end=1328
+  _globals['_SETTIMELIMITSREQUEST']._serialized_start=1331
+  _globals['_SETTIMELIMITSREQUEST']._serialized_end=1512
+  _globals['_PAUSEVMREQUEST']._serialized_start=1514
+  _globals['_PAUSEVMREQUEST']._serialized_end=1544
+  _globals['_RESUMEVMREQUEST']._serialized_start=1546
+  _globals['_RESUMEVMREQUEST']._serialized_end=1577
+  _globals['_CREATEVMREQUEST']._serialized_start=1580
+  _globals['_CREATEVMREQUEST']._serialized_end=1889
+  _globals['_GETVMREQUEST']._serialized_start=1891
+  _globals['_GETVMREQUEST']._serialized_end=1919
+  _globals['_LISTVMSREQUEST']._serialized_start=1921
+  _globals['_LISTVMSREQUEST']._serialized_end=1976
+  _globals['_LISTVMSRESPONSE']._serialized_start=1978
+  _globals['_LISTVMSRESPONSE']._serialized_end=2046
+  _globals['_DELETEVMREQUEST']._serialized_start=2048
+  _globals['_DELETEVMREQUEST']._serialized_end=2079
+  _globals['_DELETEVMRESPONSE']._serialized_start=2081
+  _globals['_DELETEVMRESPONSE']._serialized_end=2099
 # @@protoc_insertion_point(module_scope)

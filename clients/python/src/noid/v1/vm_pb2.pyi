@@ -164,6 +164,18 @@ class WakeVmRequest(_message.Message):
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
+class StopVmRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class StartVmRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
 class SetTimeLimitsRequest(_message.Message):
     __slots__ = ("name", "ttl_secs", "on_expiry", "idle_timeout_secs")
     NAME_FIELD_NUMBER: _ClassVar[int]
