@@ -354,6 +354,17 @@ async fn create_exec_restart_destroy() {
         text(&out.stderr)
     );
 
+    // A mistyped command is not answered with a command that loses data.
+    let out = server.run("alice", &["destory", "box"]);
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("unrecognized subcommand 'destory'"),
+        "{err}"
+    );
+    assert!(!err.contains("destroy") && !err.contains("'stop'"), "{err}");
+    let err = text(&server.run("alice", &["lsit"]).stderr);
+    assert!(err.contains("'list'"), "harmless suggestions stay: {err}");
+
     // A file written before a server restart is still there after it, in the same VM.
     let out = server.run(
         "alice",

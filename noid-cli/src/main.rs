@@ -15,6 +15,7 @@ mod net;
 mod output;
 mod progress;
 mod sessions;
+mod suggest;
 mod terminal;
 mod vms;
 
@@ -304,7 +305,7 @@ fn main() {
 }
 
 async fn cli_main() {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| suggest::safe_suggestions(e).exit());
     let (verbose, json) = (cli.verbose, cli.json);
     match run(cli).await {
         Ok(code) => std::process::exit(code),
