@@ -53,7 +53,10 @@ mod tests {
         let mut e = Cli::try_parse_from(["x", "sto"]).unwrap_err();
         assert!(offered(&e).is_some_and(|o| o.contains(&"stop".to_string())));
         let both = vec!["stop".to_string(), "start".to_string()];
-        e.insert(ContextKind::SuggestedSubcommand, ContextValue::Strings(both));
+        e.insert(
+            ContextKind::SuggestedSubcommand,
+            ContextValue::Strings(both),
+        );
         let e = safe_suggestions(e);
         assert_eq!(offered(&e), Some(vec!["start".to_string()]));
         // Nothing harmless to offer: no tip at all.

@@ -124,9 +124,12 @@ pub fn init(dir: &Path, names: &[String]) -> Result<Made, TlsSetupError> {
         .signed_by(&server_key, &ca, &ca_key)
         .map_err(generate)?;
 
-    write_new(&ca_path, ca.pem().as_bytes(), 0o644)?;
-    write_new(&cert_path, server.pem().as_bytes(), 0o644)?;
-    write_new(&key_path, server_key.serialize_pem().as_bytes(), 0o600)?;
+    let key_pem = server_key.serialize_pem();
+    write_all_or_none(&[
+        (&ca_path, ca.pem().as_bytes(), 0o644),
+        (&cert_path, server.pem().as_bytes(), 0o644),
+        (&key_path, key_pem.as_bytes(), 0o600),
+    ])?;
     Ok(Made {
         ca: ca_path,
         files: TlsFiles {
@@ -135,6 +138,20 @@ pub fn init(dir: &Path, names: &[String]) -> Result<Made, TlsSetupError> {
         },
         fingerprint: noid::tls::fingerprint(server.der()),
     })
+}
+
+/// Writes every file, or (when one fails) removes those it wrote and says why: a second run
+/// then finds none of them in its way.
+fn write_all_or_none(files: &[(&Path, &[u8], u32)]) -> Result<(), TlsSetupError> {
+    for (i, (path, bytes, mode)) in files.iter().enumerate() {
+        if let Err(e) = write_new(path, bytes, *mode) {
+            for (written, _, _) in &files[..i] {
+                let _ = std::fs::remove_file(written);
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsSetupError> {
@@ -178,6 +195,18 @@ mod tests {
             init(dir.path(), &["localhost".into()]),
             Err(TlsSetupError::Exists(_))
         ));
+    }
+
+    #[test]
+    fn a_failed_write_leaves_none_of_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.pem"), dir.path().join("b.pem"));
+        std::fs::write(dir.path().join("file"), b"").unwrap();
+        // The last one cannot be made: its directory is a file.
+        let bad = dir.path().join("file/c.pem");
+        let got = write_all_or_none(&[(&a, b"a", 0o644), (&b, b"b", 0o600), (&bad, b"c", 0o600)]);
+        assert!(matches!(got, Err(TlsSetupError::Write { .. })), "{got:?}");
+        assert!(!a.exists() && !b.exists());
     }
 
     #[test]
