@@ -78,7 +78,14 @@ pub async fn run(
             crate::copy_dir::copy_in(client, &from, &resolve(vm)?, &path, json).await
         }
         (Place::Guest { vm, path }, Place::Local(to)) if recursive => {
-            crate::copy_dir::copy_out(client, &resolve(vm)?, &path, &to, json).await
+            let vm = resolve(vm)?;
+            match crate::copy_dir::copy_out(client, &vm, &path, &to, json).await? {
+                crate::copy_dir::Copied::Tree => Ok(()),
+                // As cp -r does with a file: copy it.
+                crate::copy_dir::Copied::NotADirectory => {
+                    copy_out(client, &vm, &path, &to, json).await
+                }
+            }
         }
         (Place::Local(from), Place::Guest { vm, path }) => {
             copy_in(client, &from, &resolve(vm)?, &path, json).await
@@ -177,7 +184,7 @@ async fn copy_in(
     Ok(())
 }
 
-pub(crate) async fn copy_out(
+async fn copy_out(
     client: &mut noid::client::Client,
     vm: &str,
     path: &str,

@@ -204,13 +204,20 @@ impl Read for ChunkReader {
     }
 }
 
+/// What a copy of a guest directory did.
+pub enum Copied {
+    Tree,
+    /// The guest path is a file: nothing was copied.
+    NotADirectory,
+}
+
 pub async fn copy_out(
     client: &mut noid::client::Client,
     vm: &str,
     path: &str,
     to: &Path,
     json: bool,
-) -> Result<()> {
+) -> Result<Copied> {
     let name = path
         .trim_end_matches('/')
         .rsplit('/')
@@ -263,8 +270,8 @@ pub async fn copy_out(
     let unpacked = unpacker.await?;
     let finished = finished?;
     if finished.code == IS_FILE {
-        // As cp -r does with a file: copy it (the staging directory goes with its guard).
-        return crate::copy::copy_out(client, vm, path, to, json).await;
+        // The staging directory goes with its guard; the caller copies the file.
+        return Ok(Copied::NotADirectory);
     }
     if finished.code != 0 {
         return Err(guest_failure("the copy", &finished));
@@ -280,7 +287,7 @@ pub async fn copy_out(
         &target.display().to_string(),
         started,
     );
-    Ok(())
+    Ok(Copied::Tree)
 }
 
 fn report(json: bool, from: &str, to: &str, started: Instant) {
