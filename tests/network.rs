@@ -1,18 +1,19 @@
 //! Networking end to end. Each test makes its own network namespace and runs the server, the
 //! VMs and every client inside it, so all traffic stays there: VMs reach each other and the
-//! gateway, TCP reaches a guest through its address and through a published port, forks get
-//! their own address, and nothing (TAP, lease, rule) outlives a VM.
+//! gateway, TCP reaches a guest through its address and through a published port, forks (one,
+//! and five in one call) get their own addresses, and nothing (TAP, lease, rule) outlives a VM.
 
 mod common;
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use common::{sh, NetNs, Server};
 use noid::v1::{
-    AddPortRequest, CreateCheckpointRequest, CreateVmRequest, DeleteVmRequest, GetVmRequest,
-    RestoreRequest,
+    AddPortRequest, CreateCheckpointRequest, CreateVmRequest, DeleteVmRequest, ForkManyRequest,
+    GetVmRequest, RestoreRequest,
 };
 use tonic::Code;
 
@@ -135,7 +136,7 @@ fn guests_talk_publish_ports_fork_and_clean_up() {
             .into_inner();
         let fork = c
             .restore(RestoreRequest {
-                checkpoint_id: ck.id,
+                checkpoint_id: ck.id.clone(),
                 new_name: "a-fork".into(),
                 ..Default::default()
             })
@@ -148,6 +149,36 @@ fn guests_talk_publish_ports_fork_and_clean_up() {
         assert!(http_get(&format!("{}:8000", a.address)).contains("hello-from-a"));
         let inside = sh(&mut c, "a-fork", "ip -o -4 addr show eth0").await;
         assert!(inside.contains(&format!("{}/24", fork.address)), "{inside}");
+
+        // Five forks in one call: five working VMs, each on an address of its own.
+        let many = c
+            .fork_many(ForkManyRequest {
+                checkpoint_id: ck.id.clone(),
+                prefix: "m".into(),
+                count: 5,
+                network_policy: None,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut addresses = HashSet::from([a.address.clone(), fork.address.clone()]);
+        for r in &many.results {
+            let vm =
+                r.vm.as_ref()
+                    .unwrap_or_else(|| panic!("{}: {}", r.name, r.error));
+            assert!(
+                addresses.insert(vm.address.clone()),
+                "{} shares {}",
+                r.name,
+                vm.address
+            );
+            let page = http_get(&format!("{}:8000", vm.address));
+            assert!(page.contains("hello-from-a"), "{}: {page}", r.name);
+        }
+        assert_eq!(addresses.len(), 7);
+        for r in many.results {
+            c.delete_vm(DeleteVmRequest { name: r.name }).await.unwrap();
+        }
 
         // A restart keeps leases and connectivity.
         drop(c);
