@@ -102,6 +102,13 @@ def sync_lifecycle():
             assert m.exec(["cat", "/root/mark"]).stdout == "before"
             m.destroy()
 
+        # Stopped and started again: a new boot of the same disk.
+        vm.stop()
+        assert vm.info.state == "stopped", vm.info
+        vm.start()
+        assert vm.info.state == "running", vm.info
+        assert vm.files.read_text("/root/mark") == "before"
+
         # Errors by kind, with the server's reason.
         e = expect(NotFound, client.get, "nope")
         assert e.reason == "VM_NOT_FOUND" and e.code == "NOT_FOUND", (e.reason, e.code)
@@ -134,6 +141,10 @@ async def async_lifecycle():
             assert await vm.files.read_text("/root/a") == "async file"
             cp = await vm.checkpoint()
             fork = await client.fork(cp, "sdk-async-fork")
+            assert (await fork.files.read_text("/root/a")) == "async file"
+            await fork.stop()
+            assert fork.info.state == "stopped", fork.info
+            await fork.start()
             assert (await fork.files.read_text("/root/a")) == "async file"
             await fork.destroy()
             try:

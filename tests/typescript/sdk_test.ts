@@ -94,6 +94,13 @@ async function main(): Promise<void> {
   const many = await noid.forkMany(cp, "ts-m", 2);
   check(many.map((m) => (m instanceof Vm ? m.name : String(m))).join(",") === "ts-m-1,ts-m-2", "fork many");
   for (const m of many) if (m instanceof Vm) await m.destroy();
+  // The state as the last call left it (not as an earlier check narrowed it).
+  const state = (v: Vm): string => v.info.state;
+  await vm.stop();
+  check(state(vm) === "stopped", `stopped: ${state(vm)}`);
+  await vm.start();
+  check(state(vm) === "running", `started: ${state(vm)}`);
+  check((await vm.files.readText("/root/mark")) === "before", "the disk kept across stop and start");
 
   // Errors by kind, with the server's reason.
   const nf = await expectError(NotFound, noid.get("nope"));

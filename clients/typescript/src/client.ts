@@ -257,6 +257,16 @@ export class Vm {
     await this.noid.call("DeleteVm", { name: this.name });
   }
 
+  /** Shuts the VM down; its disk, address and ports stay for start(). */
+  async stop(): Promise<void> {
+    this.info = vmInfo(await this.noid.call("StopVm", { name: this.name }));
+  }
+
+  /** Boots a stopped VM again from its own disk (files kept, processes not). */
+  async start(): Promise<void> {
+    this.info = vmInfo(await this.noid.call("StartVm", { name: this.name }));
+  }
+
   /** Runs argv to its end; a non-zero exit is a result, not an error. */
   async exec(argv: string[], o: ExecOptions = {}): Promise<Result> {
     const p = this.spawn(argv, { ...o, stdin: o.stdin !== undefined });

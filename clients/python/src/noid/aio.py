@@ -109,6 +109,16 @@ class AsyncVm:
         self.info = c.VmInfo._from(info)
         return self.info
 
+    async def stop(self) -> None:
+        """Shuts the VM down; its disk, address and ports stay for :meth:`start`."""
+        info = await self._client._call("StopVm", vm_pb2.StopVmRequest(name=self.name))
+        self.info = c.VmInfo._from(info)
+
+    async def start(self) -> None:
+        """Boots a stopped VM again from its own disk (files kept, processes not)."""
+        info = await self._client._call("StartVm", vm_pb2.StartVmRequest(name=self.name))
+        self.info = c.VmInfo._from(info)
+
     async def destroy(self) -> None:
         await self._client._call("DeleteVm", vm_pb2.DeleteVmRequest(name=self.name))
 

@@ -123,6 +123,14 @@ class Vm:
     def resume(self) -> None:
         self.info = c.VmInfo._from(self._client._call("ResumeVm", vm_pb2.ResumeVmRequest(name=self.name)))
 
+    def stop(self) -> None:
+        """Shuts the VM down; its disk, address and ports stay for :meth:`start`."""
+        self.info = c.VmInfo._from(self._client._call("StopVm", vm_pb2.StopVmRequest(name=self.name)))
+
+    def start(self) -> None:
+        """Boots a stopped VM again from its own disk (files kept, processes not)."""
+        self.info = c.VmInfo._from(self._client._call("StartVm", vm_pb2.StartVmRequest(name=self.name)))
+
     def exec(self, argv: Sequence[str], *, stdin: Optional[c.Data] = None,
              env: Optional[Dict[str, str]] = None, cwd: Optional[str] = None,
              timeout: Optional[float] = None, user: Optional[str] = None,
