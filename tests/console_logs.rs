@@ -95,6 +95,8 @@ async fn console_and_logs() {
         .into_inner();
     sh(&mut c, "tty", "echo marker-one > /dev/ttyS0").await;
     read_until(&mut follow, "marker-one", |m| m.unwrap().data).await;
+    // marker-one's line was stamped before it reached this follower.
+    let seen_one = std::time::SystemTime::now();
 
     // Times: --since keeps the lines that came after a moment, -t prints each line's time,
     // and a follower that asked for times gets each new line with its own.
@@ -109,8 +111,14 @@ async fn console_and_logs() {
         .await
         .unwrap()
         .into_inner();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let cut = std::time::SystemTime::now();
+    // The moment for --since: a later millisecond than marker-one's (times print to the ms).
+    let cut = loop {
+        let now = std::time::SystemTime::now();
+        if now.duration_since(seen_one).unwrap_or_default() >= Duration::from_millis(2) {
+            break now;
+        }
+        tokio::task::yield_now().await;
+    };
     sh(&mut c, "tty", "echo marker-two > /dev/ttyS0").await;
     let chunk = loop {
         let chunk = timed.next().await.unwrap().unwrap();

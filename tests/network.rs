@@ -20,6 +20,33 @@ use tonic::Code;
 /// A second address of the "host" (the namespace), like a public interface.
 const HOST_ADDR: &str = "10.99.0.1";
 
+/// Runs the two CLI commands that take VM `a` away and bring it back (hibernate and wake,
+/// stop and start), then checks it has its address and MAC and that VM b reaches it.
+async fn leave_and_return(
+    server: &Server,
+    c: &mut noid::client::Client,
+    a: &noid::v1::Vm,
+    steps: [&str; 2],
+) {
+    for step in steps {
+        let out = server.run("alice", &[step, &a.name]);
+        assert!(
+            out.status.success(),
+            "{step}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let back = c
+        .get_vm(GetVmRequest {
+            name: a.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((back.address, back.mac), (a.address.clone(), a.mac.clone()));
+    sh(c, "b", &format!("ping -c 1 -W 3 {} >/dev/null", a.address)).await;
+}
+
 fn create(name: &str) -> CreateVmRequest {
     CreateVmRequest {
         name: name.into(),
@@ -199,56 +226,12 @@ fn guests_talk_publish_ports_fork_and_clean_up() {
         .await;
 
         // Hibernated and woken: the same address and published port, the server still serving.
-        for step in ["hibernate", "wake"] {
-            let out = server.run("alice", &[step, "a"]);
-            assert!(
-                out.status.success(),
-                "{step}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let woken = c
-            .get_vm(GetVmRequest { name: "a".into() })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(
-            (woken.address, woken.mac),
-            (a.address.clone(), a.mac.clone())
-        );
+        leave_and_return(&server, &mut c, &a, ["hibernate", "wake"]).await;
         assert!(http_get(&format!("{HOST_ADDR}:20800")).contains("hello-from-a"));
-        sh(
-            &mut c,
-            "b",
-            &format!("ping -c 1 -W 3 {} >/dev/null", a.address),
-        )
-        .await;
 
         // Stopped and started (a new boot of its own disk): the same address and MAC, and
         // the guest reachable at it again.
-        for step in ["stop", "start"] {
-            let out = server.run("alice", &[step, "a"]);
-            assert!(
-                out.status.success(),
-                "{step}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let started = c
-            .get_vm(GetVmRequest { name: "a".into() })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(
-            (started.address, started.mac),
-            (a.address.clone(), a.mac.clone())
-        );
-        sh(
-            &mut c,
-            "b",
-            &format!("ping -c 1 -W 3 {} >/dev/null", a.address),
-        )
-        .await;
+        leave_and_return(&server, &mut c, &a, ["stop", "start"]).await;
 
         // Destroy removes the TAP, the lease and the port rule.
         let tap_a = format!("nt{}", a.id);

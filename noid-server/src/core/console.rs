@@ -33,28 +33,20 @@ impl Logs {
     /// it comes (no times); with them a piece per line start, each with its line's time.
     pub fn pieces(self, timestamps: bool) -> futures::stream::BoxStream<'static, LogPiece> {
         use futures::StreamExt;
+        let mut starts = LineStarts::after(self.lines.last().map_or(&[][..], |l| &l.text));
         let history: Vec<LogPiece> = if timestamps {
             self.lines
-                .iter()
-                .map(|l| (Some(l.at), l.text.clone()))
+                .into_iter()
+                .map(|l| (Some(l.at), l.text))
                 .collect()
         } else {
-            vec![(
-                None,
-                self.lines.iter().flat_map(|l| l.text.clone()).collect(),
-            )]
+            vec![(None, self.lines.into_iter().flat_map(|l| l.text).collect())]
         };
-        let sent = self
-            .lines
-            .last()
-            .map(|l| l.text.clone())
-            .unwrap_or_default();
         let head = futures::stream::iter(history);
         let Some(live) = self.live else {
             return head.boxed();
         };
         let since = self.since;
-        let mut starts = LineStarts::after(&sent);
         let live = tokio_stream::wrappers::BroadcastStream::new(live.output)
             .filter_map(|r| futures::future::ready(r.ok()))
             .filter(move |c| futures::future::ready(since.is_none_or(|s| c.at >= s)))

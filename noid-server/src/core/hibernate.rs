@@ -9,7 +9,7 @@
 //! state watcher resumes; after it, a VMM that still runs is stopped by reconcile.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::checkpoints::AfterSave;
 use super::error::io_error;
@@ -103,19 +103,10 @@ impl Manager {
 
     /// Stops the VMM of a VM whose record says it is hibernated.
     pub(super) async fn stop_hibernated_vmm(&self, vm: &mut VmRecord) -> Result<()> {
-        let grace = Duration::from_secs(self.limits.shutdown_timeout_secs);
-        let dir = self.layout.vm(&vm.id);
-        for p in [vm.process, self.vmm.find_process(&dir)]
-            .into_iter()
-            .flatten()
-        {
-            if self.vmm.is_running(&p) {
-                self.vmm.stop(&p, grace).await?;
-            }
-        }
-        self.forget_agent(&vm.id);
-        self.consoles.forget(&vm.id);
-        if vm.process.take().is_some() {
+        let recorded = vm.process.is_some();
+        // The guest is paused: it is not asked.
+        self.end_vmm(vm, false).await?;
+        if recorded {
             self.store.update_vm(vm)?;
         }
         Ok(())

@@ -39,13 +39,10 @@ impl Manager {
             let started = Instant::now();
             // A paused guest cannot power off: its VMM is stopped without asking.
             let ask_guest = vm.state != VmState::Paused;
-            this.stop_vmm(&vm, ask_guest).await?;
+            this.end_vmm(&mut vm, ask_guest).await?;
             crash_point("stop.vmm_stopped");
-            this.forget_agent(&vm.id);
-            this.consoles.forget(&vm.id);
             vm.state = VmState::Stopped;
             vm.state_reason = Some(STOPPED_BY_REQUEST.into());
-            vm.process = None;
             this.store.update_vm(&vm)?;
             tracing::info!(
                 vm = %name,
@@ -129,8 +126,7 @@ impl Manager {
             "VM {} was being started when the server stopped: it stays stopped",
             vm.name
         );
-        self.stop_vmm(vm, false).await?;
-        vm.process = None;
+        self.end_vmm(vm, false).await?;
         self.store.update_vm(vm)?;
         Ok(())
     }
@@ -145,6 +141,16 @@ impl Manager {
                 vm.name, vm.backend
             ))),
         }
+    }
+
+    /// Ends the VM's VMMs as `stop_vmm` does and lets go of its agent connection and console;
+    /// `vm.process` is cleared (the caller records it).
+    pub(super) async fn end_vmm(&self, vm: &mut VmRecord, ask_guest: bool) -> Result<()> {
+        self.stop_vmm(vm, ask_guest).await?;
+        self.forget_agent(&vm.id);
+        self.consoles.forget(&vm.id);
+        vm.process = None;
+        Ok(())
     }
 
     /// Ends the VM's VMM (asking its guest to sync and power off first when `ask_guest`),
