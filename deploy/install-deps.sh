@@ -26,14 +26,29 @@ packages=(
 # tests: buf (from npm) lints the protos. Only when npm is missing: a host with Node.js from
 # elsewhere (NodeSource, nvm) already has npm, and Debian's npm package would conflict with it.
 command -v npm >/dev/null || packages+=(nodejs npm)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
+find_missing() {
+  missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+}
+install_missing() {
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+find_missing
 if [ ${#missing[@]} -gt 0 ] || ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
   echo "==> apt-get install ${missing[*]:-(package lists only)}"
   apt-get update -qq
-  [ ${#missing[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ ${#missing[@]} -eq 0 ] || install_missing
+  # An install can remove a package that was there: a qemu-utils of another QEMU version
+  # (from backports, say) goes when Debian's qemu-system-x86 comes. Install what went.
+  find_missing
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> apt-get install ${missing[*]} (removed by the install above)"
+    install_missing
+    find_missing
+    [ ${#missing[@]} -eq 0 ] || { echo "install-deps: could not install ${missing[*]}" >&2; exit 1; }
+  fi
 fi
 
 if ! command -v cargo >/dev/null; then
