@@ -249,6 +249,18 @@ fn a_debian_image_runs_python() {
     ));
     assert!(release.starts_with("12."), "{release}");
 
+    // The second VM starts from the boot snapshot that the first one's boot left. It was
+    // taken once the guest had settled: the console's login shell had run Debian's profile
+    // (which starts `id` and `mesg`) and printed its prompt, so none of that runs again in
+    // the new VM (were it replayed, the prompt would follow the snapshot's line).
+    ok(&server.run("alice", &["create", "snake2", "--image", "py"]));
+    let log = ok(&server.run("alice", &["logs", "snake2"]));
+    let marker = "[noid: started from a boot snapshot of this image]";
+    let (boot, after) = log.split_once(marker).expect("started from the snapshot");
+    assert!(boot.trim_end().ends_with('#'), "no prompt before: {boot}");
+    assert_eq!(after.trim(), "", "the guest replayed start-up work: {log}");
+    ok(&server.run("alice", &["destroy", "snake2"]));
+
     // A Dockerfile built on it: each step's effect shows in VMs of the new image.
     let ctx = tempfile::tempdir().unwrap();
     std::fs::write(ctx.path().join("app.py"), "print('app says', 6 * 7)\n").unwrap();

@@ -12,6 +12,7 @@ mod output;
 mod reaper;
 mod service;
 mod sessions;
+mod settle;
 mod system;
 mod toolbox;
 mod transport;

@@ -1,5 +1,5 @@
 //! The agent's gRPC service: thin handlers over `exec`, `sessions`, `files`, `disk_copy`,
-//! `system` and `init`.
+//! `system`, `settle` and `init`.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -10,8 +10,8 @@ use noid::agent::v1::{
     exec_request, AttachRequest, AttachResponse, DiskReadRequest, DiskReadResponse,
     DiskWriteRequest, DiskWriteResponse, ExecRequest, ExecResponse, ExecStart, FileData,
     HealthRequest, HealthResponse, KillSessionRequest, ListSessionsRequest, ListSessionsResponse,
-    PostRestoreRequest, PostRestoreResponse, ReadFileRequest, SessionInfo, ShutdownRequest,
-    ShutdownResponse, WriteFileRequest, WriteFileResponse,
+    PostRestoreRequest, PostRestoreResponse, ReadFileRequest, SessionInfo, SettleRequest,
+    SettleResponse, ShutdownRequest, ShutdownResponse, WriteFileRequest, WriteFileResponse,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -95,6 +95,22 @@ impl Agent for AgentService {
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(PostRestoreResponse {}))
+    }
+
+    async fn settle(
+        &self,
+        req: Request<SettleRequest>,
+    ) -> Result<Response<SettleResponse>, Status> {
+        let req = req.into_inner();
+        let (settled, waited) = crate::settle::settle(
+            Duration::from_millis(req.quiet_ms.into()),
+            Duration::from_millis(req.timeout_ms.into()),
+        )
+        .await;
+        Ok(Response::new(SettleResponse {
+            settled,
+            waited_ms: u32::try_from(waited.as_millis()).unwrap_or(u32::MAX),
+        }))
     }
 
     async fn resize_console(

@@ -304,6 +304,25 @@ impl GuestAgent for RemoteAgent {
         Ok(())
     }
 
+    async fn settle(&self, quiet: Duration, within: Duration) -> Result<bool, AgentError> {
+        let mut client = self.client.clone();
+        let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        let request = pb::SettleRequest {
+            quiet_ms: ms(quiet),
+            timeout_ms: ms(within),
+        };
+        let call = client.settle(request);
+        match tokio::time::timeout(within + self.timeout, call).await {
+            Ok(Ok(answer)) => Ok(answer.into_inner().settled),
+            // An agent from before the call: there is nothing to wait for.
+            Ok(Err(s)) if s.code() == tonic::Code::Unimplemented => Ok(false),
+            Ok(Err(s)) => Err(from_status(s)),
+            Err(_) => Err(AgentError::Unreachable(
+                "the guest agent did not answer the settle call".to_string(),
+            )),
+        }
+    }
+
     async fn resize_console(&self, size: TtySize) -> Result<(), AgentError> {
         let mut client = self.client.clone();
         answered(self.timeout, client.resize_console(pb_size(size))).await?;

@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -25,9 +25,15 @@ use super::{CoreError, Manager, Result};
 use crate::core::model::{CheckpointRecord, VmRecord};
 use noid::guest::DISK_FILE;
 
+/// How long a just-booted guest must have been quiet before its boot snapshot is taken,
+/// and how long noid waits for that at most.
+const SETTLE_QUIET: Duration = Duration::from_millis(100);
+const SETTLE_WITHIN: Duration = Duration::from_secs(3);
+
 /// Bump when what a boot snapshot holds changes meaning: older ones are then never used.
 /// 2: QEMU VMs have a transfer disk. 3: keyed by image. 4: keyed by the VMM's flavor.
-const FORMAT: &str = "4";
+/// 5: taken once the guest has settled after its boot.
+const FORMAT: &str = "5";
 
 /// Which boot snapshots exist in usable form and which are being made, in this process.
 #[derive(Default)]
@@ -213,6 +219,22 @@ impl Manager {
         self.boot_snapshots.building.lock().unwrap().remove(&key);
     }
 
+    /// Lets the just-booted guest finish its start-up work (a login shell's profile, say)
+    /// first: what still runs when the snapshot is taken runs again in every VM started from
+    /// it. A guest that does not settle in time is frozen as it is.
+    async fn settle_guest(&self, vm: &VmRecord) {
+        let started = Instant::now();
+        match self.agent(vm).settle(SETTLE_QUIET, SETTLE_WITHIN).await {
+            Ok(settled) => tracing::debug!(
+                "{}: {} after {:?}",
+                vm.name,
+                if settled { "settled" } else { "not settled" },
+                started.elapsed()
+            ),
+            Err(e) => tracing::debug!("{}: no settle ({e})", vm.name),
+        }
+    }
+
     async fn write_boot_snapshot(
         &self,
         vm: &VmRecord,
@@ -220,6 +242,7 @@ impl Manager {
         staging: &Path,
         snap: &Path,
     ) -> Result<()> {
+        self.settle_guest(vm).await;
         let saved = self
             .save_vm(vm, staging, super::checkpoints::AfterSave::Run)
             .await?;

@@ -97,6 +97,10 @@ pub trait GuestAgent: Send + Sync {
     async fn read_file(&self, path: String) -> Result<FileChunks, AgentError>;
     /// The guest's step after a restore; no deadline of its own (the caller gives one).
     async fn post_restore(&self, facts: PostRestore) -> Result<(), AgentError>;
+    /// Waits until the guest has been quiet for `quiet` after its boot (nothing else runnable,
+    /// waiting on I/O or starting), at most `within`; says whether it settled (an agent that
+    /// does not know the call says no at once).
+    async fn settle(&self, quiet: Duration, within: Duration) -> Result<bool, AgentError>;
     async fn resize_console(&self, size: TtySize) -> Result<(), AgentError>;
     /// Asks the guest to power off; waits at most `timeout` for the answer.
     async fn shutdown(&self, timeout: Duration) -> Result<(), AgentError>;

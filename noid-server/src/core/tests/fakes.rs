@@ -170,6 +170,10 @@ impl GuestAgent for FakeAgent {
         Ok(())
     }
 
+    async fn settle(&self, _: Duration, _: Duration) -> Result<bool, AgentError> {
+        Ok(true)
+    }
+
     async fn resize_console(&self, _: TtySize) -> Result<(), AgentError> {
         Ok(())
     }
