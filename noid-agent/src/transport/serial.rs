@@ -2,6 +2,10 @@
 //! connection at a time. While no host is connected a read returns 0 and poll reports POLLHUP,
 //! so between sessions the agent waits for the hang-up to clear (sleeping, never spinning), then
 //! serves a fresh HTTP/2 session. The port survives migration; a restore is just a reconnect.
+//!
+//! The wait is woken by the driver: with `O_ASYNC` on the port, virtio-console sends SIGIO when
+//! the host's side opens, so a restored VM answers at once rather than at its next look (it
+//! still looks every `HOST_POLL`, in case a signal is missed).
 
 use std::ffi::CString;
 use std::io;
@@ -44,6 +48,30 @@ fn open_port(path: &std::path::Path) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Turns SIGIO on the port's state changes on or off (on while waiting for a host: during a
+/// session every incoming buffer would signal).
+fn signal_changes(fd: &OwnedFd, on: bool) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+    unsafe {
+        if libc::fcntl(fd.as_raw_fd(), libc::F_SETOWN, libc::getpid()) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let flags = if on {
+            flags | libc::O_ASYNC
+        } else {
+            flags & !libc::O_ASYNC
+        };
+        if libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 fn host_connected(fd: &OwnedFd) -> io::Result<bool> {
     let mut pfd = libc::pollfd {
         fd: fd.as_raw_fd(),
@@ -69,6 +97,10 @@ pub async fn serve(name: String, service: AgentServer<AgentService>) {
         "noid-agent: serving on virtio-serial port {name} ({})",
         path.display()
     );
+    // Made before O_ASYNC is ever set: SIGIO's default action ends the process.
+    let mut sigio = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::io())
+        .map_err(|e| eprintln!("noid-agent: SIGIO: {e}"))
+        .ok();
     loop {
         let fd = match open_port(&path) {
             Ok(fd) => fd,
@@ -78,15 +110,28 @@ pub async fn serve(name: String, service: AgentServer<AgentService>) {
                 continue;
             }
         };
+        if sigio.is_some() {
+            if let Err(e) = signal_changes(&fd, true) {
+                eprintln!("noid-agent: O_ASYNC: {e}");
+            }
+        }
         loop {
             match host_connected(&fd) {
                 Ok(true) => break,
-                Ok(false) => tokio::time::sleep(HOST_POLL).await,
+                Ok(false) => match sigio.as_mut() {
+                    Some(sigio) => {
+                        let _ = tokio::time::timeout(HOST_POLL, sigio.recv()).await;
+                    }
+                    None => tokio::time::sleep(HOST_POLL).await,
+                },
                 Err(e) => {
                     eprintln!("noid-agent: poll: {e}");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
+        }
+        if sigio.is_some() {
+            let _ = signal_changes(&fd, false);
         }
         match FdStream::new(fd, false) {
             Ok(stream) => super::serve_connection(stream, service.clone()).await,
