@@ -152,6 +152,21 @@ async fn files_go_in_and_out_intact_and_failures_change_nothing() {
             sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&bytes[..300_000]))
         )
     );
+    // Never over what exists; a copy that fails half-way (its disk fills: a 64 KiB file
+    // system for 300 kB) leaves nothing, not even a part of the tree.
+    let out = server.run("alice", &["cp", "-r", tree.to_str().unwrap(), "box:/srv"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/srv/tree: already exists in the VM"), "{err}");
+    sh(
+        &mut c,
+        "box",
+        "mkdir -p /small && mount -t tmpfs -o size=64k tmpfs /small",
+    )
+    .await;
+    let out = server.run("alice", &["cp", "-r", tree.to_str().unwrap(), "box:/small"]);
+    assert!(!out.status.success(), "a full disk went unnoticed");
+    assert_eq!(sh(&mut c, "box", "ls -A /small").await, "");
     let tree_back = work.path().join("tree-back");
     let out = server.run(
         "alice",

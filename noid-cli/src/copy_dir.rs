@@ -21,8 +21,16 @@ use crate::progress::spinning;
 const CHUNK: usize = 256 * 1024;
 
 /// The script that decides where a copy into the guest goes and unpacks it there: into
-/// `$1/$2` when `$1` is an existing directory, else into `$1`.
-const UNPACK: &str = r#"d="$1"; if [ -d "$d" ]; then d="$d/$2"; fi; mkdir -p "$d" && tar -C "$d" -xf - && echo "$d""#;
+/// `$1/$2` when `$1` is an existing directory, else into `$1`; never over something that
+/// exists. The tree is unpacked into a hidden directory beside its place and renamed into it
+/// only when whole: a copy that fails half-way (a full disk, the host side's SIGTERM) leaves
+/// nothing.
+const UNPACK: &str = r#"d="$1"; if [ -d "$d" ]; then d="$d/$2"; fi
+if [ -e "$d" ] || [ -L "$d" ]; then echo "$d: already exists in the VM" >&2; exit 4; fi
+p=$(dirname "$d"); t="$p/.noid-cp.$$"
+mkdir -p "$p" && mkdir "$t" || exit 1
+trap 'rm -rf "$t"; exit 1' TERM INT
+if tar -C "$t" -xf - && mv "$t" "$d"; then echo "$d"; else rm -rf "$t"; exit 1; fi"#;
 /// Packs directory `$1` of the guest; exits 3 for a plain file (copied as a file instead).
 const PACK: &str = r#"if [ -f "$1" ]; then exit 3; fi; if [ ! -d "$1" ]; then echo "$1: no such directory in the VM" >&2; exit 2; fi; tar -C "$1" -cf - ."#;
 /// PACK's exit code for a plain file.
@@ -149,14 +157,24 @@ pub async fn copy_in(
             tx,
             buf: Vec::new(),
         };
-        let mut tar = tar::Builder::new(&mut out);
-        tar.follow_symlinks(false);
-        tar.append_dir_all(".", &dir)
-            .with_context(|| format!("cannot read {}", dir.display()))?;
-        tar.finish()?;
-        drop(tar);
-        out.flush()?;
-        Ok(())
+        let packed = (|| -> Result<()> {
+            let mut tar = tar::Builder::new(&mut out);
+            tar.follow_symlinks(false);
+            tar.append_dir_all(".", &dir)
+                .with_context(|| format!("cannot read {}", dir.display()))?;
+            tar.finish()?;
+            drop(tar);
+            out.flush()?;
+            Ok(())
+        })();
+        if packed.is_err() {
+            // What reached the guest may end on an entry's boundary, which its tar takes
+            // for the whole archive: stop the unpack so that it keeps nothing.
+            let _ = out.tx.blocking_send(ExecRequest {
+                msg: Some(exec_request::Msg::Signal(libc::SIGTERM)),
+            });
+        }
+        packed
     });
     let call = run_exec(client, ReceiverStream::new(rx), None);
     let finished = spinning(
