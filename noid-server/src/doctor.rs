@@ -143,6 +143,9 @@ pub fn run(config: &Config) -> Vec<Finding> {
         out.push(find(what, port_free(addr)));
     }
     out.push(find("disk overlays", disk_overlays(config)));
+    if config.vm.cgroups {
+        out.push(find("cgroup moves", cgroup_moves()));
+    }
     out.push(find(
         "image",
         crate::images::Base::open(&config.image_dir())
@@ -188,6 +191,21 @@ pub fn run(config: &Config) -> Vec<Finding> {
         });
     }
     out
+}
+
+fn cgroup_moves() -> Result<String, String> {
+    use crate::vmm::cgroup_moves::Moves;
+    match Moves::here().map_err(|e| format!("/proc/mounts: {e}"))? {
+        Moves::Quick(at) => Ok(format!("quick (favordynmods on {})", at.display())),
+        Moves::Slow(at, _) => Ok(format!(
+            "the server remounts {} with favordynmods when it starts (else each VM start \
+             waits for an RCU grace period)",
+            at.display()
+        )),
+        Moves::SlowV1Only => Err("each VM start waits for an RCU grace period (10-18 ms): \
+                                  no cgroup2 mount to set favordynmods on"
+            .into()),
+    }
 }
 
 /// Below this, creates and checkpoints soon fail for want of room.

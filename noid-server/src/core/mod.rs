@@ -146,6 +146,17 @@ impl Manager {
         let cgroups = crate::vmm::cgroup::Cgroups::detect(layout.root());
         if limits.cgroups && !vmm.manages_cgroups() {
             tracing::info!("VM cgroups: {}", cgroups.describe());
+            if !matches!(cgroups, crate::vmm::cgroup::Cgroups::Off(_)) {
+                match crate::vmm::cgroup_moves::make_quick() {
+                    Ok(Some(mount)) => tracing::info!(
+                        "cgroup moves made quick: {} remounted with favordynmods (each VM start \
+                         waited for an RCU grace period)",
+                        mount.display()
+                    ),
+                    Ok(None) => {}
+                    Err(e) => tracing::info!("cgroup moves stay slow (favordynmods: {e})"),
+                }
+            }
         }
         let overlays = vm_disk::choose_overlays(limits.disk_overlays, vmm.as_ref(), &layout);
         let manager = Arc::new_cyclic(|me| Self {

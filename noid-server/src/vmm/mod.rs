@@ -4,6 +4,7 @@
 
 pub mod accel;
 pub mod cgroup;
+pub mod cgroup_moves;
 pub mod firecracker;
 pub mod process;
 pub mod qemu;

@@ -378,8 +378,11 @@ impl Vmm for QemuVmm {
         let disk = super::qemu_snapshot::saved_transfer_disk(state_dir)?;
         let memory = state_dir.join(MEMORY_FILE);
         let memory = memory.exists().then_some(memory.as_path());
+        let started = std::time::Instant::now();
         let id = self.launch(spec, true, disk, memory).await?;
+        tracing::debug!("QEMU started for a restore in {:?}", started.elapsed());
         let result = super::qemu_snapshot::load(&Self::qmp_socket(&spec.dir), state_dir).await;
+        tracing::debug!("QEMU restored in {:?}", started.elapsed());
         if let Err(e) = result {
             let _ = process::terminate(&id, std::time::Duration::from_secs(1)).await;
             return Err(e);
