@@ -454,6 +454,40 @@ async fn rest_and_websocket_gateway() {
     .await
     .unwrap();
     ws_read_until(&mut logs, "noid-agent").await;
+    // The logs since a moment, each line with its time: what the console printed before it
+    // is left out, what came after is there, stamped.
+    let moment = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    console
+        .send(Message::Binary(b"echo $((5*5))-late\n".to_vec()))
+        .await
+        .unwrap();
+    ws_read_until(&mut console, "25-late").await;
+    let (mut since, _) = tokio_tungstenite::connect_async(format!(
+        "{ws_base}/logs/web?token={}&since={moment}&timestamps=true",
+        api.token
+    ))
+    .await
+    .unwrap();
+    let recent = ws_read_until(&mut since, "25-late").await;
+    assert!(!recent.contains("12-ws"), "older output came: {recent}");
+    for line in recent.lines().filter(|l| !l.trim().is_empty()) {
+        let stamp = line.split_whitespace().next().unwrap_or_default();
+        let at = humantime::parse_rfc3339(stamp)
+            .unwrap_or_else(|e| panic!("line without its time ({e}): {line:?}"));
+        assert!(
+            at >= humantime::parse_rfc3339(&moment).unwrap(),
+            "{line:?} is from before {moment}"
+        );
+    }
+    assert!(
+        tokio_tungstenite::connect_async(format!(
+            "{ws_base}/logs/web?token={}&since=yesterday",
+            api.token
+        ))
+        .await
+        .is_err(),
+        "a bad since is refused"
+    );
     assert!(
         tokio_tungstenite::connect_async(format!("{ws_base}/logs/web"))
             .await
