@@ -23,14 +23,17 @@ const CHUNK: usize = 256 * 1024;
 /// The script that decides where a copy into the guest goes and unpacks it there: into
 /// `$1/$2` when `$1` is an existing directory, else into `$1`; never over something that
 /// exists. The tree is unpacked into a hidden directory beside its place and renamed into it
-/// only when whole: a copy that fails half-way (a full disk, the host side's SIGTERM) leaves
-/// nothing.
+/// only when whole: the archive's last entry is the empty file `$3`, so a stream cut short
+/// (the host could not read a file, or went away) lacks it even where it stops between
+/// entries, which tar takes for a whole archive. A copy that fails half-way leaves nothing.
 const UNPACK: &str = r#"d="$1"; if [ -d "$d" ]; then d="$d/$2"; fi
 if [ -e "$d" ] || [ -L "$d" ]; then echo "$d: already exists in the VM" >&2; exit 4; fi
 p=$(dirname "$d"); t="$p/.noid-cp.$$"
 mkdir -p "$p" && mkdir "$t" || exit 1
-trap 'rm -rf "$t"; exit 1' TERM INT
-if tar -C "$t" -xf - && mv "$t" "$d"; then echo "$d"; else rm -rf "$t"; exit 1; fi"#;
+trap 'rm -rf "$t"; exit 1' TERM INT HUP
+tar -C "$t" -xf - || { rm -rf "$t"; exit 1; }
+[ -f "$t/$3" ] || { rm -rf "$t"; echo "the copy was cut short" >&2; exit 1; }
+if rm "$t/$3" && mv "$t" "$d"; then echo "$d"; else rm -rf "$t"; exit 1; fi"#;
 /// Packs directory `$1` of the guest; exits 3 for a plain file (copied as a file instead).
 const PACK: &str = r#"if [ -f "$1" ]; then exit 3; fi; if [ ! -d "$1" ]; then echo "$1: no such directory in the VM" >&2; exit 2; fi; tar -C "$1" -cf - ."#;
 /// PACK's exit code for a plain file.
@@ -96,6 +99,15 @@ fn guest_failure(what: &str, f: &Finished) -> anyhow::Error {
     }
 }
 
+/// The name of the empty entry that ends a copy's archive: one no tree would hold.
+fn end_marker() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(".noid-cp-end-{}-{nanos}", std::process::id())
+}
+
 fn base_name(path: &Path) -> Result<String> {
     let name = path
         .canonicalize()
@@ -150,31 +162,29 @@ pub async fn copy_in(
     let name = base_name(from)?;
     let started = Instant::now();
     let (tx, rx) = mpsc::channel(4);
-    tx.send(start(vm, UNPACK, &[path, &name], true)).await?;
+    let complete = end_marker();
+    tx.send(start(vm, UNPACK, &[path, &name, &complete], true))
+        .await?;
     let dir = from.to_path_buf();
     let packer = tokio::task::spawn_blocking(move || -> Result<()> {
         let mut out = ChunkWriter {
             tx,
             buf: Vec::new(),
         };
-        let packed = (|| -> Result<()> {
-            let mut tar = tar::Builder::new(&mut out);
-            tar.follow_symlinks(false);
-            tar.append_dir_all(".", &dir)
-                .with_context(|| format!("cannot read {}", dir.display()))?;
-            tar.finish()?;
-            drop(tar);
-            out.flush()?;
-            Ok(())
-        })();
-        if packed.is_err() {
-            // What reached the guest may end on an entry's boundary, which its tar takes
-            // for the whole archive: stop the unpack so that it keeps nothing.
-            let _ = out.tx.blocking_send(ExecRequest {
-                msg: Some(exec_request::Msg::Signal(libc::SIGTERM)),
-            });
-        }
-        packed
+        let mut tar = tar::Builder::new(&mut out);
+        tar.follow_symlinks(false);
+        tar.append_dir_all(".", &dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?;
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_size(0);
+        header.set_mode(0o600);
+        header.set_cksum();
+        tar.append_data(&mut header, &complete, std::io::empty())?;
+        tar.finish()?;
+        drop(tar);
+        out.flush()?;
+        Ok(())
     });
     let call = run_exec(client, ReceiverStream::new(rx), None);
     let finished = spinning(
