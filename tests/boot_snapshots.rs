@@ -43,13 +43,22 @@ fn snapshot_of_size(server: &Server, memory_mib: u32) -> std::path::PathBuf {
         .unwrap()
 }
 
-/// The directories of the VMs whose disk is an overlay over `disk` (a hard link to it).
-fn vms_on(server: &Server, disk: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let ino = std::fs::metadata(disk).unwrap().ino();
+/// The directories of the VMs (not of warm VMMs, which no VM owns yet).
+fn vm_dirs(server: &Server) -> Vec<std::path::PathBuf> {
+    let warm = server.warm_vmm_dirs();
     std::fs::read_dir(server.data_dir().join("vms"))
         .unwrap()
         .flatten()
         .map(|e| e.path())
+        .filter(|d| !warm.contains(d))
+        .collect()
+}
+
+/// The directories of the VMs whose disk is an overlay over `disk` (a hard link to it).
+fn vms_on(server: &Server, disk: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let ino = std::fs::metadata(disk).unwrap().ino();
+    vm_dirs(server)
+        .into_iter()
         .filter(|d| std::fs::metadata(d.join("base.ext4")).is_ok_and(|m| m.ino() == ino))
         .collect()
 }
@@ -325,20 +334,20 @@ async fn new_vms_start_from_a_boot_snapshot_of_their_size() {
     }
     let spare_ino = std::fs::metadata(&spare).unwrap().ino();
     alice.create_vm(create("spare", 0)).await.unwrap();
+    // The create took the spare, or the warm VMM started for the next create did.
     let took = std::fs::read_dir(server.data_dir().join("vms"))
         .unwrap()
         .flatten()
         .any(|e| {
             std::fs::metadata(e.path().join("rootfs.ext4")).is_ok_and(|m| m.ino() == spare_ino)
         });
-    assert!(took, "the create took the spare");
+    assert!(took, "the spare was taken");
     for name in ["copied", "spare"] {
         assert_eq!(sh(&mut alice, name, "hostname").await, format!("{name}\n"));
     }
-    let raw_vms = std::fs::read_dir(server.data_dir().join("vms"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().join("rootfs.ext4").is_file())
+    let raw_vms = vm_dirs(&server)
+        .into_iter()
+        .filter(|d| d.join("rootfs.ext4").is_file())
         .count();
     assert_eq!(
         raw_vms, 2,
@@ -365,4 +374,101 @@ async fn new_vms_start_from_a_boot_snapshot_of_their_size() {
     assert_eq!(created_lines(&server, "booted"), 6);
     assert!(snapshots(&server).is_empty());
     assert_eq!(sh(&mut alice, "fifth", "hostname").await, "fifth\n");
+}
+
+/// Waits until the server has exactly `n` warm VMMs; their directories.
+async fn warm_vmms(server: &Server, n: usize) -> Vec<std::path::PathBuf> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let dirs = server.warm_vmm_dirs();
+        if dirs.len() == n {
+            return dirs;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} warm VMMs, not {n}: {dirs:?}\n{}",
+            dirs.len(),
+            server.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+fn dir_name(dir: &std::path::Path) -> String {
+    dir.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_take_warm_vmms_that_waited_for_the_boot_snapshot() {
+    let mut server = Server::start(&["alice"], "");
+    let mut alice = server.client("alice").await;
+    alice.create_vm(create("first", 0)).await.unwrap();
+    // Once the boot snapshot is made, a VMM waits for the next create.
+    let warm = warm_vmms(&server, 1).await;
+    let waiting = std::fs::read_to_string(warm[0].join("qemu.pid")).unwrap();
+    assert!(common::pid_alive(waiting.trim().parse().unwrap()));
+
+    // The next create takes it: the VM is the warm VMM's directory and process.
+    let second = alice.create_vm(create("second", 0)).await.unwrap();
+    let second = second.into_inner();
+    assert_eq!(second.id, dir_name(&warm[0]), "{}", server.log());
+    assert_eq!(created_lines(&server, "from the boot snapshot"), 1);
+    assert_eq!(sh(&mut alice, "second", "hostname").await, "second\n");
+    // And another waits in its place.
+    let warm = warm_vmms(&server, 1).await;
+    assert_ne!(dir_name(&warm[0]), second.id);
+
+    // A warm VMM that cannot load the snapshot (here its QMP socket is gone) is stopped, and
+    // the VM restores into a VMM of its own in the same place.
+    std::fs::remove_file(warm[0].join("qmp.sock")).unwrap();
+    let third = alice.create_vm(create("third", 0)).await.unwrap();
+    assert_eq!(third.into_inner().id, dir_name(&warm[0]));
+    assert!(server
+        .log()
+        .contains("a warm VMM failed to load its snapshot"));
+    assert_eq!(created_lines(&server, "from the boot snapshot"), 2);
+    assert_eq!(sh(&mut alice, "third", "hostname").await, "third\n");
+
+    // A warm VMM that died is not taken: the create restores into a VMM of its own, the dead
+    // one's directory goes, and a new one waits.
+    let warm = warm_vmms(&server, 1).await;
+    let pid: u32 = std::fs::read_to_string(warm[0].join("qemu.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill with a pid read from the warm VMM's pid file.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    while common::pid_alive(pid) {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let fourth = alice.create_vm(create("fourth", 0)).await.unwrap();
+    assert_ne!(fourth.into_inner().id, dir_name(&warm[0]));
+    assert_eq!(created_lines(&server, "from the boot snapshot"), 3);
+    assert_eq!(sh(&mut alice, "fourth", "hostname").await, "fourth\n");
+    let replaced = warm_vmms(&server, 1).await;
+    assert!(!warm[0].exists(), "the dead warm VMM's directory is gone");
+    assert_ne!(replaced, warm);
+
+    // A server that stops stops its warm VMMs; one that starts starts them again.
+    let waiting = std::fs::read_to_string(replaced[0].join("qemu.pid")).unwrap();
+    server.stop();
+    assert!(!replaced[0].exists());
+    assert!(!common::pid_alive(waiting.trim().parse().unwrap()));
+    server.start_again();
+    let warm = warm_vmms(&server, 1).await;
+    // A crash leaves its warm VMM to the next start, which removes it and starts another.
+    server.crash_and_restart();
+    let after_crash = warm_vmms(&server, 1).await;
+    assert!(!warm[0].exists(), "{}", server.log());
+    assert_ne!(after_crash, warm);
+    assert_eq!(server.vmm_pids().len(), 4, "four VMs");
+
+    // None with the setting at 0.
+    server.restart_with("[vm]\nwarm_vmms = 0\n");
+    let mut alice = server.client("alice").await;
+    alice.create_vm(create("fifth", 0)).await.unwrap();
+    assert_eq!(created_lines(&server, "from the boot snapshot"), 4);
+    warm_vmms(&server, 0).await;
+    assert_eq!(server.vmm_pids().len(), 5, "five VMs");
 }

@@ -83,13 +83,26 @@ async fn check_host(
             running.insert(vm.vmm_pid);
         }
     }
+    // Besides the VMs: at most one warm VMM per boot snapshot, waiting for the next create (its directory,
+    // process and TAP named by the id its VM will take).
+    let warm = server.settled_warm_vmms(&ids).await;
+    let data = server.data_dir();
+    let snapshots = listed(&data.join("boot-snapshots")).len();
+    assert!(
+        warm.len() <= snapshots,
+        "{point}: warm VMMs {warm:?} for {snapshots} boot snapshots"
+    );
+    for id in &warm {
+        let pid = std::fs::read_to_string(data.join("vms").join(id).join("qemu.pid")).unwrap();
+        running.insert(pid.trim().parse().unwrap());
+    }
     assert_eq!(
         vmm_processes(server),
         running,
-        "{point}: VMM processes that no running VM owns"
+        "{point}: VMM processes that no running VM or warm VMM owns"
     );
-    let data = server.data_dir();
-    assert_eq!(listed(&data.join("vms")), ids, "{point}: VM directories");
+    let owned: BTreeSet<String> = ids.union(&warm).cloned().collect();
+    assert_eq!(listed(&data.join("vms")), owned, "{point}: VM directories");
     let taps: BTreeSet<String> = ns
         .ip(&["-o", "link", "show"])
         .lines()
@@ -97,7 +110,7 @@ async fn check_host(
         .map(|n| n.split('@').next().unwrap().to_string())
         .filter(|n| n.starts_with("nt"))
         .collect();
-    let want: BTreeSet<String> = ids.iter().map(|id| format!("nt{id}")).collect();
+    let want: BTreeSet<String> = owned.iter().map(|id| format!("nt{id}")).collect();
     assert_eq!(taps, want, "{point}: TAPs");
     for vm_dir in listed(&data.join("checkpoints")) {
         for entry in listed(&data.join("checkpoints").join(&vm_dir)) {

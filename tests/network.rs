@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::{sh, NetNs, Server};
 use noid::v1::{
     AddPortRequest, CreateCheckpointRequest, CreateVmRequest, DeleteVmRequest, ForkManyRequest,
-    GetVmRequest, RestoreRequest,
+    GetVmRequest, ListVmsRequest, RestoreRequest,
 };
 use tonic::Code;
 
@@ -82,6 +82,12 @@ fn taps(ns: &NetNs) -> Vec<String> {
         .map(|n| n.split('@').next().unwrap().to_string())
         .filter(|n| n.starts_with("nt"))
         .collect()
+}
+
+/// The TAPs of VMs: all but those of the warm VMMs (by id).
+fn vm_taps(ns: &NetNs, warm: &BTreeSet<String>) -> Vec<String> {
+    let warm: Vec<String> = warm.iter().map(|id| format!("nt{id}")).collect();
+    taps(ns).into_iter().filter(|t| !warm.contains(t)).collect()
 }
 
 fn nft_table(bridge: &str) -> String {
@@ -270,7 +276,8 @@ fn guests_talk_publish_ports_fork_and_clean_up() {
                 delete_vm(c.clone(), names[1].clone())
             );
         }
-        assert_eq!(taps(&ns), [format!("nt{}", b.id)]);
+        let warm = server.settled_warm_vmms(&[b.id.clone()].into()).await;
+        assert_eq!(vm_taps(&ns, &warm), [format!("nt{}", b.id)]);
         assert!(
             !nft_table("noid0").contains("dnat to"),
             "{}",
@@ -333,7 +340,17 @@ fn small_pool_is_exhausted_cleanly_and_overlaps_are_refused() {
         for t in creates {
             t.await.unwrap().unwrap();
         }
-        let taps_before = taps(&ns);
+        let ids = |c: noid::client::Client| async move {
+            let mut c = c;
+            let vms = c.list_vms(ListVmsRequest::default()).await.unwrap();
+            vms.into_inner()
+                .vms
+                .into_iter()
+                .map(|v| v.id)
+                .collect::<BTreeSet<_>>()
+        };
+        let warm = server.settled_warm_vmms(&ids(c.clone()).await).await;
+        let taps_before = vm_taps(&ns, &warm);
         assert_eq!(taps_before.len(), 5);
         let e = c
             .clone()
@@ -342,7 +359,8 @@ fn small_pool_is_exhausted_cleanly_and_overlaps_are_refused() {
             .unwrap_err();
         assert_eq!(e.code(), Code::ResourceExhausted, "{}", e.message());
         assert!(e.message().contains("172.16.9.0/29"), "{}", e.message());
-        assert_eq!(taps(&ns), taps_before);
+        let warm = server.settled_warm_vmms(&ids(c.clone()).await).await;
+        assert_eq!(vm_taps(&ns, &warm), taps_before);
         let e = c
             .clone()
             .get_vm(GetVmRequest {

@@ -247,6 +247,7 @@ pub async fn serve(config: Config) -> Result<()> {
         tracing::debug!("gateway connections still open: ending them");
     }
     admin_task.abort();
+    core.stop_warm_vmms().await;
     let _ = std::fs::remove_file(&admin_socket);
     tracing::info!("stopped; VMs keep running and are picked up on the next start");
     Ok(())

@@ -83,6 +83,17 @@ async fn main() {
         );
     }
 
+    // Every create from the boot snapshot starts its own QEMU: no warm VMMs.
+    {
+        let plain = common::Server::start(&["bench"], "[vm]\nwarm_vmms = 0\n");
+        let mut c = plain.client("bench").await;
+        create(&mut c, "first").await;
+        summary(
+            "create from the boot snapshot, no warm VMM",
+            create_delete(&mut c, "plain", 10).await,
+        );
+    }
+
     let t = Instant::now();
     create(&mut client, "first").await;
     summary("first create (boot + snapshot)", vec![t.elapsed()]);

@@ -1,8 +1,9 @@
 //! Density benchmark on this machine (prints numbers, asserts none but that things work):
 //! 50 idle VMs started from one boot snapshot, with guest memory mapped copy-on-write from the
 //! snapshot's memory file and, in the same run, with memory loaded from the migration stream
-//! (the old path, `[qemu] memory_files = false`): create p50/p99, host memory per idle VM
-//! (from /proc/meminfo before and after, and the sum of the VMMs' PSS), fork p50/p99. Then
+//! (the old path, `[qemu] memory_files = false`), and without warm VMMs (`[vm] warm_vmms =
+//! 0`): create p50/p99, host memory per idle VM (from /proc/meminfo before and after, and the
+//! sum of the VMMs' PSS), fork p50/p99. Then
 //! 100 idle VMs at once, each answering an exec; then TCG's code buffer size against idle
 //! memory and CPU-bound speed.
 //!
@@ -52,9 +53,11 @@ fn used_mib() -> f64 {
     (meminfo("MemTotal") - meminfo("MemFree")) as f64 / 1024.0
 }
 
-/// The PSS of every running VMM of the server (MiB).
-fn vmm_pss_each(server: &common::Server) -> Vec<f64> {
-    let mut each = Vec::new();
+/// The PSS of every running VMM of the server's VMs (MiB): warm VMMs (`[vm] warm_vmms`)
+/// are left out, and their PSS returned apart.
+fn vmm_pss_split(server: &common::Server) -> (Vec<f64>, Vec<f64>) {
+    let warm_dirs = server.warm_vmm_dirs();
+    let (mut each, mut warm) = (Vec::new(), Vec::new());
     for e in std::fs::read_dir(server.data_dir().join("vms"))
         .unwrap()
         .flatten()
@@ -72,10 +75,20 @@ fn vmm_pss_each(server: &common::Server) -> Vec<f64> {
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse::<u64>().ok())
         {
-            each.push(kib as f64 / 1024.0);
+            let mib = kib as f64 / 1024.0;
+            if warm_dirs.contains(&e.path()) {
+                warm.push(mib);
+            } else {
+                each.push(mib);
+            }
         }
     }
-    each
+    (each, warm)
+}
+
+/// The PSS of every running VMM of the server's VMs (MiB).
+fn vmm_pss_each(server: &common::Server) -> Vec<f64> {
+    vmm_pss_split(server).0
 }
 
 /// The sum of the PSS of every running VMM of the server (MiB), and how many there are.
@@ -128,8 +141,16 @@ async fn idle_vms(server: &common::Server, mode: &str) -> Vec<String> {
     tokio::time::sleep(Duration::from_secs(20)).await;
     let after = used_mib();
     let (pss, n) = vmm_pss_mib(server);
+    let warm = vmm_pss_split(server).1;
+    let into_warm = server
+        .log()
+        .lines()
+        .filter(|l| {
+            l.contains(&format!("VM created: idle-{mode}-")) && l.contains("into a warm VMM")
+        })
+        .count();
     println!(
-        "[{mode}] create from boot snapshot   n={:<3} {}",
+        "[{mode}] create from boot snapshot   n={:<3} {} ({into_warm} into a warm VMM)",
         creates.len(),
         p50_p99(&creates)
     );
@@ -139,9 +160,12 @@ async fn idle_vms(server: &common::Server, mode: &str) -> Vec<String> {
         IDLE_VMS
     );
     println!(
-        "[{mode}] PSS per VMM                 {:>6.1} MiB ({} VMMs, the seed included)",
+        "[{mode}] PSS per VMM                 {:>6.1} MiB ({} VMMs, the seed included; \
+         {} warm VMM(s) waiting apart: {:.1} MiB PSS in all)",
         pss / n as f64,
-        n
+        n,
+        warm.len(),
+        warm.iter().fold(0.0, |a, b| a + b)
     );
     let ckpt = client
         .create_checkpoint(CreateCheckpointRequest {
@@ -207,6 +231,11 @@ async fn main() {
         more.len()
     );
     delete_all(&client, all).await;
+
+    // Without warm VMMs: every create starts its QEMU.
+    server.restart_with("[vm]\nwarm_vmms = 0\n");
+    let running = idle_vms(&server, "no-warm").await;
+    delete_all(&server.client("bench").await, running).await;
 
     server.restart_with("[qemu]\nmemory_files = false\n");
     let running = idle_vms(&server, "stream").await;

@@ -383,11 +383,13 @@ impl Server {
             .unwrap()
     }
 
-    /// Pids of the VMMs whose pid files are in this server's data directory.
+    /// Pids of the VMMs whose pid files are in this server's data directory, but for warm
+    /// VMMs (which wait for a VM to take them, or are starting: `warm_vmm_dirs_in`).
     pub fn vmm_pids(&self) -> Vec<u32> {
         let mut pids = Vec::new();
+        let warm = self.warm_vmm_dirs_in(false);
         if let Ok(entries) = std::fs::read_dir(self.data_dir().join("vms")) {
-            for e in entries.flatten() {
+            for e in entries.flatten().filter(|e| !warm.contains(&e.path())) {
                 // QEMU; or Firecracker and the console shim in front of it.
                 for file in ["qemu.pid", "firecracker.pid", "shim.pid"] {
                     if let Ok(p) = std::fs::read_to_string(e.path().join(file)) {
@@ -399,6 +401,61 @@ impl Server {
             }
         }
         pids
+    }
+
+    /// The directories of the warm VMMs: VMMs started ahead of need for a boot snapshot's
+    /// state, which no VM owns yet (the server marks them with a `warm-vmm` file saying
+    /// "starting", then "ready"); with `ready`, only those that wait.
+    pub fn warm_vmm_dirs_in(&self, ready: bool) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(self.data_dir().join("vms")) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|d| match std::fs::read_to_string(d.join("warm-vmm")) {
+                Ok(state) => !ready || state.trim() == "ready",
+                Err(_) => false,
+            })
+            .collect()
+    }
+
+    /// The directories of the warm VMMs that wait.
+    pub fn warm_vmm_dirs(&self) -> Vec<PathBuf> {
+        self.warm_vmm_dirs_in(true)
+    }
+}
+
+impl Server {
+    /// The ids of the warm VMMs, once every VM directory that `vm_ids` does not name is one:
+    /// right after a create or a start of the server, one may still be starting. At most one
+    /// waits for each boot snapshot.
+    pub async fn settled_warm_vmms(
+        &self,
+        vm_ids: &std::collections::BTreeSet<String>,
+    ) -> std::collections::BTreeSet<String> {
+        let name = |d: &Path| d.file_name().unwrap().to_string_lossy().into_owned();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let warm: std::collections::BTreeSet<String> =
+                self.warm_vmm_dirs().iter().map(|d| name(d)).collect();
+            let others: std::collections::BTreeSet<String> =
+                std::fs::read_dir(self.data_dir().join("vms"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| name(&e.path()))
+                    .filter(|n| !vm_ids.contains(n))
+                    .collect();
+            if others == warm {
+                return warm;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "VM directories no VM owns: {others:?}, warm VMMs among them: {warm:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 

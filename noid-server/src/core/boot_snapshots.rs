@@ -22,7 +22,7 @@ use super::launch::{Source, Target, BOOT_LOG};
 use super::manifest::Manifest;
 use super::rollback::Rollback;
 use super::{CoreError, Manager, Result};
-use crate::core::model::{CheckpointRecord, VmRecord};
+use crate::core::model::{CheckpointRecord, ProcessId, VmRecord};
 use noid::guest::DISK_FILE;
 
 /// How long a just-booted guest must have been quiet before its boot snapshot is taken,
@@ -55,7 +55,7 @@ const SPARE_STAGING: &str = "spare-rootfs.ext4.part";
 
 impl Manager {
     /// The snapshot key of a VM shape: everything a restore must match.
-    fn boot_snapshot_key(&self, image: &str, cpus: u32, memory_mib: u32) -> String {
+    pub(super) fn boot_snapshot_key(&self, image: &str, cpus: u32, memory_mib: u32) -> String {
         // The image by name and content: one made again under the same name is another.
         let image_id = self.images.get(image).map(|m| m.id).unwrap_or_default();
         let shape = format!(
@@ -92,25 +92,37 @@ impl Manager {
     }
 
     /// Starts the new VM `vm` (record made, network attached) from the boot snapshot of its
-    /// shape, if there is one. `Ok(false)`: there is none (or it proved unusable and is gone,
-    /// and nothing of the attempt is left): the caller boots the VM instead.
+    /// shape, if there is one, into the `warm` VMM if it has one (`warm_vmms`). `Ok(false)`:
+    /// there is none (or it proved unusable and is gone, and nothing of the attempt is left,
+    /// the warm VMM neither): the caller boots the VM instead.
     pub(super) async fn start_from_boot_snapshot(
         &self,
         vm: &mut VmRecord,
+        warm: Option<ProcessId>,
         flow: &mut Rollback,
     ) -> Result<bool> {
-        // A VM with a grown disk boots: the guest must see its disk's size from the start.
-        if !self.limits.boot_snapshots || vm.disk_bytes.is_some() {
-            return Ok(false);
-        }
         let key = self.boot_snapshot_key(&vm.image, vm.cpus, vm.memory_mib);
         let snap = self.layout.boot_snapshot(&key);
-        if !snap.join(super::manifest::MANIFEST).is_file() {
+        // A VM with a grown disk boots: the guest must see its disk's size from the start.
+        if !self.limits.boot_snapshots
+            || vm.disk_bytes.is_some()
+            || !snap.join(super::manifest::MANIFEST).is_file()
+        {
+            if let Some(process) = warm {
+                // The snapshot went after the warm VMM was taken.
+                let _ = self.vmm.stop(&process, Duration::from_secs(1)).await;
+                let dir = self.layout.vm(&vm.id);
+                let _ = std::fs::remove_dir_all(&dir);
+            }
             return Ok(false);
         }
         let started = Instant::now();
         let mut undo = Rollback::default();
-        match self.restore_boot_snapshot(vm, &key, &snap, &mut undo).await {
+        let target = warm.map_or(Target::New, Target::Warm);
+        match self
+            .restore_boot_snapshot(vm, &key, &snap, target, &mut undo)
+            .await
+        {
             Ok(()) => {
                 tracing::debug!(
                     "VM {} started from boot snapshot {key} in {:?}",
@@ -151,18 +163,13 @@ impl Manager {
         vm: &mut VmRecord,
         key: &str,
         snap: &Path,
+        target: Target,
         undo: &mut Rollback,
     ) -> Result<()> {
         self.verify_boot_snapshot(key, snap).await?;
         let source = Source::BootSnapshot(snap);
-        self.launch(
-            vm,
-            source,
-            Target::New,
-            undo,
-            "create.from_snapshot_started",
-        )
-        .await
+        self.launch(vm, source, target, undo, "create.from_snapshot_started")
+            .await
     }
 
     /// Checks the snapshot's files against its manifest, once per server run: the files are
@@ -210,6 +217,7 @@ impl Manager {
                     started.elapsed().as_secs_f64()
                 );
                 self.refill_spare_disk(&snap);
+                self.fill_warm_vmms(&vm.image, vm.cpus, vm.memory_mib);
             }
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&staging);
@@ -279,6 +287,7 @@ impl Manager {
     /// file holds the file itself, not its name.
     fn remove_boot_snapshot(&self, key: &str) {
         self.boot_snapshots.verified.lock().unwrap().remove(key);
+        self.drop_warm_vmms(key);
         let snap = self.layout.boot_snapshot(key);
         let doomed = self.layout.boot_snapshot_doomed(key);
         if std::fs::rename(&snap, &doomed).is_ok() {
@@ -331,6 +340,7 @@ impl Manager {
         {
             if Manifest::read(&entry.path()).is_ok_and(|m| m.checkpoint.image == image) {
                 tracing::info!("removing boot snapshot {}", entry.path().display());
+                self.drop_warm_vmms(&entry.file_name().to_string_lossy());
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }

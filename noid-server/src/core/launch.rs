@@ -12,7 +12,7 @@ use super::manifest::DISK_FILE;
 use super::ports::disk::DiskOverlays;
 use super::rollback::{Rollback, Undo};
 use super::{Manager, Result};
-use crate::core::model::VmRecord;
+use crate::core::model::{ProcessId, VmRecord};
 
 /// What the VM starts from.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +41,9 @@ impl Source<'_> {
 pub(super) enum Target {
     /// A new VM: its directory and cgroup are made here, and undone on failure.
     New,
+    /// A new VM whose directory, disk, cgroup and VMM a warm VMM made (`warm_vmms`): the
+    /// VMM waits for the snapshot's state. Undone on failure like `New`.
+    Warm(ProcessId),
     /// The VM's existing directory (restore in place): its disk is already set aside.
     InPlace,
 }
@@ -57,21 +60,23 @@ impl Manager {
         self.overlays.clone()
     }
 
-    /// Gives `vm` (whose directory is `dir`) its root disk from `source`: an overlay over the
-    /// source's disk where it can, else a copy (a boot snapshot's ready spare where there is
-    /// one). A disk that is to grow is always a copy. Says which it made.
-    async fn prepare_disk(
+    /// Gives a VM of `image` (whose directory is `dir`) its root disk from `source`: an
+    /// overlay over the source's disk where it can, else a copy (a boot snapshot's ready
+    /// spare where there is one). A disk that is to grow to `disk_bytes` is always a copy.
+    /// Says which it made.
+    pub(super) async fn prepare_disk(
         &self,
-        vm: &VmRecord,
+        image: &str,
+        disk_bytes: Option<u64>,
         source: Source<'_>,
         dir: &Path,
     ) -> Result<&'static str> {
         let disk = match source.snapshot_dir() {
             Some(snap) => snap.join(DISK_FILE),
-            None => self.images.rootfs(&vm.image),
+            None => self.images.rootfs(image),
         };
         let grow = match source {
-            Source::Image => vm.disk_bytes,
+            Source::Image => disk_bytes,
             _ => None,
         };
         if let Some(overlays) = self.overlays().filter(|_| grow.is_none()) {
@@ -115,15 +120,30 @@ impl Manager {
         started: &'static str,
     ) -> Result<()> {
         let mut spec = self.boot_spec(vm)?;
-        if target == Target::New {
-            undo.push(Undo::RemoveCgroup(vm.id.clone()));
-            std::fs::create_dir(&spec.dir).map_err(|e| io_error("creating the VM directory", e))?;
-            undo.push(Undo::RemoveDir(spec.dir.clone()));
+        match target {
+            Target::New => {
+                undo.push(Undo::RemoveCgroup(vm.id.clone()));
+                std::fs::create_dir(&spec.dir)
+                    .map_err(|e| io_error("creating the VM directory", e))?;
+                undo.push(Undo::RemoveDir(spec.dir.clone()));
+            }
+            Target::Warm(process) => {
+                undo.push(Undo::RemoveCgroup(vm.id.clone()));
+                undo.push(Undo::RemoveDir(spec.dir.clone()));
+                undo.push(Undo::StopVmm(process));
+                // It is this VM's now.
+                let _ = std::fs::remove_file(spec.dir.join(super::warm_vmms::WARM_MARK));
+            }
+            Target::InPlace => {}
         }
         let started_at = std::time::Instant::now();
-        let how = match source {
-            Source::OwnDisk => "its own",
-            _ => self.prepare_disk(vm, source, &spec.dir).await?,
+        let how = match (source, target) {
+            (Source::OwnDisk, _) => "its own",
+            (_, Target::Warm(_)) => "the warm VMM's",
+            _ => {
+                self.prepare_disk(&vm.image, vm.disk_bytes, source, &spec.dir)
+                    .await?
+            }
         };
         (spec.rootfs, spec.rootfs_format) = super::vm_disk::top(&spec.dir);
         tracing::debug!(
@@ -138,13 +158,14 @@ impl Manager {
                 let _ = crate::console::begin_log(&spec.dir, &log);
             }
         }
-        let process = match source.snapshot_dir() {
-            None => {
+        let process = match (source.snapshot_dir(), target) {
+            (None, _) => {
                 // A booting guest configures its network at once: its TAP is ready first.
                 self.connect_network(vm).await?;
                 self.vmm.start(&spec).await?
             }
-            Some(dir) => self.vmm.restore(&spec, dir).await?,
+            (Some(dir), Target::Warm(process)) => self.load_warm_vmm(&spec, dir, process).await?,
+            (Some(dir), _) => self.vmm.restore(&spec, dir).await?,
         };
         undo.push(Undo::StopVmm(process));
         self.watch_console(vm);
@@ -157,7 +178,7 @@ impl Manager {
                 tracing::debug!("{}: VMM restored at {:?}", vm.name, started_at.elapsed());
                 self.after_restore(vm).await?;
                 // The guest now has its own address: its TAP may join the bridge.
-                if target == Target::New {
+                if target != Target::InPlace {
                     self.connect_network(vm).await?;
                 }
                 Ok(())

@@ -37,6 +37,10 @@ pub struct VmLimits {
     /// Start new VMs from a snapshot of a freshly booted VM of the same size instead of
     /// booting them (the first VM of each size boots and makes it).
     pub boot_snapshots: bool,
+    /// VMMs kept started and waiting for the state of each boot snapshot in use, so that a
+    /// create skips the VMM's own start (0: none). Each costs its process's memory (about
+    /// 20 MiB for QEMU) while it waits.
+    pub warm_vmms: u32,
     /// When a VM gets a copy-on-write overlay over its image's, snapshot's or checkpoint's
     /// disk instead of a copy of it (only where the VMM can: QEMU with `qemu-img`).
     pub disk_overlays: DiskOverlaysSetting,
@@ -76,6 +80,7 @@ impl Default for VmLimits {
             vmm_overhead_mib: 256,
             disk_reserve_mib: 256,
             boot_snapshots: true,
+            warm_vmms: 1,
             disk_overlays: DiskOverlaysSetting::Auto,
             auto_resume: false,
         }

@@ -44,6 +44,7 @@ mod time_limits;
 pub mod types;
 mod vm_disk;
 mod vms;
+mod warm_vmms;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -99,6 +100,8 @@ pub struct Manager {
     /// what the files were then (`manifest::Fingerprint`).
     verified_checkpoints: Mutex<HashMap<String, manifest::Fingerprint>>,
     boot_snapshots: boot_snapshots::BootSnapshots,
+    /// VMMs started ahead of need for the boot snapshots in use.
+    warm_vmms: warm_vmms::WarmVmms,
     /// Where VMMs get their cgroup.
     cgroups: crate::vmm::cgroup::Cgroups,
     /// What makes new VMs' disk overlays, if they get overlays rather than copies.
@@ -182,6 +185,7 @@ impl Manager {
             checkpoint_locks: Default::default(),
             verified_checkpoints: Default::default(),
             boot_snapshots: Default::default(),
+            warm_vmms: Default::default(),
             cgroups,
         });
         manager.reconcile().await?;

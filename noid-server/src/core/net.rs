@@ -37,7 +37,7 @@ impl Default for NetOptions {
     }
 }
 
-fn net_error(e: crate::network::NetError) -> CoreError {
+pub(super) fn net_error(e: crate::network::NetError) -> CoreError {
     CoreError::Internal(e.to_string())
 }
 
@@ -73,12 +73,14 @@ impl Manager {
         }
     }
 
-    /// Leases an address and makes the TAP of a new VM, recording both and the VM's network
-    /// policy in `vm.net`. The TAP stays off the bridge until `connect_network`.
+    /// Leases an address and makes the TAP of a new VM (unless its warm VMM made it:
+    /// `tap_made`), recording both and the VM's network policy in `vm.net`. The TAP stays off
+    /// the bridge until `connect_network`.
     pub(super) async fn attach_network(
         &self,
         vm: &mut VmRecord,
         policy: NetPolicy,
+        tap_made: bool,
         undo: &mut Rollback,
     ) -> Result<()> {
         let Some(net) = &self.network else {
@@ -97,10 +99,12 @@ impl Manager {
             })?;
         undo.push(Undo::ReleaseLease(ip));
         let tap = tap_name(&vm.id);
-        net.create_tap(&tap, self.vmm.tap_owner())
-            .await
-            .map_err(net_error)?;
-        undo.push(Undo::DeleteTap(tap.clone()));
+        if !tap_made {
+            net.create_tap(&tap, self.vmm.tap_owner())
+                .await
+                .map_err(net_error)?;
+            undo.push(Undo::DeleteTap(tap.clone()));
+        }
         vm.net = Some(VmNet {
             ip,
             mac: mac_for(&vm.id),

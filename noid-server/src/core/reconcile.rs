@@ -91,7 +91,11 @@ impl Manager {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if !known.contains(&name) {
-                    tracing::warn!("removing VM directory {name} that no record owns");
+                    if e.path().join(super::warm_vmms::WARM_MARK).exists() {
+                        tracing::info!("removing warm VMM {name} left by the last run");
+                    } else {
+                        tracing::warn!("removing VM directory {name} that no record owns");
+                    }
                     if let Some(p) = self.vmm.find_process(&e.path()) {
                         let _ = self.vmm.stop(&p, std::time::Duration::from_secs(2)).await;
                     }
@@ -100,6 +104,7 @@ impl Manager {
                 }
             }
         }
+        self.fill_warm_vmms_at_start();
         Ok(())
     }
 

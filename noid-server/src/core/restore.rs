@@ -188,7 +188,8 @@ impl Manager {
         let mut undo = Rollback::default();
         undo.push(Undo::RemoveRecord(Box::new(vm.clone())));
         let result = async {
-            self.attach_network(&mut vm, policy, &mut undo).await?;
+            self.attach_network(&mut vm, policy, false, &mut undo)
+                .await?;
             let source = Source::Checkpoint(&ckpt_dir);
             self.launch(&mut vm, source, Target::New, &mut undo, "fork.vmm_started")
                 .await?;

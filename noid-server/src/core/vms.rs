@@ -41,13 +41,15 @@ pub(super) fn console_tail(dir: &std::path::Path) -> String {
 enum Start {
     Booted,
     FromBootSnapshot,
+    /// From the boot snapshot, into a VMM that waited for it (`warm_vmms`).
+    IntoWarmVmm,
 }
 
 impl Start {
     fn source(self) -> crate::metrics::CreateSource {
         match self {
             Start::Booted => crate::metrics::CreateSource::Boot,
-            Start::FromBootSnapshot => crate::metrics::CreateSource::Snapshot,
+            Start::FromBootSnapshot | Start::IntoWarmVmm => crate::metrics::CreateSource::Snapshot,
         }
     }
 
@@ -55,6 +57,7 @@ impl Start {
         match self {
             Start::Booted => "booted",
             Start::FromBootSnapshot => "from the boot snapshot",
+            Start::IntoWarmVmm => "from the boot snapshot, into a warm VMM",
         }
     }
 }
@@ -159,8 +162,13 @@ impl Manager {
             Some(d) if d > image_disk => Some(d.div_ceil(1 << 20) << 20),
             _ => None,
         };
+        // A VM that will start from a boot snapshot takes a warm VMM's id with the VMM.
+        let mut warm = match disk_bytes {
+            None if self.limits.boot_snapshots => self.take_warm_vmm(&image, cpus, memory_mib),
+            _ => None,
+        };
         let record = VmRecord {
-            id: new_id(),
+            id: warm.as_ref().map_or_else(new_id, |w| w.id.clone()),
             name: req.name,
             owner: user.0.clone(),
             state: VmState::Creating,
@@ -189,7 +197,13 @@ impl Manager {
             disk_bytes: super::admission::allocated_bytes(&self.images.rootfs(&record.image))
                 .max(record.disk_bytes.unwrap_or(0)),
         };
-        if let Some(done) = self.insert_new_vm(&record, &demand).await? {
+        let inserted = self.insert_new_vm(&record, &demand).await;
+        if !matches!(inserted, Ok(None)) {
+            if let Some(w) = warm.take() {
+                self.give_back_warm_vmm(w);
+            }
+        }
+        if let Some(done) = inserted? {
             return Ok(done);
         }
         crash_point("create.recorded");
@@ -200,7 +214,10 @@ impl Manager {
             undo.push(Undo::RemoveRecord(Box::new(record.clone())));
             let mut record = record;
             let started = Instant::now();
-            match this.create_steps(&mut record, policy, &mut undo).await {
+            match this
+                .create_steps(&mut record, policy, warm, &mut undo)
+                .await
+            {
                 Ok(how) => {
                     let secs = started.elapsed().as_secs_f64();
                     this.metrics.vm_created(how.source(), secs);
@@ -228,17 +245,27 @@ impl Manager {
         .await
     }
 
-    /// Starts the VM, from the boot snapshot of its shape or by booting it; returns which.
+    /// Starts the VM, from the boot snapshot of its shape (into `warm`, if a warm VMM was
+    /// taken for it) or by booting it; returns which.
     async fn create_steps(
         &self,
         record: &mut VmRecord,
         policy: noid::netpolicy::NetPolicy,
+        warm: Option<super::warm_vmms::Warm>,
         undo: &mut Rollback,
     ) -> Result<Start> {
-        self.attach_network(record, policy, undo).await?;
+        let warm = warm.map(|w| {
+            undo.extend(w.undo);
+            w.process
+        });
+        self.attach_network(record, policy, warm.is_some(), undo)
+            .await?;
         crash_point("create.network_attached");
-        let how = if self.start_from_boot_snapshot(record, undo).await? {
-            Start::FromBootSnapshot
+        let how = if self.start_from_boot_snapshot(record, warm, undo).await? {
+            match warm {
+                Some(_) => Start::IntoWarmVmm,
+                None => Start::FromBootSnapshot,
+            }
         } else {
             self.launch(
                 record,
@@ -274,21 +301,26 @@ impl Manager {
             memory_mib: vm.memory_mib,
             hostname: vm.name.clone(),
             net: self.guest_net(vm),
-            cgroup: self.cgroup_slot(vm)?,
+            cgroup: self.cgroup_slot(&vm.id, vm.cpus, vm.memory_mib)?,
         })
     }
 
-    /// The VM's cgroup, made (or updated) with its limits.
-    fn cgroup_slot(&self, vm: &VmRecord) -> Result<crate::vmm::cgroup::Slot> {
+    /// The cgroup of the VM with id `id`, made (or updated) with the limits of its size.
+    pub(super) fn cgroup_slot(
+        &self,
+        id: &str,
+        cpus: u32,
+        memory_mib: u32,
+    ) -> Result<crate::vmm::cgroup::Slot> {
         if !self.limits.cgroups || self.vmm.manages_cgroups() {
             return Ok(Default::default());
         }
         let limits = crate::vmm::cgroup::Limits {
-            memory_bytes: (u64::from(vm.memory_mib) + self.limits.vmm_overhead_mib) << 20,
-            cpus: vm.cpus,
+            memory_bytes: (u64::from(memory_mib) + self.limits.vmm_overhead_mib) << 20,
+            cpus,
         };
         self.cgroups
-            .prepare(&vm.id, limits)
+            .prepare(id, limits)
             .map_err(|e| CoreError::Internal(format!("cannot make the VM's cgroup: {e}")))
     }
 

@@ -114,6 +114,24 @@ pub fn reap_zombies_named(comm: &str, keep: &[u32]) {
     }
 }
 
+/// Sets the CPU priority (nice) of every thread of process `pid` (Linux keeps one per
+/// thread); a thread that is gone is skipped.
+pub fn set_nice(pid: u32, nice: i32) {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return;
+    };
+    for task in tasks.flatten() {
+        if let Some(tid) = task
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<u32>().ok())
+        {
+            // SAFETY: setpriority with integer arguments only.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice) };
+        }
+    }
+}
+
 /// Makes this process the reaper of its orphaned descendants (daemonized VMMs), so they do
 /// not linger as zombies under an init that does not reap.
 pub fn become_subreaper() {

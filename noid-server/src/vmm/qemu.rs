@@ -25,6 +25,8 @@ pub const AGENT_PORT_ID: &str = "agentport";
 pub const QMP_SOCKET: &str = "qmp.sock";
 pub const CONSOLE_SOCKET: &str = "console.sock";
 const PID_FILE: &str = "qemu.pid";
+/// The CPU priority (nice) a warm VMM starts and waits at.
+const WARM_NICE: i32 = 10;
 
 pub struct QemuVmm {
     binary: PathBuf,
@@ -115,13 +117,15 @@ impl QemuVmm {
 
     /// Starts QEMU (daemonized) for `spec`; with `incoming` it waits for migration state.
     /// `transfer_disk`: the size of the transfer disk to attach (a fresh, empty one), if any.
-    /// `memory_file`: a saved RAM file to map copy-on-write as the guest's RAM.
+    /// `memory_file`: a saved RAM file to map copy-on-write as the guest's RAM. `nice`: the
+    /// CPU priority QEMU starts with (0: the normal one).
     pub(super) async fn launch(
         &self,
         spec: &BootSpec,
         incoming: bool,
         transfer_disk: Option<u64>,
         memory_file: Option<&Path>,
+        nice: i32,
     ) -> Result<ProcessId, VmmError> {
         let mut args = self.args(spec, incoming, memory_file);
         let disk_file = spec.dir.join(transfer_disk::FILE);
@@ -162,6 +166,15 @@ impl QemuVmm {
             let slot = spec.cgroup.clone();
             // SAFETY: the closure only opens, writes and closes files (async-signal-safe).
             unsafe { command.pre_exec(move || slot.enter_before_exec()) };
+        }
+        if nice != 0 {
+            // SAFETY: setpriority on the calling process, async-signal-safe.
+            unsafe {
+                command.pre_exec(move || {
+                    libc::setpriority(libc::PRIO_PROCESS, 0, nice);
+                    Ok(())
+                })
+            };
         }
         let launcher = command
             .spawn()
@@ -334,7 +347,7 @@ impl Vmm for QemuVmm {
 
     async fn start(&self, spec: &BootSpec) -> Result<ProcessId, VmmError> {
         let id = self
-            .launch(spec, false, Some(transfer_disk::BYTES), None)
+            .launch(spec, false, Some(transfer_disk::BYTES), None, 0)
             .await?;
         let mut qmp = Qmp::connect(&Self::qmp_socket(&spec.dir)).await?;
         let status = qmp.status().await?;
@@ -373,21 +386,41 @@ impl Vmm for QemuVmm {
     }
 
     async fn restore(&self, spec: &BootSpec, state_dir: &Path) -> Result<ProcessId, VmmError> {
-        // The devices must be those the state was saved with: a checkpoint from before the
-        // transfer disk existed restores without one (its copies take the agent channel).
-        let disk = super::qemu_snapshot::saved_transfer_disk(state_dir)?;
-        let memory = state_dir.join(MEMORY_FILE);
-        let memory = memory.exists().then_some(memory.as_path());
         let started = std::time::Instant::now();
-        let id = self.launch(spec, true, disk, memory).await?;
+        let id = self.launch_for_state(spec, state_dir, 0).await?;
         tracing::debug!("QEMU started for a restore in {:?}", started.elapsed());
-        let result = super::qemu_snapshot::load(&Self::qmp_socket(&spec.dir), state_dir).await;
+        let result = self.load_waiting(spec, state_dir, &id).await;
         tracing::debug!("QEMU restored in {:?}", started.elapsed());
         if let Err(e) = result {
             let _ = process::terminate(&id, std::time::Duration::from_secs(1)).await;
             return Err(e);
         }
         Ok(id)
+    }
+
+    fn can_wait_for_state(&self) -> bool {
+        true
+    }
+
+    /// QEMU started at a low CPU priority (nice `WARM_NICE`): starting it never slows a
+    /// create or anything else in flight.
+    async fn start_waiting(
+        &self,
+        spec: &BootSpec,
+        state_dir: &Path,
+    ) -> Result<ProcessId, VmmError> {
+        self.launch_for_state(spec, state_dir, WARM_NICE).await
+    }
+
+    /// Gives QEMU's threads the normal priority back, then loads the state.
+    async fn load_waiting(
+        &self,
+        spec: &BootSpec,
+        state_dir: &Path,
+        process: &ProcessId,
+    ) -> Result<(), VmmError> {
+        process::set_nice(process.pid, 0);
+        super::qemu_snapshot::load(&Self::qmp_socket(&spec.dir), state_dir).await
     }
 
     fn find_process(&self, dir: &Path) -> Option<ProcessId> {
@@ -404,6 +437,24 @@ impl Vmm for QemuVmm {
             socket: dir.join(AGENT_SOCKET),
             transfer_disk: disk.exists().then_some(disk),
         }
+    }
+}
+
+impl QemuVmm {
+    /// QEMU with the state's devices and memory file, stopped (`-S`) and waiting for the
+    /// device state (`-incoming defer`), at CPU priority `nice`.
+    async fn launch_for_state(
+        &self,
+        spec: &BootSpec,
+        state_dir: &Path,
+        nice: i32,
+    ) -> Result<ProcessId, VmmError> {
+        // The devices must be those the state was saved with: a checkpoint from before the
+        // transfer disk existed restores without one (its copies take the agent channel).
+        let disk = super::qemu_snapshot::saved_transfer_disk(state_dir)?;
+        let memory = state_dir.join(MEMORY_FILE);
+        let memory = memory.exists().then_some(memory.as_path());
+        self.launch(spec, true, disk, memory, nice).await
     }
 }
 

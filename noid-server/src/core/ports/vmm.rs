@@ -147,6 +147,40 @@ pub trait Vmm: Send + Sync {
         state_dir: &std::path::Path,
     ) -> Result<ProcessId, VmmError>;
 
+    /// Whether this VMM can start ahead of need and wait for a snapshot's state
+    /// (`start_waiting`, then `load_waiting`).
+    fn can_wait_for_state(&self) -> bool {
+        false
+    }
+
+    /// Starts a VMM for `spec` that waits, with no guest running, for the state in
+    /// `state_dir` (a warm VMM): the slow part of `restore`, done before anyone asks.
+    async fn start_waiting(
+        &self,
+        spec: &BootSpec,
+        state_dir: &std::path::Path,
+    ) -> Result<ProcessId, VmmError> {
+        let _ = (spec, state_dir);
+        Err(VmmError::Start(
+            "this VMM cannot wait for a snapshot".into(),
+        ))
+    }
+
+    /// Loads the state in `state_dir` into the VMM `process` that `start_waiting` started
+    /// for `spec` with that state, and returns once the guest runs again. On failure the
+    /// process is left for the caller to stop.
+    async fn load_waiting(
+        &self,
+        spec: &BootSpec,
+        state_dir: &std::path::Path,
+        process: &ProcessId,
+    ) -> Result<(), VmmError> {
+        let _ = (spec, state_dir, process);
+        Err(VmmError::Start(
+            "this VMM cannot wait for a snapshot".into(),
+        ))
+    }
+
     /// Removes what the VMM keeps for the VM whose directory is `dir` outside of it (a jail),
     /// once the VM is gone.
     fn remove_vm_files(&self, dir: &std::path::Path) {
