@@ -175,7 +175,7 @@ pub async fn create(client: Client, args: CreateArgs, json: bool) -> Result<()> 
         output::print_message(&vm);
     } else {
         println!(
-            "Created VM {} in {:.1}s ({} vCPU, {} MiB, {})",
+            "Created VM {} in {:.2}s ({} vCPU, {} MiB, {})",
             vm.name,
             started.elapsed().as_secs_f64(),
             vm.cpus,
