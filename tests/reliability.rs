@@ -224,10 +224,16 @@ async fn agent_calls_streams_retries_quotas_and_cgroups() {
     assert_eq!(zombie_children(server_pid), Vec::<String>::new());
 
     // 6. A create whose client gives up (deadline) still completes; its retry with the same
-    // request id gets that VM, not ALREADY_EXISTS; another id (or none) does.
+    // request id gets that VM, not ALREADY_EXISTS; another id (or none) does. (A size of its
+    // own: it boots, which takes far longer than the deadline, where a create into a warm VMM
+    // may not.)
+    let idem = || CreateVmRequest {
+        memory_mib: 192,
+        ..create("idem")
+    };
     let mut req = tonic::Request::new(CreateVmRequest {
         request_id: "req-1".into(),
-        ..create("idem")
+        ..idem()
     });
     req.set_timeout(Duration::from_millis(50));
     let e = c.create_vm(req).await.unwrap_err();
@@ -238,7 +244,7 @@ async fn agent_calls_streams_retries_quotas_and_cgroups() {
     let again = c
         .create_vm(CreateVmRequest {
             request_id: "req-1".into(),
-            ..create("idem")
+            ..idem()
         })
         .await
         .unwrap()
@@ -247,7 +253,7 @@ async fn agent_calls_streams_retries_quotas_and_cgroups() {
     let again2 = c
         .create_vm(CreateVmRequest {
             request_id: "req-1".into(),
-            ..create("idem")
+            ..idem()
         })
         .await
         .unwrap()
@@ -257,7 +263,7 @@ async fn agent_calls_streams_retries_quotas_and_cgroups() {
         let e = c
             .create_vm(CreateVmRequest {
                 request_id: id.into(),
-                ..create("idem")
+                ..idem()
             })
             .await
             .unwrap_err();

@@ -42,7 +42,7 @@ pub(super) enum Target {
     /// A new VM: its directory and cgroup are made here, and undone on failure.
     New,
     /// A new VM whose directory, disk, cgroup and VMM a warm VMM made (`warm_vmms`): the
-    /// VMM waits for the snapshot's state. Undone on failure like `New`.
+    /// VMM holds the snapshot's guest, paused. Undone on failure like `New`.
     Warm(ProcessId),
     /// The VM's existing directory (restore in place): its disk is already set aside.
     InPlace,
@@ -164,7 +164,9 @@ impl Manager {
                 self.connect_network(vm).await?;
                 self.vmm.start(&spec).await?
             }
-            (Some(dir), Target::Warm(process)) => self.load_warm_vmm(&spec, dir, process).await?,
+            (Some(dir), Target::Warm(process)) => {
+                self.resume_warm_vmm(vm, &spec, dir, process).await?
+            }
             (Some(dir), _) => self.vmm.restore(&spec, dir).await?,
         };
         undo.push(Undo::StopVmm(process));

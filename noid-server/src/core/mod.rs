@@ -44,6 +44,7 @@ mod time_limits;
 pub mod types;
 mod vm_disk;
 mod vms;
+mod warm_pool;
 mod warm_vmms;
 
 use std::collections::HashMap;
@@ -256,10 +257,15 @@ impl Manager {
     }
 
     fn agent(&self, vm: &VmRecord) -> Arc<dyn GuestAgent> {
+        self.agent_by_id(&vm.id)
+    }
+
+    /// The agent of the VM (or warm VMM) with id `id`.
+    fn agent_by_id(&self, id: &str) -> Arc<dyn GuestAgent> {
         let mut agents = self.agents.lock().expect("agents lock");
-        let agent = agents.entry(vm.id.clone()).or_insert_with(|| {
+        let agent = agents.entry(id.to_string()).or_insert_with(|| {
             self.connector.agent(
-                self.vmm.agent_endpoint(&self.layout.vm(&vm.id)),
+                self.vmm.agent_endpoint(&self.layout.vm(id)),
                 Duration::from_secs(self.limits.agent_timeout_secs),
             )
         });

@@ -164,7 +164,9 @@ impl Manager {
         };
         // A VM that will start from a boot snapshot takes a warm VMM's id with the VMM.
         let mut warm = match disk_bytes {
-            None if self.limits.boot_snapshots => self.take_warm_vmm(&image, cpus, memory_mib),
+            None if self.limits.boot_snapshots => {
+                self.take_warm_vmm(&image, cpus, memory_mib).await
+            }
             _ => None,
         };
         let record = VmRecord {

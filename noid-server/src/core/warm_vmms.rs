@@ -1,8 +1,13 @@
-//! Warm VMMs: for each boot snapshot that creates use, VMM processes started ahead of need
-//! and waiting for the snapshot's state (QEMU stopped with `-incoming defer`). A create of
-//! that shape takes one and starts its VM by loading the state into it, so the VMM's own
-//! start (about 40 ms of QEMU loading its libraries and building the machine) is off the
-//! create's path; a new one is started in the background at once.
+//! Warm VMMs: for each boot snapshot that creates use, VMMs started ahead of need with the
+//! snapshot loaded, run until the guest's agent answered, and paused. A create of that shape
+//! takes one and resumes it, so what a restore spends before the guest can take the VM's
+//! identity (QEMU's start, loading the device state, the guest's first greeting and answer,
+//! and under TCG translating the code they run) is off the create's path; a new one is
+//! started in the background at once, at a low CPU priority.
+//!
+//! Until a create takes it, the guest has the snapshot's identity, as every VM started from
+//! the snapshot has until the post-restore step: its TAP is off the bridge, and the create
+//! then hands it its clock, entropy, hostname and address as for any restore.
 //!
 //! A warm VMM is a VM-to-be: it has the id, directory, disk overlay, cgroup and TAP that its
 //! VM will have, and taking it hands those over. No record names it until then, so a crash
@@ -11,10 +16,8 @@
 //! file `warm-vmm` (`WARM_MARK`: "starting", then "ready") until a create takes it.
 //! `[vm] warm_vmms` sets how many wait for each boot snapshot (0: none).
 
-use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::Mutex;
 
 use super::error::io_error;
 use super::launch::Source;
@@ -23,19 +26,25 @@ use super::ports::vmm::BootSpec;
 use super::rollback::{Rollback, Undo};
 use super::vms::new_id;
 use super::{Manager, Result};
-use crate::core::model::{GuestNet, ProcessId};
+use crate::core::model::{GuestNet, ProcessId, VmRecord};
 use crate::network::{mac_for, tap_name};
+
+/// How long a warm guest's agent may take to answer its first call.
+const GREET_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The file that marks a warm VMM's directory: "starting" while its VMM starts, "ready" once
 /// it waits; removed when a create takes it.
 pub(super) const WARM_MARK: &str = "warm-vmm";
 
-/// The warm VMMs that wait, and the snapshots one is being started for.
-#[derive(Default)]
-pub(super) struct WarmVmms {
-    ready: Mutex<Vec<Warm>>,
-    filling: Mutex<HashSet<String>>,
-}
+/// The warm VMMs that wait, the ones being made, and the creates waiting for those.
+pub(super) type WarmVmms = super::warm_pool::Pool<Warm>;
+
+/// How many warm VMMs of one boot snapshot are made at once, at most: one for the pool, and
+/// one more while creates wait (so that back-to-back creates keep both CPUs busy).
+const MAKERS: usize = 2;
+
+/// How long a create waits for the warm VMM being made before it starts a VMM of its own.
+const WAIT_FOR_MAKING: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Which files a boot snapshot is: one made anew under the same key has other memory, which a
 /// VMM started for the old one has mapped.
@@ -57,31 +66,50 @@ pub(super) struct Warm {
     pub undo: Rollback,
 }
 
+impl super::warm_pool::Keyed for Warm {
+    fn key(&self) -> &str {
+        &self.key
+    }
+}
+
 impl Manager {
-    /// A warm VMM for a new VM of this shape, if one waits (still running, and started for
-    /// the snapshot there now); starts another in the background either way.
-    pub(super) fn take_warm_vmm(&self, image: &str, cpus: u32, memory_mib: u32) -> Option<Warm> {
+    /// A warm VMM for a new VM of this shape: one that is ready (still running, and made for
+    /// the snapshot there now), else the one being made, hurried and waited for (up to
+    /// `WAIT_FOR_MAKING`: its remaining work is what the create would do itself). Starts
+    /// making the next in the background either way.
+    pub(super) async fn take_warm_vmm(
+        &self,
+        image: &str,
+        cpus: u32,
+        memory_mib: u32,
+    ) -> Option<Warm> {
         if self.limits.warm_vmms == 0 || !self.vmm.can_wait_for_state() {
             return None;
         }
         let key = self.boot_snapshot_key(image, cpus, memory_mib);
         let current = snapshot_identity(&self.layout.boot_snapshot(&key))?;
-        let mut taken = None;
-        let mut stale = Vec::new();
-        {
-            let mut ready = self.warm_vmms.ready.lock().unwrap();
-            while let Some(i) = ready.iter().position(|w| w.key == key) {
-                let warm = ready.swap_remove(i);
-                if warm.snapshot == current && self.vmm.is_running(&warm.process) {
-                    taken = Some(warm);
-                    break;
-                }
-                stale.push(warm);
-            }
-        }
+        let usable = |w: &Warm| w.snapshot == current && self.vmm.is_running(&w.process);
+        let (taken, stale) = self.warm_vmms.take_ready(&key, usable);
         self.discard_warm_vmms(stale);
+        if taken.is_some() {
+            self.fill_warm_vmms(image, cpus, memory_mib);
+            return taken;
+        }
+        let waiting = self.warm_vmms.wait_for_making(&key);
+        // Another maker for this create, beside the one for the pool.
         self.fill_warm_vmms(image, cpus, memory_mib);
-        taken
+        let (made, processes) = waiting?;
+        for process in &processes {
+            self.vmm.set_normal_priority(process);
+        }
+        match tokio::time::timeout(WAIT_FOR_MAKING, made).await {
+            Ok(Ok(warm)) if usable(&warm) => Some(warm),
+            Ok(Ok(warm)) => {
+                self.discard_warm_vmms(vec![warm]);
+                None
+            }
+            _ => None,
+        }
     }
 
     /// At start-up, once reconciliation has removed what no record owns: starts warm VMMs
@@ -104,28 +132,22 @@ impl Manager {
 
     /// Puts back a warm VMM that a create took but did not use (its VM was refused).
     pub(super) fn give_back_warm_vmm(&self, warm: Warm) {
-        self.warm_vmms.ready.lock().unwrap().push(warm);
+        self.warm_vmms.put_back(warm);
     }
 
     /// Stops the warm VMMs of boot snapshot `key` (it is going), in the background.
     pub(super) fn drop_warm_vmms(&self, key: &str) {
-        let doomed = {
-            let mut ready = self.warm_vmms.ready.lock().unwrap();
-            let (doomed, kept) = std::mem::take(&mut *ready)
-                .into_iter()
-                .partition(|w| w.key == key);
-            *ready = kept;
-            doomed
-        };
+        let doomed = self.warm_vmms.remove_ready(|w| w.key == key);
         self.discard_warm_vmms(doomed);
     }
 
     /// Stops every warm VMM (the server is stopping: no create will take them). One still
     /// being started is left to the next start-up's reconciliation.
     pub async fn stop_warm_vmms(&self) {
-        let doomed = std::mem::take(&mut *self.warm_vmms.ready.lock().unwrap());
+        let doomed = self.warm_vmms.remove_ready(|_| true);
         for warm in doomed {
             warm.undo.run(self).await;
+            self.forget_agent(&warm.id);
         }
     }
 
@@ -137,41 +159,41 @@ impl Manager {
             for warm in doomed {
                 tracing::debug!("stopping warm VMM {} of {}", warm.id, warm.key);
                 warm.undo.run(&me).await;
+                me.forget_agent(&warm.id);
             }
         });
     }
 
-    /// Starts warm VMMs for the boot snapshot of this shape in the background until
-    /// `warm_vmms` wait, unless that is under way.
+    /// Makes warm VMMs for the boot snapshot of this shape in the background until
+    /// `warm_vmms` are ready and no create waits, unless that is under way.
     pub(super) fn fill_warm_vmms(&self, image: &str, cpus: u32, memory_mib: u32) {
+        if self.limits.warm_vmms == 0 || !self.vmm.can_wait_for_state() {
+            return;
+        }
         let key = self.boot_snapshot_key(image, cpus, memory_mib);
         let Some(me) = self.me.upgrade() else { return };
-        if !self.warm_vmms.filling.lock().unwrap().insert(key.clone()) {
+        if !self.warm_vmms.begin_making(&key, MAKERS) {
             return;
         }
         let image = image.to_string();
         tokio::spawn(async move {
-            loop {
-                let waiting = me
-                    .warm_vmms
-                    .ready
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .filter(|w| w.key == key)
-                    .count();
-                if waiting >= me.limits.warm_vmms as usize {
-                    break;
-                }
+            let mut made = None;
+            while me
+                .warm_vmms
+                .need_more(&key, me.limits.warm_vmms as usize, made)
+            {
                 match me.start_warm_vmm(&image, &key, cpus, memory_mib).await {
-                    Ok(warm) => me.warm_vmms.ready.lock().unwrap().push(warm),
+                    Ok(warm) => {
+                        made = Some(warm.process);
+                        me.warm_vmms.deliver(warm);
+                    }
                     Err(e) => {
                         tracing::warn!("cannot start a warm VMM for boot snapshot {key}: {e}");
-                        break;
+                        me.warm_vmms.abandon(&key);
+                        return;
                     }
                 }
             }
-            me.warm_vmms.filling.lock().unwrap().remove(&key);
         });
     }
 
@@ -191,7 +213,7 @@ impl Manager {
         let id = new_id();
         let mut undo = Rollback::default();
         let made = self
-            .make_warm_vmm(&id, image, &snap, cpus, memory_mib, &mut undo)
+            .make_warm_vmm(&id, image, key, cpus, memory_mib, &mut undo)
             .await;
         match made {
             Ok(process) => Ok(Warm {
@@ -203,6 +225,7 @@ impl Manager {
             }),
             Err(e) => {
                 undo.run(self).await;
+                self.forget_agent(&id);
                 Err(e)
             }
         }
@@ -212,11 +235,12 @@ impl Manager {
         &self,
         id: &str,
         image: &str,
-        snap: &Path,
+        key: &str,
         cpus: u32,
         memory_mib: u32,
         undo: &mut Rollback,
     ) -> Result<ProcessId> {
+        let snap = &self.layout.boot_snapshot(key);
         let dir = self.layout.vm(id);
         undo.push(Undo::RemoveCgroup(id.to_string()));
         std::fs::create_dir(&dir).map_err(|e| io_error("creating the VM directory", e))?;
@@ -261,26 +285,54 @@ impl Manager {
         };
         let process = self.vmm.start_waiting(&spec, snap).await?;
         undo.push(Undo::StopVmm(process));
+        if self.warm_vmms.started(key, process) {
+            // A create waits for it: it is no longer work ahead of need.
+            self.vmm.set_normal_priority(&process);
+        }
+        self.vmm.load_waiting(&spec, snap, &process).await?;
+        self.greet_warm_guest(id, &process).await?;
+        self.vmm.vm(&spec.dir).pause().await?;
         mark(&spec.dir, "ready")?;
         Ok(process)
     }
 
-    /// Loads the snapshot in `state_dir` into the warm VMM `process` started for `spec`'s VM.
-    /// A warm VMM that fails to load it is stopped and a new VMM restores the snapshot.
-    pub(super) async fn load_warm_vmm(
+    /// Waits until the agent of the warm VMM `id` answers over a connection that the VM will
+    /// keep using (a first connection can land in a session that ends under it: then again).
+    async fn greet_warm_guest(&self, id: &str, process: &ProcessId) -> Result<()> {
+        let mut last = None;
+        for _ in 0..3 {
+            match self.agent_by_id(id).health(GREET_WITHIN).await {
+                Ok(_) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+            self.forget_agent(id);
+            if !self.vmm.is_running(process) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Err(last.expect("an attempt was made").into())
+    }
+
+    /// Resumes the warm VMM `process` that `vm` took, at the normal CPU priority. One that
+    /// cannot be resumed is stopped, and a new VMM restores the snapshot in `state_dir`.
+    pub(super) async fn resume_warm_vmm(
         &self,
+        vm: &VmRecord,
         spec: &BootSpec,
         state_dir: &Path,
         process: ProcessId,
     ) -> Result<ProcessId> {
-        match self.vmm.load_waiting(spec, state_dir, &process).await {
+        self.vmm.set_normal_priority(&process);
+        match self.vmm.vm(&spec.dir).resume().await {
             Ok(()) => Ok(process),
             Err(e) => {
-                tracing::warn!("a warm VMM failed to load its snapshot ({e}): starting another");
+                tracing::warn!("a warm VMM could not be resumed ({e}): starting another");
                 let _ = self
                     .vmm
                     .stop(&process, std::time::Duration::from_secs(1))
                     .await;
+                self.forget_agent(&vm.id);
                 Ok(self.vmm.restore(spec, state_dir).await?)
             }
         }

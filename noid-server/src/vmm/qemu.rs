@@ -412,15 +412,18 @@ impl Vmm for QemuVmm {
         self.launch_for_state(spec, state_dir, WARM_NICE).await
     }
 
-    /// Gives QEMU's threads the normal priority back, then loads the state.
     async fn load_waiting(
         &self,
         spec: &BootSpec,
         state_dir: &Path,
         process: &ProcessId,
     ) -> Result<(), VmmError> {
-        process::set_nice(process.pid, 0);
+        let _ = process;
         super::qemu_snapshot::load(&Self::qmp_socket(&spec.dir), state_dir).await
+    }
+
+    fn set_normal_priority(&self, process: &ProcessId) {
+        process::set_nice(process.pid, 0);
     }
 
     fn find_process(&self, dir: &Path) -> Option<ProcessId> {

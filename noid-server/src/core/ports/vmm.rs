@@ -154,7 +154,8 @@ pub trait Vmm: Send + Sync {
     }
 
     /// Starts a VMM for `spec` that waits, with no guest running, for the state in
-    /// `state_dir` (a warm VMM): the slow part of `restore`, done before anyone asks.
+    /// `state_dir` (a warm VMM): the slow part of `restore`, done before anyone asks. It runs
+    /// at a low CPU priority until `set_normal_priority`.
     async fn start_waiting(
         &self,
         spec: &BootSpec,
@@ -167,8 +168,8 @@ pub trait Vmm: Send + Sync {
     }
 
     /// Loads the state in `state_dir` into the VMM `process` that `start_waiting` started
-    /// for `spec` with that state, and returns once the guest runs again. On failure the
-    /// process is left for the caller to stop.
+    /// for `spec` with that state, and returns once the guest runs again (still at the low
+    /// priority). On failure the process is left for the caller to stop.
     async fn load_waiting(
         &self,
         spec: &BootSpec,
@@ -179,6 +180,11 @@ pub trait Vmm: Send + Sync {
         Err(VmmError::Start(
             "this VMM cannot wait for a snapshot".into(),
         ))
+    }
+
+    /// Gives a VMM that `start_waiting` started the normal CPU priority.
+    fn set_normal_priority(&self, process: &ProcessId) {
+        let _ = process;
     }
 
     /// Removes what the VMM keeps for the VM whose directory is `dir` outside of it (a jail),
