@@ -32,8 +32,8 @@ use crate::network::{mac_for, tap_name};
 /// How long a warm guest's agent may take to answer its first call.
 const GREET_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// The file that marks a warm VMM's directory: "starting" while its VMM starts, "ready" once
-/// it waits; removed when a create takes it.
+/// The file that marks a warm VMM's directory: "starting" while it is made, "ready" once its
+/// guest waits, paused; removed when a create takes it.
 pub(super) const WARM_MARK: &str = "warm-vmm";
 
 /// The warm VMMs that wait, the ones being made, and the creates waiting for those.
@@ -55,7 +55,7 @@ fn snapshot_identity(snap: &Path) -> Option<SnapshotIdentity> {
     Some((m.dev(), m.ino(), m.mtime(), m.mtime_nsec()))
 }
 
-/// A VMM waiting for the state of one boot snapshot, with what its VM will have.
+/// A VMM holding the paused guest of one boot snapshot, with what its VM will have.
 pub(super) struct Warm {
     /// The id its VM takes: its directory, cgroup, TAP and MAC are named by it.
     pub id: String,
@@ -87,7 +87,11 @@ impl Manager {
             return None;
         }
         let key = self.boot_snapshot_key(image, cpus, memory_mib);
-        let current = snapshot_identity(&self.layout.boot_snapshot(&key))?;
+        let Some(current) = snapshot_identity(&self.layout.boot_snapshot(&key)) else {
+            // No snapshot (any more): what was made for one is of no use.
+            self.drop_warm_vmms(&key);
+            return None;
+        };
         let usable = |w: &Warm| w.snapshot == current && self.vmm.is_running(&w.process);
         let (taken, stale) = self.warm_vmms.take_ready(&key, usable);
         self.discard_warm_vmms(stale);
