@@ -53,12 +53,28 @@ impl Api {
     }
 }
 
+/// A WebSocket of the gateway.
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the gateway's WebSocket at `path` (with its query, if any) as the holder of `token`.
+async fn ws_open(base: &str, path: &str, token: &str) -> Ws {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{path}{sep}token={token}");
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+/// Types `line` into a console WebSocket and waits until `echo` comes back.
+async fn console_type(console: &mut Ws, line: &str, echo: &str) {
+    console
+        .send(Message::Binary(format!("{line}\n").into_bytes()))
+        .await
+        .unwrap();
+    ws_read_until(console, echo).await;
+}
+
 /// Reads a WebSocket exec to its end: stdout, stderr and the final JSON frame.
-async fn ws_exec_output(
-    ws: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-) -> (Vec<u8>, Vec<u8>, Value) {
+async fn ws_exec_output(ws: &mut Ws) -> (Vec<u8>, Vec<u8>, Value) {
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -78,12 +94,7 @@ async fn ws_exec_output(
     }
 }
 
-async fn ws_read_until(
-    ws: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-    needle: &str,
-) -> String {
+async fn ws_read_until(ws: &mut Ws, needle: &str) -> String {
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !String::from_utf8_lossy(&seen).contains(needle) {
@@ -438,36 +449,16 @@ async fn rest_and_websocket_gateway() {
 
     // WebSockets: the console (token in the query, as browsers must) and the logs.
     let ws_base = api.base.replacen("http://", "ws://", 1);
-    let (mut console, _) =
-        tokio_tungstenite::connect_async(format!("{ws_base}/console/web?token={}", api.token))
-            .await
-            .unwrap();
-    console
-        .send(Message::Binary(b"echo $((3*4))-ws\n".to_vec()))
-        .await
-        .unwrap();
-    ws_read_until(&mut console, "12-ws").await;
-    let (mut logs, _) = tokio_tungstenite::connect_async(format!(
-        "{ws_base}/logs/web?token={}&follow=true",
-        api.token
-    ))
-    .await
-    .unwrap();
+    let mut console = ws_open(&ws_base, "/console/web", &api.token).await;
+    console_type(&mut console, "echo $((3*4))-ws", "12-ws").await;
+    let mut logs = ws_open(&ws_base, "/logs/web?follow=true", &api.token).await;
     ws_read_until(&mut logs, "noid-agent").await;
     // The logs since a moment, each line with its time: what the console printed before it
     // is left out, what came after is there, stamped.
     let moment = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-    console
-        .send(Message::Binary(b"echo $((5*5))-late\n".to_vec()))
-        .await
-        .unwrap();
-    ws_read_until(&mut console, "25-late").await;
-    let (mut since, _) = tokio_tungstenite::connect_async(format!(
-        "{ws_base}/logs/web?token={}&since={moment}&timestamps=true",
-        api.token
-    ))
-    .await
-    .unwrap();
+    console_type(&mut console, "echo $((5*5))-late", "25-late").await;
+    let query = format!("/logs/web?since={moment}&timestamps=true");
+    let mut since = ws_open(&ws_base, &query, &api.token).await;
     let recent = ws_read_until(&mut since, "25-late").await;
     assert!(!recent.contains("12-ws"), "older output came: {recent}");
     for line in recent.lines().filter(|l| !l.trim().is_empty()) {
@@ -497,10 +488,7 @@ async fn rest_and_websocket_gateway() {
 
     // A streaming exec over a WebSocket: stdin in, stdout and stderr apart (bytes exact),
     // the exit status last.
-    let (mut ex, _) =
-        tokio_tungstenite::connect_async(format!("{ws_base}/exec/web?token={}", api.token))
-            .await
-            .unwrap();
+    let mut ex = ws_open(&ws_base, "/exec/web", &api.token).await;
     let start = json!({"command": ["sh", "-c", "read x; echo out:$x; echo err >&2; printf '\\377\\000'; exit 7"], "stdin": true});
     ex.send(Message::Text(start.to_string())).await.unwrap();
     ex.send(Message::Binary(b"\0hello\n".to_vec()))
@@ -511,10 +499,7 @@ async fn rest_and_websocket_gateway() {
     assert_eq!(stderr, b"err\n");
     assert_eq!(end["exit_code"], 7, "{end}");
     // With a terminal, resized while it runs.
-    let (mut ex, _) =
-        tokio_tungstenite::connect_async(format!("{ws_base}/exec/web?token={}", api.token))
-            .await
-            .unwrap();
+    let mut ex = ws_open(&ws_base, "/exec/web", &api.token).await;
     // (stty runs once its stdin has a line, which comes after the resize on the one stream)
     let start = json!({"command": ["sh", "-c", "read go; stty size"], "tty": true, "stdin": true, "rows": 10, "cols": 20});
     ex.send(Message::Text(start.to_string())).await.unwrap();
@@ -531,10 +516,7 @@ async fn rest_and_websocket_gateway() {
     );
     assert_eq!(end["exit_code"], 0, "{end}");
     // What makes no sense is refused with a JSON error.
-    let (mut ex, _) =
-        tokio_tungstenite::connect_async(format!("{ws_base}/exec/web?token={}", api.token))
-            .await
-            .unwrap();
+    let mut ex = ws_open(&ws_base, "/exec/web", &api.token).await;
     ex.send(Message::Text(r#"{"cmd": ["ls"]}"#.into()))
         .await
         .unwrap();

@@ -424,9 +424,7 @@ impl Server {
     pub fn warm_vmm_dirs(&self) -> Vec<PathBuf> {
         self.warm_vmm_dirs_in(true)
     }
-}
 
-impl Server {
     /// The ids of the warm VMMs, once every VM directory that `vm_ids` does not name is one:
     /// right after a create or a start of the server, one may still be starting. At most one
     /// waits for each boot snapshot.

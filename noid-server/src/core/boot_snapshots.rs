@@ -110,9 +110,7 @@ impl Manager {
         {
             if let Some(process) = warm {
                 // The snapshot went after the warm VMM was taken.
-                let _ = self.vmm.stop(&process, Duration::from_secs(1)).await;
-                let dir = self.layout.vm(&vm.id);
-                let _ = std::fs::remove_dir_all(&dir);
+                self.give_up_warm_vmm(&vm.id, process).await;
             }
             return Ok(false);
         }

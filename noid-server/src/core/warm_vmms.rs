@@ -148,11 +148,28 @@ impl Manager {
     /// Stops every warm VMM (the server is stopping: no create will take them). One still
     /// being started is left to the next start-up's reconciliation.
     pub async fn stop_warm_vmms(&self) {
-        let doomed = self.warm_vmms.remove_ready(|_| true);
-        for warm in doomed {
-            warm.undo.run(self).await;
-            self.forget_agent(&warm.id);
+        for warm in self.warm_vmms.remove_ready(|_| true) {
+            self.stop_warm_vmm(warm).await;
         }
+    }
+
+    /// Stops a warm VMM that no VM took, and removes what it had.
+    async fn stop_warm_vmm(&self, warm: Warm) {
+        tracing::debug!("stopping warm VMM {} of {}", warm.id, warm.key);
+        warm.undo.run(self).await;
+        self.forget_agent(&warm.id);
+    }
+
+    /// Stops the warm VMM `process` that the VM `id` took but boots instead of using (its
+    /// snapshot went meanwhile), and empties the directory for the boot; the cgroup and TAP
+    /// stay the VM's.
+    pub(super) async fn give_up_warm_vmm(&self, id: &str, process: ProcessId) {
+        let _ = self
+            .vmm
+            .stop(&process, std::time::Duration::from_secs(1))
+            .await;
+        self.forget_agent(id);
+        let _ = std::fs::remove_dir_all(self.layout.vm(id));
     }
 
     fn discard_warm_vmms(&self, doomed: Vec<Warm>) {
@@ -161,9 +178,7 @@ impl Manager {
         };
         tokio::spawn(async move {
             for warm in doomed {
-                tracing::debug!("stopping warm VMM {} of {}", warm.id, warm.key);
-                warm.undo.run(&me).await;
-                me.forget_agent(&warm.id);
+                me.stop_warm_vmm(warm).await;
             }
         });
     }
@@ -293,7 +308,7 @@ impl Manager {
             // A create waits for it: it is no longer work ahead of need.
             self.vmm.set_normal_priority(&process);
         }
-        self.vmm.load_waiting(&spec, snap, &process).await?;
+        self.vmm.load_waiting(&spec, snap).await?;
         self.greet_warm_guest(id, &process).await?;
         self.vmm.vm(&spec.dir).pause().await?;
         mark(&spec.dir, "ready")?;

@@ -389,7 +389,7 @@ impl Vmm for QemuVmm {
         let started = std::time::Instant::now();
         let id = self.launch_for_state(spec, state_dir, 0).await?;
         tracing::debug!("QEMU started for a restore in {:?}", started.elapsed());
-        let result = self.load_waiting(spec, state_dir, &id).await;
+        let result = self.load_waiting(spec, state_dir).await;
         tracing::debug!("QEMU restored in {:?}", started.elapsed());
         if let Err(e) = result {
             let _ = process::terminate(&id, std::time::Duration::from_secs(1)).await;
@@ -412,13 +412,7 @@ impl Vmm for QemuVmm {
         self.launch_for_state(spec, state_dir, WARM_NICE).await
     }
 
-    async fn load_waiting(
-        &self,
-        spec: &BootSpec,
-        state_dir: &Path,
-        process: &ProcessId,
-    ) -> Result<(), VmmError> {
-        let _ = process;
+    async fn load_waiting(&self, spec: &BootSpec, state_dir: &Path) -> Result<(), VmmError> {
         super::qemu_snapshot::load(&Self::qmp_socket(&spec.dir), state_dir).await
     }
 

@@ -167,16 +167,15 @@ pub trait Vmm: Send + Sync {
         ))
     }
 
-    /// Loads the state in `state_dir` into the VMM `process` that `start_waiting` started
-    /// for `spec` with that state, and returns once the guest runs again (still at the low
-    /// priority). On failure the process is left for the caller to stop.
+    /// Loads the state in `state_dir` into the VMM that `start_waiting` started for `spec`
+    /// with that state, and returns once the guest runs again (still at the low priority).
+    /// On failure the process is left for the caller to stop.
     async fn load_waiting(
         &self,
         spec: &BootSpec,
         state_dir: &std::path::Path,
-        process: &ProcessId,
     ) -> Result<(), VmmError> {
-        let _ = (spec, state_dir, process);
+        let _ = (spec, state_dir);
         Err(VmmError::Start(
             "this VMM cannot wait for a snapshot".into(),
         ))
